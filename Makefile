@@ -1,0 +1,45 @@
+# vcita Connect. `make run` serves the app; `make test` runs every test. Both set up what they need.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APP_STAMP := $(VENV)/.app-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+.PHONY: help run test lint format install-chromium clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(APP_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(APP_STAMP)
+
+run: $(APP_STAMP) ## Serve the app on http://localhost:5000 (on the built-in sandbox without credentials)
+	$(BIN)/python scripts/run.py
+
+test: $(DEV_STAMP) install-chromium ## Run every test (installs what they need)
+	$(BIN)/python -m pytest
+
+install-chromium: ## Install Debian's Chromium for the browser tests, when missing and possible
+	@scripts/install-chromium.sh
+
+lint: $(DEV_STAMP) ## Check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP) ## Format the code with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## Remove the virtualenv, caches and test artifacts (keeps instance/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts htmlcov .coverage
