@@ -1,0 +1,72 @@
+"""Serve the vcita sandbox on its own: `python -m app.sandbox [--host H] [--port P]`.
+
+Integrators can point their own client at it. Settings come from the environment (and
+`.env`), as described in README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from dotenv import load_dotenv
+
+from . import create_sandbox
+from .server import ServerThread
+from .settings import SandboxConfigError, secret_for_display
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, then serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app.sandbox",
+        description="Serve the vcita sandbox: a local emulator of vcita's OAuth 2.0 "
+        "authorize page, token and userinfo endpoints. Configured by SANDBOX_* "
+        "environment variables (see app/sandbox/README.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=5001, help="port to listen on")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    options = parser.parse_args(argv)
+    load_dotenv()
+    try:
+        sandbox = create_sandbox()
+    except SandboxConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    # `make run` stops its servers with SIGINT or SIGTERM; treat both as Ctrl+C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with ServerThread(sandbox, options.host, options.port, quiet=options.quiet) as server:
+        print(describe(server.url, sandbox.config), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("Stopping the vcita sandbox.", flush=True)
+    return 0
+
+
+def describe(url: str, config: dict) -> str:
+    """Say where the sandbox listens and which client it accepts."""
+    redirect_uris = "\n".join(f"    {uri}" for uri in config["SANDBOX_REDIRECT_URIS"])
+    lines = [
+        f"vcita sandbox — a local emulator, not vcita.com — on {url}",
+        f"  authorize:     {url}/app/oauth/authorize",
+        f"  token:         {url}/oauth/token",
+        f"  userinfo:      {url}/oauth/userinfo",
+        f"  client_id:     {config['SANDBOX_CLIENT_ID']}",
+        f"  client_secret: {secret_for_display(config['SANDBOX_CLIENT_SECRET'])}",
+        f"  redirect URIs (exact match):\n{redirect_uris}",
+        f"  trusted app (no consent page): {'yes' if config['SANDBOX_TRUSTED'] else 'no'}",
+        f"  codes live {config['SANDBOX_CODE_LIFETIME']:g} s",
+    ]
+    if config["SANDBOX_ISSUER"]:
+        lines.append(f"  iss (RFC 9207): {config['SANDBOX_ISSUER']}")
+    if config["SANDBOX_CONTROL"]:
+        lines.append(f"  control endpoints on: {url}/_sandbox/...")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

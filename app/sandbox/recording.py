@@ -1,0 +1,60 @@
+"""What the token and userinfo endpoints share: each request is recorded, then any fault applied.
+
+Recording happens as the request arrives, before any delay, so a test whose client gave
+up waiting can still see what the provider received.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, current_app, request
+
+from .state import SandboxState
+
+
+def sandbox_state() -> SandboxState:
+    """Return the running sandbox's state."""
+    return current_app.extensions["vcita_sandbox"]
+
+
+def serve_observed(endpoint: str, answer: Callable[[], Response]) -> Response:
+    """Record the request, answer it (through a fault, if one is set) and note the status."""
+    state = sandbox_state()
+    fault = state.take_fault(endpoint)
+    record = describe_request()
+    record["fault"] = fault.describe() if fault else None
+    state.record_request(endpoint, record)
+    response = fault.apply(answer) if fault else answer()
+    state.note_status(record, response.status_code)
+    return response
+
+
+def describe_request() -> dict[str, Any]:
+    """Return the current request as plain data: method, path, headers, parsed body."""
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query_string": request.query_string.decode("latin-1"),
+        "headers": dict(request.headers),
+        "content_type": request.headers.get("Content-Type"),
+        "body": parsed_body(),
+        "status": None,
+        "received_at": time.time(),
+    }
+
+
+def parsed_body() -> Any:
+    """Return the body as a JSON value, a form dict (repeated fields as lists) or text."""
+    raw = request.get_data(cache=True)
+    if request.is_json:
+        body = request.get_json(silent=True)
+        return raw.decode("utf-8", "replace") if body is None and raw.strip() != b"null" else body
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return {
+            name: values[0] if len(values) == 1 else values
+            for name, values in request.form.lists()
+        }
+    return raw.decode("utf-8", "replace")

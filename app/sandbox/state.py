@@ -1,0 +1,280 @@
+"""Everything the sandbox remembers while it runs, behind one lock.
+
+Pending authorization requests (between the authorize page and Allow/Deny), codes, access
+tokens, the requests the token and userinfo endpoints received, and injected faults.
+The app keeps one `SandboxState` on `app.extensions["vcita_sandbox"]`; tests of the client
+read it directly ("what did the provider receive?") when the sandbox runs in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .faults import Fault
+
+# How long a person may take on the login and consent pages.
+PENDING_LIFETIME = 600.0
+# Used and expired codes are remembered this long, so a replay is recognised and the
+# token issued for the code is revoked (RFC 6749 §4.1.2) rather than answered "unknown".
+SPENT_CODE_MEMORY = 600.0
+
+
+class InvalidGrant(Exception):
+    """The code cannot be exchanged (RFC 6749 §5.2 `invalid_grant`)."""
+
+
+@dataclass
+class PendingAuthorization:
+    """An authorize request waiting for the person to log in and decide."""
+
+    id: str
+    client_id: str
+    redirect_uri: str
+    # The raw bytes of `state`, echoed back exactly; None when the app sent none.
+    state: bytes | None
+    code_challenge: str | None
+    scope: str | None
+    started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class AuthorizationCode:
+    """A code: single use, short-lived, bound to client, redirect URI, person and PKCE."""
+
+    code: str
+    client_id: str
+    redirect_uri: str
+    staff_uid: str
+    code_challenge: str | None
+    expires_at: float
+    access_token: str | None = None
+
+
+@dataclass
+class AccessToken:
+    """A bearer token for one staff member, valid until revoked."""
+
+    access_token: str
+    client_id: str
+    staff_uid: str
+    created_at: int
+    revoked: bool = False
+
+
+class SandboxState:
+    """The sandbox's memory: thread-safe, one lock around every change."""
+
+    def __init__(self, code_lifetime: float) -> None:
+        self.code_lifetime = code_lifetime
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingAuthorization] = {}
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._tokens: dict[str, AccessToken] = {}
+        self._requests: dict[str, list[dict[str, Any]]] = {"token": [], "userinfo": []}
+        self._faults: dict[str, Fault] = {}
+
+    # --- Step 2: the authorize request, between the pages ---------------------------
+
+    def start_authorization(self, **request: Any) -> PendingAuthorization:
+        """Remember a valid authorize request under a fresh random id."""
+        pending = PendingAuthorization(id=secrets.token_urlsafe(24), **request)
+        with self._lock:
+            self._forget_stale(time.monotonic())
+            self._pending[pending.id] = pending
+        return pending
+
+    def pending_authorization(self, pending_id: object) -> PendingAuthorization | None:
+        """Return the pending request with this id, if it is still waiting."""
+        with self._lock:
+            pending = self._pending.get(pending_id) if isinstance(pending_id, str) else None
+            if pending and time.monotonic() - pending.started_at > PENDING_LIFETIME:
+                return None
+            return pending
+
+    def finish_authorization(self, pending_id: str) -> PendingAuthorization | None:
+        """Remove and return the pending request, so it is decided only once."""
+        with self._lock:
+            return self._pending.pop(pending_id, None)
+
+    def issue_code(self, pending: PendingAuthorization, staff_uid: str) -> str:
+        """Create a code for the approving staff member (guide step 2)."""
+        now = time.monotonic()
+        code = AuthorizationCode(
+            code=secrets.token_urlsafe(32),
+            client_id=pending.client_id,
+            redirect_uri=pending.redirect_uri,
+            staff_uid=staff_uid,
+            code_challenge=pending.code_challenge,
+            expires_at=now + self.code_lifetime,
+        )
+        with self._lock:
+            self._forget_stale(now)
+            self._codes[code.code] = code
+        return code.code
+
+    # --- Step 3: the code exchange ---------------------------------------------------
+
+    def redeem_code(
+        self, code: str, *, client_id: str, redirect_uri: str, code_verifier: str | None
+    ) -> AccessToken:
+        """Spend the code for a new access token, or raise InvalidGrant saying why."""
+        with self._lock:
+            grant = self._codes.get(code)
+            if grant is None:
+                raise InvalidGrant("The authorization code is unknown.")
+            if grant.access_token is not None:
+                # RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
+                first_token = self._tokens.get(grant.access_token)
+                if first_token is not None:
+                    first_token.revoked = True
+                raise InvalidGrant("The authorization code was already used.")
+            if time.monotonic() >= grant.expires_at:
+                raise InvalidGrant("The authorization code has expired.")
+            if not hmac.compare_digest(grant.client_id.encode(), client_id.encode()):
+                raise InvalidGrant("The authorization code was issued to another client.")
+            if grant.redirect_uri != redirect_uri:
+                # RFC 6749 §4.1.3: identical to the redirect_uri of the authorize request.
+                raise InvalidGrant("The redirect_uri does not match the authorization request.")
+            _check_pkce(grant.code_challenge, code_verifier)
+            token = AccessToken(
+                access_token=secrets.token_hex(32),
+                client_id=client_id,
+                staff_uid=grant.staff_uid,
+                created_at=int(time.time()),
+            )
+            grant.access_token = token.access_token
+            self._tokens[token.access_token] = token
+            return token
+
+    # --- Step 4: bearer tokens ---------------------------------------------------------
+
+    def token_owner(self, access_token: str) -> str | None:
+        """Return the staff uid of an active token, or None if unknown or revoked."""
+        with self._lock:
+            token = self._tokens.get(access_token)
+            return token.staff_uid if token and not token.revoked else None
+
+    def is_token_active(self, access_token: str) -> bool:
+        """Say whether the token would be accepted by userinfo."""
+        return self.token_owner(access_token) is not None
+
+    def revoke_all_tokens(self) -> int:
+        """Revoke every token, as when businesses remove the app; return how many."""
+        with self._lock:
+            active = [token for token in self._tokens.values() if not token.revoked]
+            for token in active:
+                token.revoked = True
+            return len(active)
+
+    # --- What the endpoints received ---------------------------------------------------
+
+    @property
+    def token_requests(self) -> list[dict[str, Any]]:
+        """Return a snapshot of the requests POST /oauth/token received, oldest first."""
+        return self.recorded_requests("token")
+
+    @property
+    def userinfo_requests(self) -> list[dict[str, Any]]:
+        """Return a snapshot of the requests GET /oauth/userinfo received, oldest first."""
+        return self.recorded_requests("userinfo")
+
+    def recorded_requests(self, endpoint: str) -> list[dict[str, Any]]:
+        """Return a snapshot of the requests one endpoint received."""
+        with self._lock:
+            return [dict(record) for record in self._requests[endpoint]]
+
+    def record_request(self, endpoint: str, record: dict[str, Any]) -> None:
+        """Keep a request as it arrived; its status is noted once answered."""
+        with self._lock:
+            self._requests[endpoint].append(record)
+
+    def note_status(self, record: dict[str, Any], status: int) -> None:
+        """Note the status a recorded request was answered with."""
+        with self._lock:
+            record["status"] = status
+
+    # --- Faults ------------------------------------------------------------------------
+
+    def set_fault(self, endpoint: str, **spec: Any) -> Fault:
+        """Inject a fault into "token" or "userinfo" (see app.sandbox.faults)."""
+        fault = Fault(endpoint, **spec)
+        with self._lock:
+            replaced = self._faults.get(endpoint)
+            self._faults[endpoint] = fault
+        if replaced:
+            replaced.cancelled.set()
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every fault, waking requests that are waiting in a delay."""
+        with self._lock:
+            faults, self._faults = list(self._faults.values()), {}
+        for fault in faults:
+            fault.cancelled.set()
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        """Return the fault for this request, counting it against `times`."""
+        with self._lock:
+            fault = self._faults.get(endpoint)
+            if fault is not None and fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    del self._faults[endpoint]
+            return fault
+
+    def reset(self) -> None:
+        """Forget everything: pending requests, codes, tokens, recordings and faults."""
+        self.clear_faults()
+        with self._lock:
+            self._pending.clear()
+            self._codes.clear()
+            self._tokens.clear()
+            for records in self._requests.values():
+                records.clear()
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop abandoned authorize requests and long-dead codes (lock held)."""
+        self._pending = {
+            pending_id: pending
+            for pending_id, pending in self._pending.items()
+            if now - pending.started_at <= PENDING_LIFETIME
+        }
+        self._codes = {
+            code: grant
+            for code, grant in self._codes.items()
+            if now <= grant.expires_at + SPENT_CODE_MEMORY
+        }
+
+
+def s256(code_verifier: str) -> str:
+    """Return BASE64URL(SHA256(verifier)) without padding (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _check_pkce(code_challenge: str | None, code_verifier: str | None) -> None:
+    """Raise InvalidGrant unless the verifier matches the challenge (RFC 7636 §4.6)."""
+    if code_challenge is None:
+        if code_verifier is not None:
+            # RFC 9700 §2.1.1: a verifier without a challenge is a PKCE downgrade attempt.
+            raise InvalidGrant("A code_verifier was sent but the authorization had no PKCE.")
+        return
+    if code_verifier is None:
+        raise InvalidGrant("The code_verifier is required: the authorization used PKCE.")
+    if not _is_code_verifier(code_verifier) or not hmac.compare_digest(
+        s256(code_verifier), code_challenge
+    ):
+        raise InvalidGrant("The code_verifier does not match the code_challenge.")
+
+
+def _is_code_verifier(value: str) -> bool:
+    """Check the RFC 7636 §4.1 form: 43-128 unreserved characters."""
+    unreserved = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    return 43 <= len(value) <= 128 and set(value) <= unreserved
