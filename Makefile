@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 APP_STAMP := $(VENV)/.app-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help run test lint format install-chromium clean
+.PHONY: help run serve test lint format install-chromium clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 
 run: $(APP_STAMP) ## Serve the app on http://localhost:5000 (on the built-in sandbox without credentials)
 	$(BIN)/python scripts/run.py
+
+serve: $(APP_STAMP) ## Serve the app under gunicorn (WEB_CONCURRENCY workers, GUNICORN_THREADS threads)
+	$(BIN)/python scripts/run.py --gunicorn
 
 test: $(DEV_STAMP) install-chromium ## Run every test (installs what they need)
 	$(BIN)/python -m pytest

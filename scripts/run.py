@@ -1,5 +1,7 @@
-"""Serve vcita Connect for `make run`: on the built-in sandbox unless vcita credentials are set.
+"""Serve vcita Connect: on the built-in sandbox unless vcita credentials are set.
 
+`make run` serves it with Flask's development server; `make serve` (`--gunicorn`) with
+gunicorn, as in production (workers and threads from WEB_CONCURRENCY, GUNICORN_THREADS).
 Reads .env like the app does. With no VCITA_CLIENT_ID (or with VCITA_SANDBOX=true) it
 starts the vcita sandbox as its own HTTP server on port 5001 beside the app on 5000.
 """
@@ -45,10 +47,16 @@ def main() -> int:
         )
         print(f"vcita sandbox: http://127.0.0.1:{SANDBOX_PORT}  (no vcita account needed)")
     flask = [sys.executable, "-m", "flask", "--app", "app"]
+    if "--gunicorn" in sys.argv:
+        server = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
+    else:
+        server = [*flask, "run", "--port", APP_PORT]
     try:
+        # Creates the schema, and in the sandbox the generated secrets, before any
+        # worker starts: workers then all share them.
         subprocess.run([*flask, "init-db"], cwd=ROOT, env=env, check=True)
         print(f"vcita Connect: http://localhost:{APP_PORT}")
-        app = subprocess.Popen([*flask, "run", "--port", APP_PORT], cwd=ROOT, env=env)
+        app = subprocess.Popen(server, cwd=ROOT, env=env)
         children.append(app)
         return app.wait()
     except (KeyboardInterrupt, subprocess.CalledProcessError):

@@ -1,0 +1,44 @@
+"""vcita Connect: connect a business to vcita with OAuth 2.0, the way vcita documents it.
+
+`create_app` reads like the table of contents of the app: settings, logs, token
+store, vcita client, security headers, pages, error pages.
+"""
+
+import os
+import sys
+
+from dotenv import load_dotenv
+from flask import Flask
+
+from . import errors, formatting, logs, security, vcita, views
+from .config import ConfigError, load_config
+from .store import token_store
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create the app from the environment, or from `test_config` alone in tests."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    if test_config is None:
+        # `flask run` loads .env itself; gunicorn and other servers do not.
+        load_dotenv()
+    environ = os.environ if test_config is None else test_config
+    try:
+        app.config.from_mapping(load_config(environ, app.instance_path))
+    except ConfigError as error:
+        print(error, file=sys.stderr)  # an exit code alone would say nothing
+        raise
+    app.config["TESTING"] = test_config is not None
+
+    logs.init_app(app)
+    token_store.init_app(app)
+    vcita.init_app(app)
+    security.init_app(app)
+    formatting.init_app(app)
+    app.register_blueprint(views.bp)
+    errors.init_app(app)
+    return app

@@ -1,0 +1,282 @@
+"""Read and validate every setting, from the environment, in one place.
+
+`load_config` returns the Flask config mapping or raises `ConfigError` naming every
+missing or malformed variable at once, so an operator fixes them in one go.
+`.env.example` documents each variable read here; a test keeps the two in sync.
+"""
+
+import ipaddress
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+VCITA_AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
+VCITA_TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
+VCITA_USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
+
+# What `make run` and `python -m app.sandbox` serve, and the client the sandbox registers
+# out of the box. Public demo values: they only ever unlock the local emulator.
+SANDBOX_URL = "http://127.0.0.1:5001"
+SANDBOX_CLIENT_ID = "vcita-connect-sandbox"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - public demo credential
+SANDBOX_REDIRECT_URI = "http://localhost:5000/callback"
+
+TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
+APP_ENVS = ("development", "production")
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+MIN_PRODUCTION_SECRET_BYTES = 32
+
+
+# gunicorn's "App failed to load" exit code: a worker exiting with it stops gunicorn
+# instead of being restarted in a loop.
+EXIT_CONFIG_ERROR = 4
+
+
+class ConfigError(SystemExit):
+    """The settings cannot run the app; the message names every problem.
+
+    A SystemExit, so that `flask run` and gunicorn stop with the message instead
+    of a traceback (create_app prints it).
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"vcita Connect cannot start. Fix these settings (see .env.example):\n{lines}"
+        )
+        self.code = EXIT_CONFIG_ERROR
+
+
+def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
+    """Return the app's settings read from `environ`, or raise ConfigError."""
+    reader = _Reader(environ)
+    sandbox = reader.flag("VCITA_SANDBOX")
+    app_env = reader.choice("APP_ENV", APP_ENVS, default="development")
+    sandbox_url = reader.url("VCITA_SANDBOX_URL", default=SANDBOX_URL)
+
+    def endpoint(name: str, vcita_default: str) -> str | None:
+        # In sandbox mode the vcita endpoints default to the same paths on the emulator.
+        path = urlsplit(vcita_default).path
+        return reader.url(name, default=f"{sandbox_url}{path}" if sandbox else vcita_default)
+
+    config = {
+        "APP_ENV": app_env,
+        "SANDBOX": sandbox,
+        "VCITA_SANDBOX_URL": sandbox_url,
+        "VCITA_CLIENT_ID": reader.required(
+            "VCITA_CLIENT_ID", sandbox_default=SANDBOX_CLIENT_ID, sandbox=sandbox
+        ),
+        "VCITA_CLIENT_SECRET": reader.required(
+            "VCITA_CLIENT_SECRET", sandbox_default=SANDBOX_CLIENT_SECRET, sandbox=sandbox
+        ),
+        "VCITA_REDIRECT_URI": reader.url(
+            "VCITA_REDIRECT_URI",
+            default=SANDBOX_REDIRECT_URI if sandbox else None,
+            sandbox_hint=not sandbox,
+        ),
+        "VCITA_AUTHORIZE_URL": endpoint("VCITA_AUTHORIZE_URL", VCITA_AUTHORIZE_URL),
+        "VCITA_TOKEN_URL": endpoint("VCITA_TOKEN_URL", VCITA_TOKEN_URL),
+        "VCITA_USERINFO_URL": endpoint("VCITA_USERINFO_URL", VCITA_USERINFO_URL),
+        "VCITA_TOKEN_AUTH_METHOD": reader.choice(
+            "VCITA_TOKEN_AUTH_METHOD", TOKEN_AUTH_METHODS, default="client_secret_json"
+        ),
+        "VCITA_SCOPE": reader.text("VCITA_SCOPE") or None,
+        "VCITA_USE_PKCE": reader.flag("VCITA_USE_PKCE"),
+        "VCITA_ISSUER": reader.text("VCITA_ISSUER") or None,
+        "DATABASE_URL": reader.database_url(
+            "DATABASE_URL", default=f"sqlite:///{Path(instance_path) / 'vcita_connect.db'}"
+        ),
+        "TRUSTED_PROXY_COUNT": reader.count("TRUSTED_PROXY_COUNT"),
+        "SHOW_FLOW_TRACE": reader.flag("SHOW_FLOW_TRACE"),
+    }
+    secret_key = reader.text("SECRET_KEY")
+    encryption_keys = reader.fernet_keys("TOKEN_ENCRYPTION_KEY")
+    if sandbox and not (secret_key and encryption_keys):
+        # The sandbox may run with no secrets configured: make them once and keep
+        # them in instance/, so sessions and stored tokens survive a restart.
+        generated = _sandbox_secrets(Path(instance_path))
+        secret_key = secret_key or generated["SECRET_KEY"]
+        encryption_keys = encryption_keys or [generated["TOKEN_ENCRYPTION_KEY"]]
+    if not secret_key:
+        reader.problem(
+            "SECRET_KEY is not set: generate one with `python -c "
+            "'import secrets; print(secrets.token_hex(32))'`"
+        )
+    if not encryption_keys and "TOKEN_ENCRYPTION_KEY" not in reader.reported:
+        reader.problem(
+            "TOKEN_ENCRYPTION_KEY is not set: generate one with `python -c "
+            "'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'`"
+        )
+    config["SECRET_KEY"] = secret_key
+    config["TOKEN_ENCRYPTION_KEYS"] = encryption_keys
+
+    config.update(_cookie_settings(production=app_env == "production"))
+
+    if app_env == "production":
+        _check_production(config, environ, reader)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+def _cookie_settings(production: bool) -> dict:
+    """Session cookie flags: HttpOnly always, Secure and __Host- in production.
+
+    SameSite=Lax, not Strict: vcita sends the person back with a cross-site
+    redirect, and a Strict cookie would not come along, losing the pending state.
+    """
+    return {
+        "SESSION_COOKIE_NAME": "__Host-vcita_connect" if production else "vcita_connect",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "SESSION_COOKIE_PATH": "/",  # required by the __Host- prefix
+        # Only /disconnect takes a body, and it is one small form field.
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+    }
+
+
+def _check_production(config: dict, environ: Mapping[str, str], reader: "_Reader") -> None:
+    """Refuse settings that are tolerable on a laptop but unsafe in production."""
+    if config["SANDBOX"]:
+        reader.problem("VCITA_SANDBOX must be off when APP_ENV=production")
+    for name in (
+        "VCITA_AUTHORIZE_URL",
+        "VCITA_TOKEN_URL",
+        "VCITA_USERINFO_URL",
+        "VCITA_REDIRECT_URI",
+    ):
+        url = config[name]
+        if url and urlsplit(url).scheme == "http" and not _is_loopback(url):
+            reader.problem(f"{name} must use https:// when APP_ENV=production")
+    if config["SECRET_KEY"] and len(config["SECRET_KEY"].encode()) < MIN_PRODUCTION_SECRET_BYTES:
+        reader.problem(
+            f"SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes when "
+            "APP_ENV=production"
+        )
+    for name in ("AUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_INSECURE_TRANSPORT"):
+        # Either switch lets OAuth libraries talk to vcita over plain HTTP.
+        if name in environ:
+            reader.problem(f"{name} must not be set when APP_ENV=production")
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _sandbox_secrets(instance_path: Path) -> dict:
+    """Return the sandbox's generated secrets, creating them on first use."""
+    path = instance_path / "sandbox-secrets.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        pass
+    generated = {
+        "SECRET_KEY": secrets.token_hex(32),
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    instance_path.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(generated, file)
+    return generated
+
+
+class _Reader:
+    """Read typed values from the environment, collecting every problem found."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.problems: list[str] = []
+        self.reported: set[str] = set()
+
+    def problem(self, message: str, name: str | None = None) -> None:
+        self.problems.append(message)
+        if name:
+            self.reported.add(name)
+
+    def text(self, name: str) -> str:
+        return self.environ.get(name, "").strip()
+
+    def flag(self, name: str) -> bool:
+        value = self.text(name).lower()
+        if value in TRUE_WORDS:
+            return True
+        if value not in FALSE_WORDS:
+            self.problem(f"{name} must be true or false, not {value!r}", name)
+        return False
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(name) or default
+        if value not in choices:
+            self.problem(f"{name} must be one of {', '.join(choices)}, not {value!r}", name)
+            return default
+        return value
+
+    def count(self, name: str) -> int:
+        value = self.text(name) or "0"
+        if not value.isdigit():
+            self.problem(f"{name} must be a whole number of 0 or more, not {value!r}", name)
+            return 0
+        return int(value)
+
+    def required(self, name: str, sandbox_default: str, sandbox: bool) -> str | None:
+        value = self.text(name)
+        if value:
+            return value
+        if sandbox:
+            return sandbox_default
+        self.problem(
+            f"{name} is not set (or set VCITA_SANDBOX=true to run on the built-in sandbox)", name
+        )
+        return None
+
+    def url(self, name: str, default: str | None, sandbox_hint: bool = False) -> str | None:
+        value = self.text(name) or default
+        if value is None:
+            hint = " (or set VCITA_SANDBOX=true to run on the built-in sandbox)"
+            self.problem(f"{name} is not set{hint if sandbox_hint else ''}", name)
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            self.problem(f"{name} must be an absolute http(s) URL without a #fragment", name)
+        return value
+
+    def database_url(self, name: str, default: str) -> str:
+        value = self.text(name) or default
+        try:
+            make_url(value)
+        except ArgumentError:
+            self.problem(f"{name} is not a valid SQLAlchemy database URL", name)
+        return value
+
+    def fernet_keys(self, name: str) -> list[str]:
+        # Several keys, newest first, separated by commas: old rows stay readable
+        # while they are re-encrypted with the newest key (key rotation).
+        keys = [key.strip() for key in self.text(name).split(",") if key.strip()]
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except ValueError:
+                self.problem(
+                    f"{name} key #{position} is not a Fernet key "
+                    "(32 url-safe base64-encoded bytes)",
+                    name,
+                )
+        return keys

@@ -1,0 +1,179 @@
+"""Error pages: what happened and what the person can do next, with a real status code.
+
+Every failure the flow can meet is mapped here once, so views raise and stay thin.
+No page ever shows a code, state, token, secret or a stack trace.
+"""
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from . import vcita
+from .store import StoreUnavailable
+
+
+class InvalidCallback(Exception):
+    """The callback's state is missing, unknown, expired, reused, or the answer is malformed."""
+
+
+class AccessDenied(Exception):
+    """The person pressed Deny on vcita's consent page."""
+
+
+class ProviderError(Exception):
+    """vcita sent the person back with an OAuth error other than access_denied."""
+
+
+@dataclass(frozen=True)
+class ErrorPage:
+    status: int
+    title: str
+    message: str
+    action: str  # "connect", "dashboard" or "home": where the one button leads
+
+
+PAGES = {
+    InvalidCallback: ErrorPage(
+        400,
+        "This sign-in link is no longer valid",
+        "It was already used, it expired after 10 minutes, or it was started in "
+        "another browser. Nothing was connected. Start again from here.",
+        "connect",
+    ),
+    AccessDenied: ErrorPage(
+        403,
+        "You didn't allow access",
+        "vcita Connect can only show your business details if you allow access on "
+        "vcita's page. Nothing was connected.",
+        "connect",
+    ),
+    ProviderError: ErrorPage(
+        502,
+        "vcita could not complete the approval",
+        "vcita sent you back without an approval. Nothing was connected; please try again.",
+        "connect",
+    ),
+    vcita.CodeRejected: ErrorPage(
+        400,
+        "The approval expired — vcita codes last 30 seconds",
+        "The one-time code vcita gave us expired or was already used before we could "
+        "redeem it. Nothing was connected; approving again takes a few seconds.",
+        "connect",
+    ),
+    vcita.ClientRejected: ErrorPage(
+        500,
+        "vcita Connect is not set up correctly",
+        "vcita did not accept this app's client credentials. The administrator should "
+        "check VCITA_CLIENT_ID and VCITA_CLIENT_SECRET. Nothing was connected.",
+        "home",
+    ),
+    vcita.VcitaRefused: ErrorPage(
+        502,
+        "vcita refused the request",
+        "vcita turned down a request this app made. Nothing was changed; try again, "
+        "and if it keeps happening, contact the administrator.",
+        "connect",
+    ),
+    vcita.AccessRevoked: ErrorPage(
+        502,
+        "vcita did not accept the new connection",
+        "vcita rejected the access it had just granted. Nothing was connected; please try again.",
+        "connect",
+    ),
+    vcita.VcitaUnavailable: ErrorPage(
+        502,
+        "vcita did not answer",
+        "vcita did not answer in time or sent something we could not read. "
+        "Nothing was changed. Please try again in a moment.",
+        "retry",
+    ),
+    StoreUnavailable: ErrorPage(
+        503,
+        "We can't save your connection right now",
+        "Our database is not answering. Nothing was connected. Please try again in a few minutes.",
+        "retry",
+    ),
+}
+
+HTTP_PAGES = {
+    403: ErrorPage(
+        403,
+        "This request was refused",
+        "The form was sent without its security token, perhaps from an old "
+        "page. Go back, reload the page and try again.",
+        "home",
+    ),
+    404: ErrorPage(404, "Page not found", "There is nothing at this address.", "home"),
+    405: ErrorPage(
+        405,
+        "That action isn't available here",
+        "This address does not accept that kind of request.",
+        "home",
+    ),
+    413: ErrorPage(413, "That request was too large", "Nothing was changed.", "home"),
+    500: ErrorPage(
+        500,
+        "Something went wrong on our side",
+        "The error was logged. Nothing was changed. Please try again.",
+        "home",
+    ),
+}
+DEFAULT_HTTP_PAGE = ErrorPage(
+    400, "That request could not be understood", "Nothing was changed.", "home"
+)
+
+
+def init_app(app: Flask) -> None:
+    """Answer each known failure with its page."""
+    for exception_class in PAGES:
+        app.register_error_handler(exception_class, render_failure)
+    app.register_error_handler(HTTPException, render_http_error)
+    app.register_error_handler(Exception, render_unexpected_error)
+
+
+def render_failure(error: Exception):
+    """Render the page for a failure of the flow, logging what happened."""
+    page = next(page for kind, page in PAGES.items() if isinstance(error, kind))
+    # The exception text names the failure ("token endpoint answered 500"), never a value.
+    current_app.logger.warning("%s on %s: %s", type(error).__name__, request.path, error)
+    response = render_error(page)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after:
+        response[2]["Retry-After"] = str(retry_after)
+    return response
+
+
+def render_http_error(error: HTTPException):
+    page = HTTP_PAGES.get(error.code, DEFAULT_HTTP_PAGE)
+    response = render_error(ErrorPage(error.code or 400, page.title, page.message, page.action))
+    if error.code == 405 and error.valid_methods:
+        response[2]["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def render_unexpected_error(error: Exception):
+    if isinstance(error, HTTPException):
+        return render_http_error(error)
+    current_app.logger.exception("Unexpected error on %s", request.path)
+    return render_error(HTTP_PAGES[500])
+
+
+def render_error(page: ErrorPage):
+    """Render one error page as (body, status, headers)."""
+    action_url, action_label = _action(page.action)
+    body = render_template(
+        "errors/error.html", page=page, action_url=action_url, action_label=action_label
+    )
+    return body, page.status, {}
+
+
+def _action(action: str) -> tuple[str, str]:
+    if action == "retry":
+        # Retrying a failed callback means approving again; a failed dashboard, reloading it.
+        if request.endpoint == "connect.dashboard":
+            return url_for("connect.dashboard"), "Try again"
+        return url_for("connect.start"), "Try again"
+    if action == "connect":
+        return url_for("connect.start"), "Connect vcita again"
+    return url_for("connect.index"), "Back to the start page"

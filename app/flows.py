@@ -1,0 +1,110 @@
+"""Pending connect flows, kept in the browser's signed Flask session.
+
+Each click on Connect starts a flow: a random `state` (RFC 6749 §10.12) that binds
+vcita's answer to this browser, plus what we must remember until vcita sends the
+person back (the PKCE verifier, where to go next). The session holds a small map of
+them, so two tabs can connect at once, and each expires after ten minutes.
+
+A signed cookie cannot forget: a copy taken before the callback still holds the
+state. So a state is also marked used in the token store, shared by every worker
+and instance, and a second callback with it is refused (RFC 9700 §4.7).
+"""
+
+import hmac
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app, session
+
+from .store import token_store
+
+SESSION_KEY = "pending_flows"
+FLOW_LIFETIME = timedelta(minutes=10)
+MAX_PENDING_FLOWS = 5  # a few tabs at once; bounded so the cookie stays small
+STATE_BYTES = 32  # 256 random bits; RFC 9700 asks for enough entropy to be unguessable
+
+
+@dataclass(frozen=True)
+class PendingFlow:
+    """One connect flow between the redirect to vcita and the callback."""
+
+    state: str
+    started_at: float
+    code_verifier: str | None = None
+    next_url: str | None = None
+
+    @property
+    def expired(self) -> bool:
+        return time.time() - self.started_at > FLOW_LIFETIME.total_seconds()
+
+
+def start_flow(next_url: str | None = None) -> PendingFlow:
+    """Create a flow for this browser and remember it in the session."""
+    use_pkce = current_app.config["VCITA_USE_PKCE"]
+    flow = PendingFlow(
+        state=secrets.token_urlsafe(STATE_BYTES),
+        started_at=time.time(),
+        # RFC 7636 §4.1: 43-128 characters; 64 random bytes give 86.
+        code_verifier=secrets.token_urlsafe(64) if use_pkce else None,
+        next_url=next_url,
+    )
+    flows = _live_flows()
+    flows[flow.state] = asdict(flow)
+    while len(flows) > MAX_PENDING_FLOWS:
+        oldest = min(flows, key=lambda state: flows[state]["started_at"])
+        del flows[oldest]
+    session[SESSION_KEY] = flows
+    return flow
+
+
+def consume_flow(state: str) -> PendingFlow | None:
+    """Take the flow that `state` names out of the session; None if it is not ours.
+
+    Unknown, expired and already used states all give None: the caller does not
+    need to know which, and must not exchange a code for any of them.
+    """
+    flows = session.get(SESSION_KEY)
+    if not state or not isinstance(flows, dict):
+        return None
+    match = None
+    for known in list(flows):
+        # Compare every entry in constant time rather than a dict lookup, so the
+        # response time tells nothing about how much of a guessed state was right.
+        if hmac.compare_digest(known.encode(), state.encode()):
+            match = known
+    if match is None:
+        return None
+    flow = _flow_from(flows.pop(match))
+    session[SESSION_KEY] = flows
+    if flow is None or flow.expired:
+        return None
+    expires_at = datetime.fromtimestamp(flow.started_at, UTC) + FLOW_LIFETIME
+    if not token_store.mark_state_used(flow.state, expires_at):
+        return None
+    return flow
+
+
+def pending_flows() -> dict:
+    """Return the session's unexpired flows, to carry over when the session rotates."""
+    return _live_flows()
+
+
+def _live_flows() -> dict:
+    flows = session.get(SESSION_KEY)
+    if not isinstance(flows, dict):
+        return {}
+    return {
+        state: data
+        for state, data in flows.items()
+        if (flow := _flow_from(data)) is not None and not flow.expired
+    }
+
+
+def _flow_from(data) -> PendingFlow | None:
+    """Read a flow back from the session, tolerating entries of an older shape."""
+    try:
+        return PendingFlow(**data)
+    except TypeError:
+        return None

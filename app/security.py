@@ -1,0 +1,82 @@
+"""What every response carries, and the CSRF token for the app's one form.
+
+Headers follow OWASP ASVS V3/V14 and RFC 9700 §4.2.4: no inline script, no framing,
+no sniffing, and no Referer that could carry a code or state to another site.
+"""
+
+import hmac
+import secrets
+
+from flask import Flask, abort, g, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+CSRF_SESSION_KEY = "csrf_token"
+CSRF_FORM_FIELD = "csrf_token"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def init_app(app: Flask) -> None:
+    """Trust exactly the configured proxies, and add security headers to every response."""
+    hops = app.config["TRUSTED_PROXY_COUNT"]
+    if hops:
+        # Only when the operator says how many proxies stand in front: otherwise a
+        # client could claim any host or scheme with X-Forwarded-* headers.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
+    app.after_request(add_security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
+
+
+def add_security_headers(response):
+    """Set the headers that keep pages, codes and tokens where they belong."""
+    policy = CONTENT_SECURITY_POLICY
+    if "csp_nonce" in g:
+        # A page that styles itself with vcita's brand colours allows its one <style>.
+        policy = policy.replace("style-src 'self'", f"style-src 'self' 'nonce-{g.csp_nonce}'")
+    response.headers.setdefault("Content-Security-Policy", policy)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.endpoint != "static":
+        # Pages show a business's data and carry one-time values: never cache them.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def csp_nonce() -> str:
+    """Return this response's CSP nonce, for the one <style> element a page may carry."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def csrf_token() -> str:
+    """Return this session's CSRF token, creating it on first use."""
+    if CSRF_SESSION_KEY not in session:
+        session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
+    return session[CSRF_SESSION_KEY]
+
+
+def require_csrf_token() -> None:
+    """Abort with 403 unless the posted form carries this session's CSRF token."""
+    expected = session.get(CSRF_SESSION_KEY)
+    sent = request.form.get(CSRF_FORM_FIELD, "")
+    if not expected or not hmac.compare_digest(expected.encode(), sent.encode()):
+        abort(403)

@@ -1,0 +1,12 @@
+"""gunicorn settings for `make serve`. Workers and threads come from the environment."""
+
+import os
+
+bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# A connect flow waits on vcita for up to ~13 s (the token timeout); leave room for it.
+timeout = 30
+accesslog = "-"
+# %(U)s is the path without its query string: a callback's query carries a code and state.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'

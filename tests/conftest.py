@@ -1,0 +1,97 @@
+"""Shared fixtures: the vcita sandbox as a real HTTP server, and the app pointed at it.
+
+The app reaches the sandbox only over HTTP on loopback, exactly as it reaches vcita.
+pytest-flask gives every test a `client` for the `app` fixture below.
+"""
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app import create_app
+from app.sandbox import create_sandbox
+from app.sandbox.server import ServerThread
+
+from .sandbox_person import SandboxPerson
+
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-client-secret-7463f1a2b9c0144b"
+REDIRECT_URI = "http://localhost/callback"  # the Flask test client's host
+
+
+@pytest.fixture(autouse=True)
+def _push_request_context():
+    """Replace pytest-flask's context around each test: every request gets its own `g`.
+
+    With one context pushed for the whole test, all test-client requests would share
+    one app context, and `g` would leak from one request into the next.
+    """
+    yield
+
+
+@pytest.fixture(scope="session")
+def vcita_server():
+    """The vcita sandbox, served on a free loopback port for the whole test run."""
+    sandbox = create_sandbox(
+        {
+            "SANDBOX_CLIENT_ID": CLIENT_ID,
+            "SANDBOX_CLIENT_SECRET": CLIENT_SECRET,
+            "SANDBOX_REDIRECT_URIS": REDIRECT_URI,
+            "SANDBOX_CONTROL": "true",
+            "SANDBOX_SECRET_KEY": "sandbox-test-secret",
+        }
+    )
+    with ServerThread(sandbox) as server:
+        server.sandbox = sandbox
+        yield server
+
+
+@pytest.fixture
+def vcita(vcita_server):
+    """The sandbox's recorded requests and fault switches, reset for each test."""
+    state = vcita_server.sandbox.extensions["vcita_sandbox"]
+    state.reset()
+    yield state
+    state.reset()
+
+
+@pytest.fixture
+def settings(vcita_server, tmp_path) -> dict:
+    """The environment the app under test starts from; tests may change it."""
+    return {
+        "VCITA_CLIENT_ID": CLIENT_ID,
+        "VCITA_CLIENT_SECRET": CLIENT_SECRET,
+        "VCITA_REDIRECT_URI": REDIRECT_URI,
+        "VCITA_AUTHORIZE_URL": f"{vcita_server.url}/app/oauth/authorize",
+        "VCITA_TOKEN_URL": f"{vcita_server.url}/oauth/token",
+        "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'connect.db'}",
+    }
+
+
+@pytest.fixture
+def app(settings, vcita):
+    app = create_app(settings)
+    yield app
+    app.extensions["token_store"].dispose()
+
+
+@pytest.fixture
+def person(vcita_server):
+    """A business owner who signs in to the sandbox and answers its consent page."""
+    with SandboxPerson(vcita_server.url) as person:
+        yield person
+
+
+@pytest.fixture
+def connect(client, person):
+    """Run the whole flow from Connect to the callback; return the callback's response."""
+
+    def connect(staff: str | None = None, allow: bool = True):
+        start = client.get("/connect")
+        assert start.status_code == 302
+        callback_url = person.approve(start.location, staff=staff, allow=allow)
+        return client.get(callback_url)
+
+    return connect

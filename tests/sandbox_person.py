@@ -1,0 +1,219 @@
+"""A scripted business owner for the sandbox: signs in, then allows or denies.
+
+Integrators can use it to drive the sandbox's authorize pages from their own tests or
+load scripts, over real HTTP, without a browser:
+
+    with SandboxPerson("http://127.0.0.1:5001") as person:
+        callback_url = person.approve(authorize_url, staff="Dana Levi")
+
+It fills the sandbox's own forms as a person would, and returns the URL the sandbox
+redirects back to (the client's callback with `code` and `state`, or with `error`).
+"""
+
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+MAX_PAGES = 6
+
+
+class SandboxPerson:
+    """One browser's worth of sandbox cookies, answering the sandbox's pages."""
+
+    def __init__(self, sandbox_url: str, timeout: float = 10):
+        self.sandbox_url = sandbox_url.rstrip("/")
+        self.timeout = timeout
+        self.browser = requests.Session()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self) -> None:
+        self.browser.close()
+
+    def approve(self, authorize_url: str, staff: str | None = None, allow: bool = True) -> str:
+        """Open `authorize_url`, sign in as `staff` (or the first one), allow or deny.
+
+        Return the URL the sandbox sends the browser back to.
+        """
+        response = self.browser.get(authorize_url, allow_redirects=False, timeout=self.timeout)
+        for _ in range(MAX_PAGES):
+            if response.is_redirect:
+                location = urljoin(response.url, response.headers["Location"])
+                if not self._is_sandbox(location):
+                    return location
+                response = self.browser.get(location, allow_redirects=False, timeout=self.timeout)
+                continue
+            if response.status_code != 200:
+                raise SandboxPageError(response.status_code, _text_of(response.text))
+            form = _form_to_answer(response.text, allow)
+            fields = form.filled(staff=staff, allow=allow)
+            response = self.browser.post(
+                urljoin(response.url, form.action or response.url),
+                data=fields,
+                allow_redirects=False,
+                timeout=self.timeout,
+            )
+        raise SandboxPageError(0, "the sandbox never sent the browser back")
+
+    def _is_sandbox(self, url: str) -> bool:
+        sandbox = urlsplit(self.sandbox_url)
+        target = urlsplit(url)
+        return (target.scheme, target.netloc) == (sandbox.scheme, sandbox.netloc)
+
+
+class SandboxPageError(Exception):
+    """The sandbox showed an error page instead of a form."""
+
+    def __init__(self, status: int, text: str):
+        super().__init__(f"sandbox page {status}: {text[:300]}")
+        self.status = status
+        self.text = text
+
+
+class _Form:
+    def __init__(self, action: str | None):
+        self.action = action
+        self.hidden: list[tuple[str, str]] = []
+        self.choices: dict[str, list[tuple[str, str]]] = {}  # name -> [(value, label)]
+        self.buttons: list[tuple[str | None, str | None, str]] = []  # (name, value, text)
+
+    def filled(self, staff: str | None, allow: bool) -> list[tuple[str, str]]:
+        """Return the fields a person would send: their staff member, then Allow or Deny."""
+        fields = list(self.hidden)
+        for name, options in self.choices.items():
+            chosen = options[0][0]
+            if staff is not None:
+                matches = [
+                    value
+                    for value, label in options
+                    if staff == value or staff.lower() in label.lower()
+                ]
+                if not matches:
+                    raise SandboxPageError(200, f"no staff member {staff!r} to choose")
+                chosen = matches[0]
+            fields.append((name, chosen))
+        wanted = "allow" if allow else "deny"
+        button = next(
+            (b for b in self.buttons if wanted in f"{b[1]} {b[2]}".lower()),
+            self.buttons[0] if self.buttons else None,
+        )
+        if button and button[0]:
+            fields.append((button[0], button[1] or ""))
+        return fields
+
+
+class _FormParser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.forms: list[_Form] = []
+        self._option: tuple[str, str] | None = None
+        self._select: str | None = None
+        self._button: list | None = None
+        self._label_for: str | None = None
+        self._labels: dict[str, str] = {}
+        self._radio_ids: list[tuple[str, str, str]] = []  # (name, value, id)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.forms.append(_Form(attrs.get("action")))
+        if not self.forms:
+            return
+        form = self.forms[-1]
+        if tag == "input":
+            kind = (attrs.get("type") or "text").lower()
+            name, value = attrs.get("name"), attrs.get("value", "")
+            if name and kind == "hidden":
+                form.hidden.append((name, value))
+            elif name and kind == "radio":
+                form.choices.setdefault(name, []).append((value, ""))
+                self._radio_ids.append((name, value, attrs.get("id", "")))
+            elif kind == "submit":
+                form.buttons.append((name, value, value))
+        elif tag == "select":
+            self._select = attrs.get("name")
+        elif tag == "option" and self._select:
+            self._option = (attrs.get("value", ""), "")
+        elif tag == "button":
+            self._button = [attrs.get("name"), attrs.get("value"), ""]
+        elif tag == "label":
+            self._label_for = attrs.get("for")
+
+    def handle_data(self, data):
+        if self._option is not None:
+            self._option = (self._option[0], self._option[1] + data)
+        if self._button is not None:
+            self._button[2] += data
+        if self._label_for:
+            self._labels[self._label_for] = self._labels.get(self._label_for, "") + data
+
+    def handle_endtag(self, tag):
+        if not self.forms:
+            return
+        form = self.forms[-1]
+        if tag == "option" and self._option is not None and self._select:
+            value, label = self._option
+            form.choices.setdefault(self._select, []).append((value or label.strip(), label))
+            self._option = None
+        elif tag == "select":
+            self._select = None
+        elif tag == "button" and self._button is not None:
+            form.buttons.append(tuple(self._button))
+            self._button = None
+        elif tag == "label":
+            self._label_for = None
+
+    def close(self):
+        super().close()
+        # Give radio buttons the text of their <label for=…>, so staff can be chosen by name.
+        for form in self.forms:
+            for name, options in form.choices.items():
+                form.choices[name] = [
+                    (
+                        value,
+                        label
+                        or next(
+                            (
+                                self._labels.get(i, "")
+                                for n, v, i in self._radio_ids
+                                if n == name and v == value
+                            ),
+                            "",
+                        ),
+                    )
+                    for value, label in options
+                ]
+
+
+def _form_to_answer(page: str, allow: bool) -> _Form:
+    """Return the page's form with an Allow (or Deny) button, else its only form."""
+    parser = _FormParser()
+    parser.feed(page)
+    parser.close()
+    forms = [form for form in parser.forms if form.buttons]
+    if not forms:
+        raise SandboxPageError(200, "the page has no form to answer: " + _text_of(page))
+    wanted = "allow" if allow else "deny"
+    for form in forms:
+        if any(wanted in f"{value} {text}".lower() for _, value, text in form.buttons):
+            return form
+    return forms[-1]
+
+
+def _text_of(page: str) -> str:
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts = []
+
+        def handle_data(self, data):
+            self.parts.append(data.strip())
+
+    text = Text()
+    text.feed(page)
+    return " ".join(part for part in text.parts if part)

@@ -1,0 +1,150 @@
+"""The app as a whole: start-up, every page's chrome and headers, the CLI, `make run`."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app import create_app
+
+from .sandbox_person import SandboxPerson
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def clean_environment(**extra) -> dict:
+    """The machine's environment without any vcita setting a developer may have exported."""
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VCITA_", "SANDBOX_", "SECRET_KEY", "TOKEN_", "DATABASE_URL"))
+    }
+    return {**keep, **extra}
+
+
+def test_sandbox_mode_says_so_on_every_page(settings, vcita, tmp_path):
+    app = create_app({"VCITA_SANDBOX": "true", "DATABASE_URL": settings["DATABASE_URL"]})
+    client = app.test_client()
+    for path in ("/", "/nowhere", "/callback?state=x&code=y"):
+        assert "Sandbox — not connected to vcita.com" in client.get(path).text
+    app.extensions["token_store"].dispose()
+
+
+def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(client):
+    assert "Sandbox" not in client.get("/").text
+
+
+@pytest.mark.parametrize("path", ["/", "/dashboard", "/connect", "/callback", "/missing"])
+def test_every_response_carries_the_security_headers(client, path):
+    response = client.get(path)
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_unknown_page_is_a_404_page_not_a_stack_trace(client):
+    response = client.get("/missing")
+    assert response.status_code == 404
+    assert "Page not found" in response.text
+    assert "Traceback" not in response.text
+
+
+def test_unexpected_error_is_a_500_page_without_details(app, client, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("internal detail 1234")
+
+    monkeypatch.setattr("app.views.flows.start_flow", explode)
+    response = client.get("/connect")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "internal detail 1234" not in response.text
+
+
+def test_init_db_command_creates_the_schema(app):
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0
+    assert app.extensions["token_store"].count_connections() == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "flask", "--app", "app", "run", "--port", "0"],
+        [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "app:create_app()"],
+    ],
+    ids=["flask", "gunicorn"],
+)
+def test_servers_refuse_to_start_without_credentials_or_sandbox_switch(tmp_path, command):
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=clean_environment(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "VCITA_CLIENT_ID is not set" in output
+    assert "Traceback" not in output
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up")
+
+
+def test_make_run_serves_a_complete_flow_on_the_sandbox(tmp_path):
+    app_port, sandbox_port = free_port(), free_port()
+    env = clean_environment(
+        PORT=str(app_port),
+        SANDBOX_PORT=str(sandbox_port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "scripts/run.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://localhost:{app_port}"
+        wait_for(f"{base}/")
+        with (
+            requests.Session() as browser,
+            SandboxPerson(f"http://127.0.0.1:{sandbox_port}") as person,
+        ):
+            landing = browser.get(f"{base}/")
+            assert "Sandbox — not connected to vcita.com" in landing.text
+            start = browser.get(f"{base}/connect", allow_redirects=False)
+            callback = person.approve(start.headers["Location"])
+            dashboard = browser.get(callback)
+            assert dashboard.url == f"{base}/dashboard"
+            assert dashboard.status_code == 200
+            assert "Connected to vcita" in dashboard.text
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=20)
+    assert "Traceback" not in output

@@ -1,0 +1,236 @@
+"""Step 3: /callback checks the state, exchanges the code once, and stores the connection."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from app import create_app, flows
+from app import vcita as vcita_client
+from app.views import CONNECTION_KEY
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
+
+
+def store(app):
+    return app.extensions["token_store"]
+
+
+def state_of(response) -> str:
+    return parse_qs(urlsplit(response.location).query)["state"][0]
+
+
+def test_allowing_access_connects_and_redirects_to_the_dashboard(app, client, connect, vcita):
+    response = connect()
+    assert response.status_code == 303
+    assert response.location == "/dashboard"
+    assert len(vcita.token_requests) == 1
+    assert store(app).count_connections() == 1
+    with client.session_transaction() as session:
+        connection = store(app).get_connection(session[CONNECTION_KEY])
+    assert connection.business_uid and connection.staff_uid
+    assert len(connection.access_token) == 64
+
+
+def test_token_request_is_vcitas_documented_json_body(connect, vcita):
+    connect()
+    request = vcita.token_requests[0]
+    assert request["method"] == "POST"
+    assert request["content_type"].startswith("application/json")
+    body = request["body"]
+    assert set(body) == {"grant_type", "code", "client_id", "client_secret", "redirect_uri"}
+    assert body["grant_type"] == "authorization_code"
+    assert body["client_id"] == CLIENT_ID
+    assert body["client_secret"] == CLIENT_SECRET
+    assert body["redirect_uri"] == REDIRECT_URI
+    assert "Authorization" not in request["headers"]
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "in_body", "basic"),
+    [
+        ("client_secret_post", "application/x-www-form-urlencoded", True, False),
+        ("client_secret_basic", "application/x-www-form-urlencoded", False, True),
+    ],
+)
+def test_other_client_auth_methods_also_connect(
+    settings, person, vcita, method, content_type, in_body, basic
+):
+    app = create_app({**settings, "VCITA_TOKEN_AUTH_METHOD": method})
+    client = app.test_client()
+    start = client.get("/connect")
+    response = client.get(person.approve(start.location))
+    assert response.status_code == 303
+    request = vcita.token_requests[0]
+    assert request["content_type"].startswith(content_type)
+    assert ("client_secret" in request["body"]) is in_body
+    assert request["headers"].get("Authorization", "").startswith("Basic ") is basic
+    app.extensions["token_store"].dispose()
+
+
+def test_denying_access_shows_a_page_and_makes_no_token_request(client, connect, vcita):
+    response = connect(allow=False)
+    assert response.status_code == 403
+    assert "You didn&#39;t allow access" in response.text
+    assert 'href="/connect"' in response.text
+    assert vcita.token_requests == []
+    with client.session_transaction() as session:
+        assert session.get(flows.SESSION_KEY) == {}
+
+
+def test_denial_with_a_foreign_state_is_an_invalid_link(client, vcita):
+    response = client.get("/callback?error=access_denied&state=not-ours")
+    assert response.status_code == 400
+    assert "This sign-in link is no longer valid" in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["code=abc", "code=abc&state=", "code=abc&state=forged-state-value"],
+    ids=["missing", "empty", "unknown"],
+)
+def test_callback_without_a_known_state_is_rejected_without_token_request(client, vcita, query):
+    client.get("/connect")
+    response = client.get(f"/callback?{query}")
+    assert response.status_code == 400
+    assert "This sign-in link is no longer valid" in response.text
+    assert "Start again" in response.text or "Connect vcita again" in response.text
+    assert vcita.token_requests == []
+
+
+def test_expired_state_is_rejected_without_token_request(client, person, vcita, monkeypatch):
+    callback = person.approve(client.get("/connect").location)
+    later = flows.time.time() + flows.FLOW_LIFETIME.total_seconds() + 1
+    monkeypatch.setattr(flows.time, "time", lambda: later)
+    response = client.get(callback)
+    assert response.status_code == 400
+    assert vcita.token_requests == []
+
+
+def test_code_is_exchanged_once_and_a_reload_is_rejected(client, person, vcita):
+    callback = person.approve(client.get("/connect").location)
+    assert client.get(callback).status_code == 303
+    reload = client.get(callback)
+    assert reload.status_code == 400
+    assert len(vcita.token_requests) == 1
+
+
+def test_replaying_the_callback_with_an_old_cookie_is_rejected(app, person, vcita):
+    browser = app.test_client()
+    callback = person.approve(browser.get("/connect").location)
+    copied = app.test_client()
+    cookie = browser.get_cookie("vcita_connect")
+    copied.set_cookie(cookie.key, cookie.value, domain="localhost")
+    assert browser.get(callback).status_code == 303
+    replay = copied.get(callback)
+    assert replay.status_code == 400
+    assert len(vcita.token_requests) == 1
+
+
+def test_state_is_consumed_before_the_exchange(client, person, vcita):
+    callback = person.approve(client.get("/connect").location)
+    vcita.set_fault("token", status=500, json={"error": "server_error"})
+    assert client.get(callback).status_code == 502
+    vcita.clear_faults()
+    assert client.get(callback).status_code == 400
+    assert len(vcita.token_requests) == 1
+
+
+def test_expired_code_shows_the_approval_expired_page(app, client, person, vcita):
+    callback = person.approve(client.get("/connect").location)
+    vcita.set_fault(
+        "token", status=400, json={"error": "invalid_grant", "error_description": "expired"}
+    )
+    response = client.get(callback)
+    assert response.status_code == 400
+    assert "The approval expired — vcita codes last 30 seconds" in response.text
+    assert 'href="/connect"' in response.text
+    assert store(app).count_connections() == 0
+
+
+def test_rejected_client_credentials_show_a_configuration_page_without_the_secret(
+    settings, person, vcita
+):
+    app = create_app({**settings, "VCITA_CLIENT_SECRET": "wrong-secret-3f9a"})
+    client = app.test_client()
+    response = client.get(person.approve(client.get("/connect").location))
+    assert response.status_code == 500
+    assert "not set up correctly" in response.text
+    assert "wrong-secret-3f9a" not in response.text
+    assert CLIENT_SECRET not in response.text
+    assert app.extensions["token_store"].count_connections() == 0
+    app.extensions["token_store"].dispose()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 500, "body": "oops", "content_type": "text/plain"},
+        {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
+        {"status": 200, "body": "not json", "content_type": "text/plain"},
+        {"status": 200, "json": {"token_type": "Bearer"}},
+        {"status": 200, "json": {"access_token": "a" * 64, "token_type": "mac"}},
+        {"status": 200, "json": ["not", "an", "object"]},
+    ],
+    ids=["500", "502-html", "not-json", "no-access-token", "not-bearer", "json-list"],
+)
+def test_broken_token_answers_show_vcita_did_not_answer(app, client, person, vcita, fault):
+    callback = person.approve(client.get("/connect").location)
+    vcita.set_fault("token", **fault)
+    response = client.get(callback)
+    assert response.status_code == 502
+    assert "vcita did not answer" in response.text
+    assert store(app).count_connections() == 0
+
+
+def test_token_endpoint_timeout_shows_vcita_did_not_answer(
+    app, client, person, vcita, monkeypatch
+):
+    monkeypatch.setattr(vcita_client, "EXCHANGE_TIMEOUT", (1, 0.2))
+    callback = person.approve(client.get("/connect").location)
+    vcita.set_fault("token", delay=1)
+    response = client.get(callback)
+    assert response.status_code == 502
+    assert "vcita did not answer" in response.text
+    assert store(app).count_connections() == 0
+
+
+def test_unreachable_token_endpoint_shows_vcita_did_not_answer(settings, person, vcita):
+    app = create_app({**settings, "VCITA_TOKEN_URL": "http://127.0.0.1:9/oauth/token"})
+    client = app.test_client()
+    response = client.get(person.approve(client.get("/connect").location))
+    assert response.status_code == 502
+    assert "vcita did not answer" in response.text
+    assert app.extensions["token_store"].count_connections() == 0
+    app.extensions["token_store"].dispose()
+
+
+def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vcita):
+    other_tab = state_of(client.get("/connect"))
+    this_tab = client.get("/connect")
+    with client.session_transaction() as session:
+        session["leftover"] = "from before connecting"
+    client.get(person.approve(this_tab.location))
+    with client.session_transaction() as session:
+        assert set(session) == {CONNECTION_KEY, flows.SESSION_KEY}
+        assert list(session[flows.SESSION_KEY]) == [other_tab]
+
+
+def test_second_tab_still_connects_after_the_first(client, person, vcita):
+    first = client.get("/connect")
+    second = client.get("/connect")
+    assert client.get(person.approve(first.location)).status_code == 303
+    assert client.get(person.approve(second.location)).status_code == 303
+    assert len(vcita.token_requests) == 2
+
+
+def test_connecting_again_replaces_the_stored_connection(app, connect):
+    connect()
+    connect()
+    assert store(app).count_connections() == 1
+
+
+def test_error_together_with_code_is_rejected(client, vcita):
+    state = state_of(client.get("/connect"))
+    response = client.get(f"/callback?error=access_denied&code=abc&state={state}")
+    assert response.status_code == 400
+    assert vcita.token_requests == []

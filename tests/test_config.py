@@ -1,0 +1,192 @@
+"""Settings: read from the environment, validated at start-up, documented in .env.example."""
+
+import re
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app import create_app
+from app.config import ConfigError, load_config
+from app.sandbox.settings import SETTING_NAMES as SANDBOX_SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "APP_ENV": "production",
+    "VCITA_CLIENT_ID": "client",
+    "VCITA_CLIENT_SECRET": "secret",
+    "VCITA_REDIRECT_URI": "https://connect.example.com/callback",
+    "SECRET_KEY": "k" * 32,
+    "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+}
+
+
+class RecordingEnviron(dict):
+    """An environment that remembers every variable the code asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def documented_variables() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+
+
+def variables_read_by_scripts() -> set[str]:
+    names = set()
+    for path in [ROOT / "gunicorn.conf.py", *ROOT.glob("scripts/*.py")]:
+        names |= set(re.findall(r"environ\.get\(\s*\"([A-Z_]+)\"", path.read_text()))
+    return names
+
+
+def test_env_example_documents_exactly_the_variables_the_code_reads(tmp_path):
+    environ = RecordingEnviron(PRODUCTION)
+    load_config(environ, str(tmp_path))
+    insecure_switches = {"AUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_INSECURE_TRANSPORT"}
+    read = (environ.read - insecure_switches) | set(SANDBOX_SETTINGS) | variables_read_by_scripts()
+    assert read == documented_variables()
+
+
+def test_every_documented_variable_has_a_comment():
+    # A comment may describe a group of variables listed right under it.
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line):
+            above = number - 1
+            while re.match(r"^[A-Z][A-Z0-9_]*=", lines[above]):
+                above -= 1
+            assert lines[above].startswith("#"), f"{line} has no comment above it"
+
+
+def test_missing_settings_are_all_named_in_one_error(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load_config({}, str(tmp_path))
+    message = str(raised.value)
+    for name in (
+        "VCITA_CLIENT_ID",
+        "VCITA_CLIENT_SECRET",
+        "VCITA_REDIRECT_URI",
+        "SECRET_KEY",
+        "TOKEN_ENCRYPTION_KEY",
+    ):
+        assert name in message
+    assert "VCITA_SANDBOX=true" in message
+
+
+def test_app_refuses_to_start_without_credentials_or_sandbox_switch(tmp_path):
+    with pytest.raises(SystemExit) as raised:
+        create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite"})
+    assert "VCITA_CLIENT_ID is not set" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [
+        ("VCITA_TOKEN_URL", "ftp://vcita.example/token", "VCITA_TOKEN_URL must be an absolute"),
+        ("VCITA_REDIRECT_URI", "/callback", "VCITA_REDIRECT_URI must be an absolute"),
+        ("VCITA_REDIRECT_URI", "https://a.example/cb#x", "VCITA_REDIRECT_URI must be an absolute"),
+        ("VCITA_TOKEN_AUTH_METHOD", "private_key_jwt", "VCITA_TOKEN_AUTH_METHOD must be one of"),
+        ("VCITA_USE_PKCE", "maybe", "VCITA_USE_PKCE must be true or false"),
+        ("TOKEN_ENCRYPTION_KEY", "not-a-key", "TOKEN_ENCRYPTION_KEY key #1 is not a Fernet key"),
+        ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be a whole number"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL is not a valid SQLAlchemy database URL"),
+        ("APP_ENV", "staging", "APP_ENV must be one of"),
+    ],
+)
+def test_malformed_setting_is_named(tmp_path, name, value, complaint):
+    with pytest.raises(ConfigError) as raised:
+        load_config({**PRODUCTION, "APP_ENV": "development", name: value}, str(tmp_path))
+    assert complaint in str(raised.value)
+
+
+def test_several_problems_are_reported_together(tmp_path):
+    environ = {**PRODUCTION, "VCITA_USE_PKCE": "maybe", "VCITA_TOKEN_URL": "nope"}
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ, str(tmp_path))
+    assert len(raised.value.problems) == 2
+
+
+def test_sandbox_mode_needs_no_settings_and_points_at_the_sandbox(tmp_path):
+    config = load_config({"VCITA_SANDBOX": "true"}, str(tmp_path))
+    assert config["VCITA_TOKEN_URL"] == "http://127.0.0.1:5001/oauth/token"
+    assert config["VCITA_AUTHORIZE_URL"] == "http://127.0.0.1:5001/app/oauth/authorize"
+    assert config["VCITA_USERINFO_URL"] == "http://127.0.0.1:5001/oauth/userinfo"
+    assert config["VCITA_REDIRECT_URI"] == "http://localhost:5000/callback"
+
+
+def test_sandbox_secrets_are_generated_once_and_kept(tmp_path):
+    first = load_config({"VCITA_SANDBOX": "true"}, str(tmp_path))
+    second = load_config({"VCITA_SANDBOX": "true"}, str(tmp_path))
+    assert len(first["SECRET_KEY"]) >= 32
+    assert first["SECRET_KEY"] == second["SECRET_KEY"]
+    assert first["TOKEN_ENCRYPTION_KEYS"] == second["TOKEN_ENCRYPTION_KEYS"]
+    assert (tmp_path / "sandbox-secrets.json").stat().st_mode & 0o077 == 0
+
+
+def test_vcita_defaults_are_the_documented_endpoints(tmp_path):
+    config = load_config(PRODUCTION, str(tmp_path))
+    assert config["VCITA_AUTHORIZE_URL"] == "https://app.vcita.com/app/oauth/authorize"
+    assert config["VCITA_TOKEN_URL"] == "https://api.vcita.biz/oauth/token"
+    assert config["VCITA_USERINFO_URL"] == "https://api.vcita.biz/oauth/userinfo"
+    assert config["VCITA_TOKEN_AUTH_METHOD"] == "client_secret_json"
+    assert config["VCITA_SCOPE"] is None
+
+
+def test_encryption_key_may_list_several_keys_newest_first(tmp_path):
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    config = load_config({**PRODUCTION, "TOKEN_ENCRYPTION_KEY": f"{new}, {old}"}, str(tmp_path))
+    assert config["TOKEN_ENCRYPTION_KEYS"] == [new, old]
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [
+        ({"VCITA_TOKEN_URL": "http://vcita.example/token"}, "VCITA_TOKEN_URL must use https://"),
+        (
+            {"VCITA_REDIRECT_URI": "http://connect.example.com/cb"},
+            "VCITA_REDIRECT_URI must use https://",
+        ),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 bytes"),
+        ({"VCITA_SANDBOX": "true"}, "VCITA_SANDBOX must be off"),
+        ({"AUTHLIB_INSECURE_TRANSPORT": "1"}, "AUTHLIB_INSECURE_TRANSPORT must not be set"),
+        ({"OAUTHLIB_INSECURE_TRANSPORT": "1"}, "OAUTHLIB_INSECURE_TRANSPORT must not be set"),
+    ],
+)
+def test_production_refuses_unsafe_settings(tmp_path, override, complaint):
+    with pytest.raises(ConfigError) as raised:
+        load_config({**PRODUCTION, **override}, str(tmp_path))
+    assert complaint in str(raised.value)
+
+
+def test_production_allows_http_on_loopback(tmp_path):
+    config = load_config(
+        {**PRODUCTION, "VCITA_TOKEN_URL": "http://127.0.0.1:9/token"}, str(tmp_path)
+    )
+    assert config["VCITA_TOKEN_URL"] == "http://127.0.0.1:9/token"
+
+
+def test_production_cookies_are_secure_with_host_prefix(tmp_path):
+    config = load_config(PRODUCTION, str(tmp_path))
+    assert config["SESSION_COOKIE_SECURE"] is True
+    assert config["SESSION_COOKIE_NAME"].startswith("__Host-")
+    assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_config_error_message_shows_no_secret_values(tmp_path):
+    secret = "super-secret-value-that-is-too-short"
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            {**PRODUCTION, "SECRET_KEY": secret[:10], "VCITA_CLIENT_SECRET": secret}, str(tmp_path)
+        )
+    assert secret[:10] not in str(raised.value)
+    assert secret not in str(raised.value)
