@@ -173,6 +173,9 @@ class _KeepAliveRequestHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
+    # Headers and body go out in separate writes; without TCP_NODELAY the body would wait
+    # for the client's delayed ACK (~40 ms) on every kept-alive response.
+    disable_nagle_algorithm = True
     server: _KeepAliveWSGIServer
 
     def run_wsgi(self) -> None:

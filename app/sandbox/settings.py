@@ -59,7 +59,12 @@ def load_settings(
         for name, value in (os.environ if environ is None else environ).items()
         if name in SETTING_NAMES
     }
-    source.update(overrides or {})
+    for name, value in (overrides or {}).items():
+        # An override of None unsets the variable: the default applies.
+        if value is None:
+            source.pop(name, None)
+        else:
+            source[name] = value
     problems: list[str] = []
     businesses_file = Path(source.get("SANDBOX_BUSINESSES_FILE") or DEFAULT_BUSINESSES_FILE)
     settings = {

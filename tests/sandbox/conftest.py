@@ -143,7 +143,7 @@ def new_code(approve: Callable[..., TestResponse]) -> Callable[..., str]:
     return new_code
 
 
-def token_body(code: str, **overrides: str | None) -> dict[str, str]:
+def token_body(code: str, /, **overrides: str | None) -> dict[str, str]:
     """Return vcita's documented token request body, with fields changed or removed (None)."""
     body = {
         "grant_type": "authorization_code",

@@ -1,0 +1,71 @@
+"""`python -m app.sandbox`: serve the sandbox on its own, for integrators' clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from app.sandbox.__main__ import describe
+from app.sandbox.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.sandbox", *args],
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_help_describes_the_options():
+    process = run_cli("--help")
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "--host" in out and "--port" in out and "vcita sandbox" in out
+
+
+def test_serves_until_interrupted_and_prints_what_it_accepts():
+    process = run_cli("--port", "0", "--quiet")
+    try:
+        first_line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", first_line).group(0)
+        with requests.Session() as http:
+            assert http.get(f"{url}/", timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    out = first_line + process.stdout.read()
+    err = process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+    assert process.returncode == 0, err
+    assert "client_id:     vcita-connect-sandbox" in out
+    assert "http://localhost:5000/callback" in out
+    assert "sandbox-client-secret (the public demo secret)" in out
+    assert out.endswith("Stopping the vcita sandbox.\n")
+
+
+def test_invalid_settings_stop_it_with_the_variable_named():
+    process = run_cli("--port", "0", env={"SANDBOX_CODE_LIFETIME": "never"})
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert "SANDBOX_CODE_LIFETIME" in err
+
+
+def test_a_custom_secret_is_never_printed():
+    settings = load_settings({}, {"SANDBOX_CLIENT_SECRET": "my-real-secret-123"})
+    text = describe("http://127.0.0.1:5001", settings)
+    assert "my-real-secret-123" not in text
+    assert "not shown" in text
