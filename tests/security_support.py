@@ -1,0 +1,93 @@
+"""What the security tests share: reading a flow's values, the session, and a page's links."""
+
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Flask
+from itsdangerous import BadSignature
+
+from app import flows
+from app.views import CONNECTION_KEY
+
+EVIL = "evil.example"
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    """Return a URL's query parameters, each with every value it carries."""
+    return parse_qs(urlsplit(url).query, keep_blank_values=True)
+
+
+def state_of(url: str) -> str:
+    return query_of(url)["state"][0]
+
+
+def code_of(url: str) -> str:
+    return query_of(url)["code"][0]
+
+
+def path_and_query(url: str) -> str:
+    """Return `/callback?code=…` from a full callback URL, to send to another host."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def decode_session(app: Flask, cookie_value: str) -> dict:
+    """Read a session cookie the way the app does, with its secret key."""
+    serializer = app.session_interface.get_signing_serializer(app)
+    try:
+        return serializer.loads(cookie_value)
+    except BadSignature:
+        return {}
+
+
+def session_cookie(client) -> str | None:
+    cookie = client.get_cookie("vcita_connect")
+    return cookie.value if cookie else None
+
+
+def pending_flows(app: Flask, client) -> dict:
+    return decode_session(app, session_cookie(client)).get(flows.SESSION_KEY, {})
+
+
+def stored_token(app: Flask, client) -> str:
+    """Return the access token stored for this browser's connection."""
+    connection_id = decode_session(app, session_cookie(client))[CONNECTION_KEY]
+    return app.extensions["token_store"].get_connection(connection_id).access_token
+
+
+class Links(HTMLParser):
+    """Every URL a page loads or links to, and every inline script or handler it carries."""
+
+    URL_ATTRIBUTES = ("src", "href", "action", "srcset", "poster", "data", "formaction")
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.urls: list[tuple[str, str, str]] = []  # (tag, attribute, url)
+        self.inline_scripts = 0
+        self.event_handlers: list[str] = []
+        self.inline_styles: list[str] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in self.URL_ATTRIBUTES:
+            if attrs.get(name) is not None:
+                self.urls.append((tag, name, attrs[name]))
+        if tag == "script" and not attrs.get("src"):
+            self.inline_scripts += 1
+        self.event_handlers += [name for name in attrs if name.startswith("on")]
+        if "style" in attrs:
+            self.inline_styles.append(attrs["style"])
+
+    def foreign_urls(self) -> list[str]:
+        """Return the URLs that point anywhere but this site's own paths."""
+        return [url for _, _, url in self.urls if not is_same_origin_path(url)]
+
+
+def is_same_origin_path(url: str) -> bool:
+    """Say whether a URL is a path on this site (or a fragment), never another origin."""
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return False
+    return url.startswith(("/", "#")) and not url.startswith(("//", "/\\"))
