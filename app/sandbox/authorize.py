@@ -116,7 +116,8 @@ def next_step(pending: PendingAuthorization) -> Response | str:
         return render_login(pending)
     if current_app.config["SANDBOX_TRUSTED"]:
         # vcita skips the permission dialog for apps configured as Trusted.
-        sandbox_state().finish_authorization(pending.id)
+        if sandbox_state().finish_authorization(pending.id) is None:
+            raise AuthorizeRefusal("This request was already answered. Start again from the app.")
         return approve(pending, member)
     return render_consent(pending, member)
 

@@ -79,6 +79,8 @@ class SandboxState:
         self._tokens: dict[str, AccessToken] = {}
         self._requests: dict[str, list[dict[str, Any]]] = {"token": [], "userinfo": []}
         self._faults: dict[str, Fault] = {}
+        # Every fault set since the last clear, used up or not: clearing wakes their delays.
+        self._faults_set: list[Fault] = []
 
     # --- Step 2: the authorize request, between the pages ---------------------------
 
@@ -206,16 +208,15 @@ class SandboxState:
         """Inject a fault into "token" or "userinfo" (see app.sandbox.faults)."""
         fault = Fault(endpoint, **spec)
         with self._lock:
-            replaced = self._faults.get(endpoint)
             self._faults[endpoint] = fault
-        if replaced:
-            replaced.cancelled.set()
+            self._faults_set.append(fault)
         return fault
 
     def clear_faults(self) -> None:
         """Remove every fault, waking requests that are waiting in a delay."""
         with self._lock:
-            faults, self._faults = list(self._faults.values()), {}
+            faults, self._faults_set = self._faults_set, []
+            self._faults = {}
         for fault in faults:
             fault.cancelled.set()
 

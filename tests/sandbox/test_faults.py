@@ -202,10 +202,16 @@ def test_server_keeps_serving_after_a_reset(served_sandbox, state):
         assert http.get(f"{served_sandbox.url}/oauth/userinfo", timeout=5).status_code == 401
 
 
-def test_client_timeout_during_delay_is_still_recorded(served_sandbox, new_code, state):
+@pytest.mark.parametrize("times", [None, 1])
+def test_client_timeout_during_delay_is_still_recorded(served_sandbox, new_code, state, times):
     code = new_code()
-    state.set_fault("token", delay=5)
+    state.set_fault("token", delay=30, **({"times": times} if times else {}))
     with requests.Session() as http, pytest.raises(requests.Timeout):
         http.post(f"{served_sandbox.url}/oauth/token", json=token_body(code), timeout=0.2)
     assert state.token_requests[-1]["body"]["code"] == code
-    state.clear_faults()  # wakes the sleeping request, so the server stops promptly
+    assert state.token_requests[-1]["status"] is None  # still waiting
+    state.clear_faults()  # wakes the waiting request, even a fault already used up
+    deadline = time.monotonic() + 2
+    while state.token_requests[-1]["status"] is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert state.token_requests[-1]["status"] == 200

@@ -289,3 +289,10 @@ def test_every_token_request_is_recorded_with_its_status(browser, new_code, stat
     assert second["body"] == token_body(code)
     assert second["headers"]["X-Trace"] == "2"
     assert second["status"] == 400
+
+
+def test_parameters_in_the_url_query_are_ignored(browser, new_code):
+    # RFC 6749 §3.2 and §2.3.1: parameters and credentials travel in the body, not the URI.
+    query = "&".join(f"{name}={value}" for name, value in token_body(new_code()).items())
+    response = browser.post(f"/oauth/token?{query}")
+    assert_error(response, 400, "invalid_request")
