@@ -59,6 +59,17 @@ class Links(HTMLParser):
     """Every URL a page loads or links to, and every inline script or handler it carries."""
 
     URL_ATTRIBUTES = ("src", "href", "action", "srcset", "poster", "data", "formaction")
+    LOADING_TAGS = (
+        "link",
+        "img",
+        "script",
+        "iframe",
+        "source",
+        "video",
+        "audio",
+        "embed",
+        "object",
+    )
 
     def __init__(self, page: str):
         super().__init__()
@@ -79,6 +90,21 @@ class Links(HTMLParser):
         self.event_handlers += [name for name in attrs if name.startswith("on")]
         if "style" in attrs:
             self.inline_styles.append(attrs["style"])
+
+    def loaded_urls(self) -> list[str]:
+        """Return the URLs the browser fetches by itself: stylesheets, icons, images, scripts."""
+        loading = (
+            "link",
+            "img",
+            "script",
+            "iframe",
+            "source",
+            "video",
+            "audio",
+            "embed",
+            "object",
+        )
+        return [url for tag, _, url in self.urls if tag in loading]
 
     def foreign_urls(self) -> list[str]:
         """Return the URLs that point anywhere but this site's own paths."""
