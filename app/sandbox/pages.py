@@ -40,7 +40,7 @@ def init_app(app: Flask) -> None:
     app.after_request(add_security_headers)
 
 
-def http_error(error: HTTPException) -> tuple[Response | str, int]:
+def http_error(error: HTTPException) -> tuple[Response, int]:
     """Answer an HTTP error as JSON on API paths and as a page elsewhere."""
     code = error.code or 500
     if request.path.startswith(API_PATHS):
