@@ -4,7 +4,7 @@ Every failure the flow can meet is mapped here once, so views raise and stay thi
 No page ever shows a code, state, token, secret or a stack trace.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import Flask, current_app, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -135,10 +135,14 @@ def init_app(app: Flask) -> None:
 def render_failure(error: Exception):
     """Render the page for a failure of the flow, logging what happened."""
     page = next(page for kind, page in PAGES.items() if isinstance(error, kind))
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after:
+        # vcita throttled us (429) and said for how long: until then this app cannot
+        # serve the page, which is a 503, the status Retry-After goes with (RFC 9110 §10.2.3).
+        page = replace(page, status=503)
     # The exception text names the failure ("token endpoint answered 500"), never a value.
     current_app.logger.warning("%s on %s: %s", type(error).__name__, request.path, error)
     response = render_error(page)
-    retry_after = getattr(error, "retry_after", None)
     if retry_after:
         response[2]["Retry-After"] = str(retry_after)
     return response

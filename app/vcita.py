@@ -6,6 +6,7 @@ of the `VcitaError` classes below, so views never see a transport or Authlib err
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,9 @@ from . import trace
 # well inside that: a late answer is useless, and the user can simply try again.
 EXCHANGE_TIMEOUT = (3.05, 10)
 API_TIMEOUT = (3.05, 10)
+# RFC 6749 Appendix A.12: access-token = 1*VSCHAR. Anything else (a line break, a lone
+# surrogate) could not be sent back in an Authorization header, nor stored.
+ACCESS_TOKEN = re.compile(r"[\x20-\x7e]+")
 
 
 class VcitaError(Exception):
@@ -134,6 +138,8 @@ def fetch_userinfo(token: AccessToken) -> dict:
         raise VcitaUnavailable(
             f"userinfo answered HTTP {response.status_code} without the documented JSON object"
         )
+    if not _is_unicode(userinfo):
+        raise VcitaUnavailable("userinfo answered strings that are not valid Unicode")
     return userinfo
 
 
@@ -192,12 +198,25 @@ def _retry_after(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def _is_unicode(value) -> bool:
+    """Say whether JSON text holds only real characters: it can then be stored and shown.
+
+    JSON may escape a lone surrogate ("\\ud800"), which no UTF-8 page or database
+    accepts (RFC 8259 §8.2).
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _access_token_from(token: dict) -> AccessToken:
     """Check the token response has vcita's documented shape, and read it."""
     access_token = token.get("access_token")
     token_type = token.get("token_type")
-    if not isinstance(access_token, str) or not access_token:
-        raise VcitaUnavailable("token response has no access_token")
+    if not isinstance(access_token, str) or not ACCESS_TOKEN.fullmatch(access_token):
+        raise VcitaUnavailable("token response has no valid access_token")
     # vcita's OpenAPI says "Bearer", its guide "bearer": RFC 6749 §5.1 makes it
     # case-insensitive.
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
