@@ -11,6 +11,7 @@ from app import create_app
 from app.sandbox import create_sandbox
 from app.sandbox.server import ServerThread
 
+from . import postgres
 from .sandbox_person import SandboxPerson
 
 CLIENT_ID = "test-client"
@@ -55,7 +56,19 @@ def vcita(vcita_server):
 
 
 @pytest.fixture
-def settings(vcita_server, tmp_path) -> dict:
+def empty_database_url(tmp_path):
+    """An empty database for one test: a SQLite file, or, when DATABASE_URL names a
+    PostgreSQL server (`make test-postgres`), a new database there, dropped afterwards."""
+    server = postgres.server_url()
+    if server is None:
+        yield f"sqlite:///{tmp_path / 'connect.db'}"
+        return
+    with postgres.fresh_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(vcita_server, empty_database_url) -> dict:
     """The environment the app under test starts from; tests may change it."""
     return {
         "VCITA_CLIENT_ID": CLIENT_ID,
@@ -66,7 +79,7 @@ def settings(vcita_server, tmp_path) -> dict:
         "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'connect.db'}",
+        "DATABASE_URL": empty_database_url,
     }
 
 
