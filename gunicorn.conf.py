@@ -7,6 +7,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A connect flow waits on vcita for up to ~13 s (the token timeout); leave room for it.
 timeout = 30
+# gunicorn's control socket has one path per user ($HOME/.gunicorn/gunicorn.ctl): two
+# instances on one machine would take it from each other, and nothing here uses it.
+control_socket_disable = True
 accesslog = "-"
 # %(U)s is the path without its query string: a callback's query carries a code and state.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'

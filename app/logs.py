@@ -8,6 +8,7 @@ and query strings are cut from access-log lines, where a callback URL would carr
 import logging
 import re
 import secrets
+from collections.abc import Mapping
 
 from flask import Flask, g, has_request_context
 
@@ -28,7 +29,12 @@ class QueryStringFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = QUERY_STRING.sub("?…", str(record.msg))
-        if record.args:
+        if isinstance(record.args, Mapping):
+            # gunicorn passes its access-log atoms as one mapping (%(U)s style).
+            for name, value in record.args.items():
+                if isinstance(value, str):
+                    record.args[name] = QUERY_STRING.sub("?…", value)
+        elif record.args:
             record.args = tuple(
                 QUERY_STRING.sub("?…", arg) if isinstance(arg, str) else arg for arg in record.args
             )
