@@ -1,0 +1,293 @@
+"""Nothing secret is logged (RFC 9700 §4.2, OWASP ASVS V16): not by the app, not in access logs.
+
+The app is served over real HTTP with Werkzeug's request logging on, so the access log
+is the one an operator would read. Every record written while the app serves the flow
+is kept: the app's own lines, Werkzeug's access log, and any library logging at DEBUG.
+"""
+
+import io
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from app import create_app
+from app import vcita as vcita_client
+from app.sandbox.server import ServerThread
+
+from .security_support import (
+    decode_session,
+    path_and_query,
+    query_of,
+    state_of,
+)
+
+REQUEST_ID_LINE = re.compile(r" \[[0-9a-f]{12}\] ")
+KNOWN_TOKEN = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f"
+
+
+class LogRecorder(logging.Handler):
+    """Keep the records written at the app's start and on the threads serving it.
+
+    Not the test's HTTP client's records: that is the browser's log, not the app's.
+    """
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.app_port: int | None = None
+        self.records: list[logging.LogRecord] = []
+        self.formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        on_app_thread = record.threadName.startswith(f"ServerThread:{self.app_port} ")
+        app_startup = record.threadName == "MainThread" and not record.name.startswith("urllib3")
+        if on_app_thread or app_startup:
+            self.records.append(record)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.formatter.format(record) for record in self.records)
+
+
+@dataclass
+class ServedApp:
+    """The client app served over HTTP, a browser for it, and everything it logged."""
+
+    app: object
+    server: ServerThread
+    recorder: LogRecorder
+    app_lines: io.StringIO
+    browser: requests.Session = field(default_factory=requests.Session)
+    secrets: set = field(default_factory=set)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        response = self.browser.get(
+            f"{self.server.url}{path}", allow_redirects=False, timeout=20, **kwargs
+        )
+        self.note_cookies(response)
+        return response
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        response = self.browser.post(
+            f"{self.server.url}{path}", allow_redirects=False, timeout=20, **kwargs
+        )
+        self.note_cookies(response)
+        return response
+
+    def start(self, person, allow: bool = True) -> str:
+        """Click Connect, answer vcita's page, and return the callback's path and query."""
+        start = self.get("/connect")
+        assert start.status_code == 302
+        callback = person.approve(start.headers["Location"], allow=allow)
+        self.note_callback(callback)
+        return path_and_query(callback)
+
+    def note_callback(self, callback: str) -> None:
+        params = query_of(callback)
+        self.secrets |= {values[0] for values in params.values() if values[0]} - {"access_denied"}
+        session = self.session()
+        for flow in session.get("pending_flows", {}).values():
+            self.secrets |= {flow["state"], flow.get("code_verifier") or flow["state"]}
+
+    def note_cookies(self, response: requests.Response) -> None:
+        cookie = response.cookies.get("vcita_connect")
+        if cookie:
+            self.secrets.add(cookie)
+            csrf = decode_session(self.app, cookie).get("csrf_token")
+            if csrf:
+                self.secrets.add(csrf)
+
+    def session(self) -> dict:
+        return decode_session(self.app, self.browser.cookies.get("vcita_connect", ""))
+
+    def stored_token(self) -> str:
+        connection_id = self.session()["connection_id"]
+        return self.app.extensions["token_store"].get_connection(connection_id).access_token
+
+    def assert_nothing_secret_logged(self) -> None:
+        text = self.recorder.text + self.app_lines.getvalue()
+        assert self.recorder.records, "the log was captured"
+        for secret in self.secrets | self.configured_secrets():
+            assert secret not in text, f"a secret starting {secret[:6]!r} was logged"
+
+    def configured_secrets(self) -> set[str]:
+        config = self.app.config
+        return {
+            config["VCITA_CLIENT_SECRET"],
+            config["SECRET_KEY"],
+            *config["TOKEN_ENCRYPTION_KEYS"],
+        }
+
+    def access_log_lines(self) -> list[str]:
+        return [
+            self.recorder.formatter.format(record)
+            for record in self.recorder.records
+            if record.name == "werkzeug"
+        ]
+
+
+@pytest.fixture
+def serve(settings, vcita, caplog):
+    """Serve the app with the given settings; yield a function returning a ServedApp."""
+    caplog.set_level(logging.DEBUG)  # every logger that does not set its own level
+    caplog.set_level(logging.DEBUG, logger="app")
+    root = logging.getLogger()
+
+    @contextmanager
+    def serve_app(**overrides):
+        recorder = LogRecorder()
+        root.addHandler(recorder)
+        app = create_app({**settings, "VCITA_USE_PKCE": "true", **overrides})
+        # The app's logger does not propagate: listen to it too, and read its own
+        # handler's output, which carries the request ids.
+        app.logger.addHandler(recorder)
+        app_lines = io.StringIO()
+        app.logger.handlers[0].setStream(app_lines)
+        try:
+            with ServerThread(app, quiet=False) as server:
+                recorder.app_port = server.port
+                served = ServedApp(app, server, recorder, app_lines)
+                with served.browser:
+                    yield served
+        finally:
+            root.removeHandler(recorder)
+            app.extensions["token_store"].dispose()
+
+    return serve_app
+
+
+def test_nothing_secret_is_logged_during_a_full_flow(serve, person, vcita):
+    with serve() as served:
+        served.get("/")
+        callback = served.get(served.start(person))
+        assert callback.status_code == 303
+        served.secrets.add(served.stored_token())
+        dashboard = served.get("/dashboard")
+        assert dashboard.status_code == 200
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', dashboard.text).group(1)
+        assert served.post("/disconnect", data={"csrf_token": csrf}).status_code == 303
+        served.get("/")
+    served.assert_nothing_secret_logged()
+    callback_lines = [line for line in served.access_log_lines() if "/callback" in line]
+    assert callback_lines and all("/callback?…" in line for line in callback_lines)
+
+
+def test_each_app_log_line_of_the_flow_carries_a_request_id(serve, person, vcita):
+    with serve() as served:
+        callback = served.get(served.start(person))
+        served.get("/dashboard")
+        served.get("/callback?code=replayed&state=unknown")
+    lines = served.app_lines.getvalue().splitlines()
+    assert len(lines) >= 3  # started, connected, refused
+    for line in lines:
+        assert REQUEST_ID_LINE.search(line), line
+    # The id in the log is the one the response names, so support can match them.
+    connected = next(line for line in lines if "Connected business" in line)
+    assert f"[{callback.headers['X-Request-Id']}]" in connected
+
+
+def deny(served, person, vcita, monkeypatch):
+    return served.get(served.start(person, allow=False))
+
+
+def foreign_state(served, person, vcita, monkeypatch):
+    callback = served.start(person)
+    served.browser.cookies.clear()
+    return served.get(callback)
+
+
+def repeated_state(served, person, vcita, monkeypatch):
+    callback = served.start(person)
+    return served.get(f"{callback}&state={state_of(callback)}")
+
+
+def provider_error(served, person, vcita, monkeypatch):
+    callback = served.start(person)
+    state = state_of(callback)
+    return served.get(f"/callback?error=server_error&error_description=broken&state={state}")
+
+
+def token_fault(**fault):
+    def failing_exchange(served, person, vcita, monkeypatch):
+        callback = served.start(person)
+        vcita.set_fault("token", **fault)
+        return served.get(callback)
+
+    return failing_exchange
+
+
+def userinfo_refuses_the_new_token(served, person, vcita, monkeypatch):
+    # vcita answers with a token that userinfo then refuses: the token was in our hands.
+    served.secrets.add(KNOWN_TOKEN)
+    return token_fault(
+        json={"access_token": KNOWN_TOKEN, "token_type": "Bearer", "expires_in": 60}
+    )(served, person, vcita, monkeypatch)
+
+
+def exchange_times_out(served, person, vcita, monkeypatch):
+    monkeypatch.setattr(vcita_client, "EXCHANGE_TIMEOUT", (1, 0.2))
+    return token_fault(delay=1)(served, person, vcita, monkeypatch)
+
+
+def unexpected_error(served, person, vcita, monkeypatch):
+    def crash(token):
+        raise RuntimeError("userinfo parser crashed")
+
+    monkeypatch.setattr(vcita_client, "fetch_userinfo", crash)
+    return served.get(served.start(person))
+
+
+def csrf_refused(served, person, vcita, monkeypatch):
+    served.get(served.start(person))
+    served.get("/dashboard")
+    return served.post("/disconnect", data={"csrf_token": "forged"})
+
+
+FAILURES = [
+    pytest.param(deny, 403, id="access-denied"),
+    pytest.param(foreign_state, 400, id="state-of-another-browser"),
+    pytest.param(repeated_state, 400, id="state-sent-twice"),
+    pytest.param(provider_error, 502, id="provider-error"),
+    pytest.param(
+        token_fault(status=400, json={"error": "invalid_grant", "error_description": "used"}),
+        400,
+        id="code-rejected",
+    ),
+    pytest.param(
+        token_fault(status=401, json={"error": "invalid_client"}), 500, id="client-rejected"
+    ),
+    pytest.param(
+        token_fault(status=400, json={"error": "unauthorized_client"}), 502, id="vcita-refused"
+    ),
+    pytest.param(token_fault(status=500, body="down"), 502, id="vcita-unavailable"),
+    pytest.param(exchange_times_out, 502, id="timeout"),
+    pytest.param(userinfo_refuses_the_new_token, 502, id="userinfo-refuses-token"),
+    pytest.param(unexpected_error, 500, id="unexpected-error"),
+    pytest.param(csrf_refused, 403, id="csrf-refused"),
+]
+
+
+@pytest.mark.parametrize(("fail", "status"), FAILURES)
+def test_nothing_secret_is_logged_on_a_failure_page(
+    serve, person, vcita, monkeypatch, fail, status
+):
+    with serve() as served:
+        response = fail(served, person, vcita, monkeypatch)
+        assert response.status_code == status
+        for secret in served.secrets:
+            assert secret not in response.text
+    served.assert_nothing_secret_logged()
+    assert any(line for line in served.access_log_lines() if f'" {status} ' in line)
+
+
+def test_nothing_secret_is_logged_when_the_store_is_unavailable(serve, person, vcita, tmp_path):
+    (tmp_path / "not-a-folder").write_text("")  # the database's folder is a file: unusable
+    with serve(DATABASE_URL=f"sqlite:///{tmp_path / 'not-a-folder' / 'connect.db'}") as served:
+        callback = served.start(person)
+        response = served.get(callback)
+        assert response.status_code == 503
+    served.assert_nothing_secret_logged()
+    assert "StoreUnavailable" in served.recorder.text

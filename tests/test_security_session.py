@@ -1,0 +1,417 @@
+"""Sessions, cookies, deployment and tokens at rest (RFC 9700 §4.13, §4.16; OWASP ASVS V3, V12).
+
+The session cookie holds only the connection's random id, so what matters is when that
+id is handed out and taken back, how the cookie is flagged, which proxies are believed,
+that every call to vcita checks TLS, and that the stored token is unreadable without
+the key.
+"""
+
+import datetime
+import importlib.metadata
+import ipaddress
+import json
+import re
+import sqlite3
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from flask import request
+from packaging.version import Version
+
+from app import create_app
+from app.config import ConfigError, load_config
+from app.views import CONNECTION_KEY
+
+from .security_support import decode_session, session_cookie, stored_token
+
+ROOT = Path(__file__).resolve().parent.parent
+# The first Authlib release with the fixes for the client-side state advisories
+# GHSA-fg6f-75jq-6523 and GHSA-jj8c-mmj3-mmgv.
+FIRST_SAFE_AUTHLIB = Version("1.6.11")
+
+
+def store(app):
+    return app.extensions["token_store"]
+
+
+def csrf_token(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def browser_with_cookie(app, value: str):
+    browser = app.test_client()
+    browser.set_cookie("vcita_connect", value, domain="localhost")
+    return browser
+
+
+def set_cookie_header(response, name: str) -> str:
+    return next(
+        header for header in response.headers.getlist("Set-Cookie") if header.startswith(name)
+    )
+
+
+# --- The session -----------------------------------------------------------------------
+
+
+def test_session_is_rotated_when_a_connection_is_made(app, client, person, vcita):
+    client.get("/")
+    start = client.get("/connect")
+    before = session_cookie(client)  # what an attacker could have planted or copied
+    assert client.get(person.approve(start.location)).status_code == 303
+    after = session_cookie(client)
+    assert after != before
+    assert CONNECTION_KEY not in decode_session(app, before)
+    assert CONNECTION_KEY in decode_session(app, after)
+    response = browser_with_cookie(app, before).get("/dashboard")
+    assert response.status_code == 302
+    assert response.location == "/"
+    assert len(vcita.userinfo_requests) == 1  # the callback's own; none for the old cookie
+
+
+def test_old_cookie_after_disconnect_does_not_reach_the_dashboard(app, client, connect, vcita):
+    connect()
+    old_cookie = session_cookie(client)
+    token = csrf_token(client.get("/dashboard").text)
+    assert client.post("/disconnect", data={"csrf_token": token}).status_code == 303
+    userinfo_calls = len(vcita.userinfo_requests)
+    response = browser_with_cookie(app, old_cookie).get("/dashboard")
+    assert response.status_code == 302
+    assert response.location == "/"
+    assert len(vcita.userinfo_requests) == userinfo_calls  # the token is gone, not just hidden
+    assert store(app).count_connections() == 0
+
+
+@pytest.mark.parametrize("sent", ["missing", "empty", "forged", "another-browsers"])
+def test_disconnect_requires_this_sessions_csrf_token(app, client, connect, person, sent):
+    connect()
+    assert client.get("/dashboard").status_code == 200
+    other = app.test_client()
+    other.get(person.approve(other.get("/connect").location))
+    tokens = {
+        "missing": None,
+        "empty": "",
+        "forged": "A" * 43,
+        "another-browsers": csrf_token(other.get("/dashboard").text),
+    }
+    data = {} if tokens[sent] is None else {"csrf_token": tokens[sent]}
+    response = client.post("/disconnect", data=data)
+    assert response.status_code == 403
+    assert "This request was refused" in response.text
+    assert store(app).count_connections() == 1
+    assert client.get("/dashboard").status_code == 200  # still connected
+
+
+# --- Cookies ---------------------------------------------------------------------------
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client):
+    header = set_cookie_header(client.get("/connect"), "vcita_connect=")
+    flags = [flag.strip().lower() for flag in header.split(";")[1:]]
+    assert "httponly" in flags
+    assert "samesite=lax" in flags
+    assert "path=/" in flags
+    assert not any(flag.startswith("domain=") for flag in flags)
+
+
+def test_production_session_cookie_is_secure_with_the_host_prefix(settings, vcita):
+    app = create_app(
+        {
+            **settings,
+            "APP_ENV": "production",
+            "VCITA_REDIRECT_URI": "https://connect.example.com/callback",
+        }
+    )
+    response = app.test_client().get("/connect", base_url="https://connect.example.com")
+    header = set_cookie_header(response, "__Host-vcita_connect=")
+    flags = [flag.strip().lower() for flag in header.split(";")[1:]]
+    assert {"secure", "httponly", "samesite=lax", "path=/"} <= set(flags)
+    # __Host-: Secure, Path=/ and no Domain, so no other host can set or read it.
+    assert not any(flag.startswith("domain=") for flag in flags)
+    assert "Strict-Transport-Security" in response.headers
+    store(app).dispose()
+
+
+# --- Production mode -------------------------------------------------------------------
+
+
+def test_production_refuses_to_start_naming_every_problem(tmp_path):
+    environ = {
+        "APP_ENV": "production",
+        "VCITA_CLIENT_ID": "client",
+        "VCITA_CLIENT_SECRET": "secret",
+        "VCITA_REDIRECT_URI": "http://connect.example.com/callback",
+        "VCITA_TOKEN_URL": "http://vcita.example/oauth/token",
+        "VCITA_SANDBOX": "true",
+        "SECRET_KEY": "too-short",
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "AUTHLIB_INSECURE_TRANSPORT": "1",
+        "OAUTHLIB_INSECURE_TRANSPORT": "1",
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ, str(tmp_path))
+    message = str(raised.value)
+    for problem in (
+        "VCITA_REDIRECT_URI must use https://",
+        "VCITA_TOKEN_URL must use https://",
+        "VCITA_SANDBOX must be off",
+        "SECRET_KEY must be at least 32 bytes",
+        "AUTHLIB_INSECURE_TRANSPORT must not be set",
+        "OAUTHLIB_INSECURE_TRANSPORT must not be set",
+    ):
+        assert problem in message
+    assert "too-short" not in message
+
+
+# --- Proxies ---------------------------------------------------------------------------
+
+
+def probed_app(settings, proxies: str):
+    """The app with one extra page that shows what it believes about the request."""
+    app = create_app({**settings, "TRUSTED_PROXY_COUNT": proxies})
+
+    def probe():
+        return {"remote_addr": request.remote_addr, "scheme": request.scheme, "host": request.host}
+
+    app.add_url_rule("/probe", "probe", probe)
+    return app
+
+
+# Each proxy appends what it saw; a client may send anything before that.
+FORWARDED = {
+    "X-Forwarded-For": "198.51.100.66, 203.0.113.7",
+    "X-Forwarded-Proto": "https, https",
+    "X-Forwarded-Host": "connect.example.com, connect.example.com",
+}
+
+
+def test_forwarded_headers_are_ignored_without_trusted_proxy_count(settings, vcita):
+    app = probed_app(settings, "0")
+    response = app.test_client().get("/probe", headers=FORWARDED)
+    assert response.json == {"remote_addr": "127.0.0.1", "scheme": "http", "host": "localhost"}
+    assert "Strict-Transport-Security" not in response.headers
+    store(app).dispose()
+
+
+@pytest.mark.parametrize(
+    ("proxies", "client_address"), [("1", "203.0.113.7"), ("2", "198.51.100.66")]
+)
+def test_trusted_proxy_count_trusts_exactly_that_many_hops(
+    settings, vcita, proxies, client_address
+):
+    app = probed_app(settings, proxies)
+    response = app.test_client().get("/probe", headers=FORWARDED)
+    # Each trusted proxy appends the address it saw: only the last N entries are believed.
+    assert response.json["remote_addr"] == client_address
+    assert response.json["scheme"] == "https"
+    assert response.json["host"] == "connect.example.com"
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    store(app).dispose()
+
+
+# --- TLS to vcita ----------------------------------------------------------------------
+
+
+def self_signed_certificate(folder: Path) -> Path:
+    """Write a certificate and key for 127.0.0.1 that no authority signed."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "self-signed.pem"
+    path.write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+class FakeVcitaHandler(BaseHTTPRequestHandler):
+    """Answers like vcita's token and userinfo endpoints, to whoever completes TLS."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.answer({"access_token": "b" * 64, "token_type": "Bearer", "expires_in": 631139040})
+
+    def do_GET(self):
+        self.answer({"business_uid": "tls-business", "sub": "tls-staff"})
+
+    def answer(self, body: dict):
+        self.server.requests_answered += 1
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):
+        pass
+
+
+class SelfSignedServer(HTTPServer):
+    """An HTTPS server on loopback whose certificate no client should trust."""
+
+    def __init__(self, certificate: Path):
+        super().__init__(("127.0.0.1", 0), FakeVcitaHandler)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(certificate)
+        self.handshakes_attempted = 0
+        self.requests_answered = 0
+
+    def get_request(self):
+        connection, address = self.socket.accept()
+        self.handshakes_attempted += 1
+        try:
+            return self.context.wrap_socket(connection, server_side=True), address
+        except OSError:
+            connection.close()  # the client refused our certificate
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def self_signed_vcita(tmp_path):
+    certificate = self_signed_certificate(tmp_path)
+    server = SelfSignedServer(certificate)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    server.certificate = certificate
+    yield server
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted-control"])
+def test_tls_is_verified_for_every_call_to_vcita(
+    settings, person, vcita, self_signed_vcita, monkeypatch, trusted
+):
+    # requests lets these variables override a session's own `verify`: clear them, so
+    # that what is tested is the app's choice, not this machine's environment.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if trusted:
+        # The control: trust this one certificate, and the same server works.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self_signed_vcita.certificate))
+    app = create_app(
+        {
+            **settings,
+            "VCITA_TOKEN_URL": f"{self_signed_vcita.url}/oauth/token",
+            "VCITA_USERINFO_URL": f"{self_signed_vcita.url}/oauth/userinfo",
+        }
+    )
+    client = app.test_client()
+    response = client.get(person.approve(client.get("/connect").location))
+    assert self_signed_vcita.handshakes_attempted >= 1
+    if trusted:
+        assert response.status_code == 303
+        assert self_signed_vcita.requests_answered == 2
+        assert store(app).count_connections() == 1
+    else:
+        assert response.status_code == 502
+        assert "vcita did not answer" in response.text
+        assert self_signed_vcita.requests_answered == 0
+        assert store(app).count_connections() == 0
+    store(app).dispose()
+
+
+# --- Tokens at rest --------------------------------------------------------------------
+
+
+def database_path(app) -> Path:
+    return Path(app.config["DATABASE_URL"].removeprefix("sqlite:///"))
+
+
+def raw_rows(app) -> list[tuple]:
+    database = sqlite3.connect(database_path(app))
+    try:
+        return database.execute("SELECT * FROM connections").fetchall()
+    finally:
+        database.close()
+
+
+def test_raw_database_row_does_not_hold_the_token(app, client, connect):
+    connect()
+    token = stored_token(app, client)
+    rows = raw_rows(app)
+    assert len(rows) == 1
+    assert all(token not in str(column) for column in rows[0])
+    for file in database_path(app).parent.glob(f"{database_path(app).name}*"):
+        assert token.encode() not in file.read_bytes(), file.name
+
+
+def test_another_encryption_key_cannot_read_the_stored_token(
+    app, client, connect, settings, vcita
+):
+    connect()
+    cookie = session_cookie(client)
+    userinfo_calls = len(vcita.userinfo_requests)
+    other = create_app({**settings, "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+    response = browser_with_cookie(other, cookie).get("/dashboard")
+    assert response.status_code == 302  # not connected: the token cannot be read
+    assert len(vcita.userinfo_requests) == userinfo_calls
+    assert store(other).count_connections() == 1  # kept for the deployment that has the key
+    store(other).dispose()
+
+
+def test_rotated_keys_read_old_rows_and_reencrypt_them_with_the_newest(
+    app, client, connect, settings, vcita
+):
+    connect()
+    token = stored_token(app, client)
+    cookie = session_cookie(client)
+    old_key, new_key = settings["TOKEN_ENCRYPTION_KEY"], Fernet.generate_key().decode()
+    rotated = create_app({**settings, "TOKEN_ENCRYPTION_KEY": f"{new_key},{old_key}"})
+    response = browser_with_cookie(rotated, cookie).get("/dashboard")
+    assert response.status_code == 200
+    assert vcita.userinfo_requests[-1]["headers"]["Authorization"] == f"Bearer {token}"
+    store(rotated).dispose()
+    ciphertext = next(
+        column for column in raw_rows(app)[0] if isinstance(column, str) and column[:4] == "gAAA"
+    )
+    assert Fernet(new_key).decrypt(ciphertext.encode()).decode() == token
+
+
+# --- Dependencies ----------------------------------------------------------------------
+
+
+def test_authlib_is_pinned_at_a_release_without_known_client_advisories():
+    requirements = (ROOT / "requirements.txt").read_text()
+    pins = re.findall(r"^authlib==([^\s#]+)", requirements, flags=re.IGNORECASE | re.MULTILINE)
+    assert len(pins) == 1, "requirements.txt pins Authlib exactly once"
+    assert Version(pins[0]) >= FIRST_SAFE_AUTHLIB
+    assert importlib.metadata.version("authlib") == pins[0]  # and that is what runs
+
+
+def test_readme_says_how_to_audit_the_pins():
+    readme = (ROOT / "README.md").read_text()
+    assert "pip-audit -r requirements.txt" in readme
