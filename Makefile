@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 APP_STAMP := $(VENV)/.app-installed
 DEV_STAMP := $(VENV)/.dev-installed
+FLOWS ?= 200
 
-.PHONY: help run serve test lint format install-chromium clean
+.PHONY: help run serve test test-postgres load lint format install-chromium clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,8 +31,14 @@ run: $(APP_STAMP) ## Serve the app on http://localhost:5000 (on the built-in san
 serve: $(APP_STAMP) ## Serve the app under gunicorn (WEB_CONCURRENCY workers, GUNICORN_THREADS threads)
 	$(BIN)/python scripts/run.py --gunicorn
 
-test: $(DEV_STAMP) install-chromium ## Run every test (installs what they need)
-	$(BIN)/python -m pytest
+test: $(DEV_STAMP) install-chromium ## Run every test, on SQLite (installs what they need)
+	env -u DATABASE_URL $(BIN)/python -m pytest
+
+test-postgres: $(DEV_STAMP) install-chromium ## Run every test, two app instances too, on a throwaway PostgreSQL
+	scripts/postgres.sh $(BIN)/python -m pytest
+
+load: $(APP_STAMP) ## Run FLOWS (200) concurrent connect flows against `make serve`; print figures
+	$(BIN)/python scripts/load.py --flows $(FLOWS)
 
 install-chromium: ## Install Debian's Chromium for the browser tests, when missing and possible
 	@scripts/install-chromium.sh
