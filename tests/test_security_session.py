@@ -311,9 +311,13 @@ def self_signed_vcita(tmp_path):
     server.server_close()
 
 
-@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted-control"])
+@pytest.mark.parametrize(
+    ("self_signed", "trusted"),
+    [(("token", "userinfo"), False), (("userinfo",), False), (("token", "userinfo"), True)],
+    ids=["token-endpoint", "userinfo-endpoint", "trusted-control"],
+)
 def test_tls_is_verified_for_every_call_to_vcita(
-    settings, person, vcita, self_signed_vcita, monkeypatch, trusted
+    settings, person, vcita, self_signed_vcita, monkeypatch, self_signed, trusted
 ):
     # requests lets these variables override a session's own `verify`: clear them, so
     # that what is tested is the app's choice, not this machine's environment.
@@ -322,13 +326,9 @@ def test_tls_is_verified_for_every_call_to_vcita(
     if trusted:
         # The control: trust this one certificate, and the same server works.
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self_signed_vcita.certificate))
-    app = create_app(
-        {
-            **settings,
-            "VCITA_TOKEN_URL": f"{self_signed_vcita.url}/oauth/token",
-            "VCITA_USERINFO_URL": f"{self_signed_vcita.url}/oauth/userinfo",
-        }
-    )
+    url = self_signed_vcita.url
+    endpoints = {f"VCITA_{name.upper()}_URL": f"{url}/oauth/{name}" for name in self_signed}
+    app = create_app({**settings, **endpoints})
     client = app.test_client()
     response = client.get(person.approve(client.get("/connect").location))
     assert self_signed_vcita.handshakes_attempted >= 1
