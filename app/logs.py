@@ -13,7 +13,11 @@ from collections.abc import Mapping
 from flask import Flask, g, has_request_context
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
-QUERY_STRING = re.compile(r"\?[^\s\"]*")
+# From "?" to the " HTTP/1.1" that ends a request line, else to the next ASCII space
+# (a request target has none). Not to any quote or \s: Werkzeug's access log decodes
+# the path, so vcita's error_description=%22no%22 or %C2%A0 must not end the cut
+# before the state.
+QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/)|[^ ]*)")
 
 
 class RequestIdFilter(logging.Filter):

@@ -210,6 +210,18 @@ def provider_error(served, person, vcita, monkeypatch):
     return served.get(f"/callback?error=server_error&error_description=broken&state={state}")
 
 
+def described_denial(description: str):
+    """vcita's denial with an error_description ahead of the state, as the sandbox sends it."""
+
+    def denial(served, person, vcita, monkeypatch):
+        state = state_of(served.start(person))
+        return served.get(
+            f"/callback?error=access_denied&error_description={description}&state={state}"
+        )
+
+    return denial
+
+
 def token_fault(**fault):
     def failing_exchange(served, person, vcita, monkeypatch):
         callback = served.start(person)
@@ -251,6 +263,9 @@ FAILURES = [
     pytest.param(foreign_state, 400, id="state-of-another-browser"),
     pytest.param(repeated_state, 400, id="state-sent-twice"),
     pytest.param(provider_error, 502, id="provider-error"),
+    # The access log decodes the path: a quote or a Unicode space must not end the cut.
+    pytest.param(described_denial("Say%20%22no%22"), 403, id="description-with-a-quote"),
+    pytest.param(described_denial("Say%C2%A0no"), 403, id="description-with-a-unicode-space"),
     pytest.param(
         token_fault(status=400, json={"error": "invalid_grant", "error_description": "used"}),
         400,
