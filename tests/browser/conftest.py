@@ -52,6 +52,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "sandbox_settings(**settings): SANDBOX_* settings for this test's sandbox"
     )
+    config.addinivalue_line(
+        "markers", "app_settings(**settings): environment settings for this test's app"
+    )
 
 
 def pytest_collection_modifyitems(items):
@@ -172,9 +175,13 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
 
 @pytest.fixture
 def servers(request, start_servers) -> Servers:
-    """The sandbox and app for this test (see the sandbox_settings marker)."""
-    marker = request.node.get_closest_marker("sandbox_settings")
-    return start_servers(sandbox_settings=marker.kwargs if marker else None)
+    """The sandbox and app for this test (see the sandbox_settings and app_settings markers)."""
+    sandbox_settings = request.node.get_closest_marker("sandbox_settings")
+    app_settings = request.node.get_closest_marker("app_settings")
+    return start_servers(
+        sandbox_settings=sandbox_settings.kwargs if sandbox_settings else None,
+        app_settings=app_settings.kwargs if app_settings else None,
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,108 @@
+"""The dashboard in a browser: vcita's brand colours, safely, and the masked flow trace."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from app.trace import mask
+
+from .conftest import CLIENT_SECRET, Servers
+from .steps import CALLBACK, connect
+
+# Harbor Light Yoga's brand_theme.colors in the sandbox's demo data.
+HARBOR_PRIMARY, HARBOR_SECONDARY = "#1f4d5c", "#f2b134"
+DEFAULT_ACCENT = "#131a46"  # static/style.css
+ATTACKER_URL = "http://127.0.0.1:9/x"
+
+
+def css_variable(page: Page, name: str) -> str:
+    return page.evaluate(
+        "name => getComputedStyle(document.documentElement).getPropertyValue(name).trim()", name
+    )
+
+
+def test_dashboard_takes_its_accent_from_the_brand_colours(page: Page, servers: Servers):
+    connect(page, servers, staff="Maya Goldberg")
+
+    assert css_variable(page, "--accent") == HARBOR_PRIMARY
+    assert css_variable(page, "--brand-line") == HARBOR_SECONDARY
+    expect(page.locator(".monogram")).to_have_css("background-color", "rgb(31, 77, 92)")
+
+
+def test_css_injection_in_brand_colours_is_ignored(page: Page, servers: Servers):
+    servers.vcita.set_fault(
+        "userinfo",
+        json_merge={
+            "brand_theme": {
+                "colors": {
+                    "primary": f"red;background:url({ATTACKER_URL})",
+                    "secondary": "#0b6e4f",
+                    "text": "#ffffff",
+                }
+            }
+        },
+    )
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    connect(page, servers)
+
+    assert css_variable(page, "--accent") == DEFAULT_ACCENT  # the injected primary is dropped
+    assert css_variable(page, "--brand-line") == "#0b6e4f"  # while the valid colour is used
+    for element in ("html", "body", "main", ".business"):
+        expect(page.locator(element).first).to_have_css("background-image", "none")
+    brand_style = page.locator("head style").text_content()
+    assert "url(" not in brand_style and "red" not in brand_style
+    assert not [url for url in requested if url.startswith("http://127.0.0.1:9")]
+    # The attempt is still shown, as text, in the raw JSON vcita returned.
+    expect(page.locator("details.raw code")).to_contain_text("red;background:url(")
+
+
+@pytest.mark.app_settings(VCITA_USE_PKCE="true")
+def test_flow_trace_masks_every_secret_code_state_and_token(
+    page: Page, context: BrowserContext, servers: Servers
+):
+    callbacks = []
+    page.on("request", lambda request: CALLBACK.search(request.url) and callbacks.append(request))
+    connect(page, servers)
+    trace = page.locator("section.trace")
+    expect(trace.get_by_role("heading", name="What just happened")).to_be_visible()
+    for summary in trace.locator("summary").all():
+        summary.click()  # open the three steps, as a developer would
+
+    query = parse_qs(urlsplit(callbacks[0].url).query)
+    token_request = servers.vcita.token_requests[0]["body"]
+    secrets = {
+        "client secret": CLIENT_SECRET,
+        "state": query["state"][0],
+        "code": query["code"][0],
+        "PKCE verifier": token_request["code_verifier"],
+        "access token": stored_access_token(context, servers),
+    }
+    assert token_request["code"] == secrets["code"]
+    shown = trace.inner_text()
+    html = page.content()
+    for name, secret in secrets.items():
+        assert secret not in html, f"the {name} appears unmasked on the dashboard"
+        assert mask(secret) in shown, f"the masked {name} is missing from the trace"
+    assert "GET http" in shown and "POST http" in shown  # the authorize URL, the token request
+    assert shown.count("HTTP 200") >= 2  # the token and userinfo answers
+
+
+def stored_access_token(context: BrowserContext, servers: Servers) -> str:
+    """Read the access token the app stored, via this browser's session cookie."""
+    cookie = next(c for c in context.cookies() if c["name"] == "vcita_connect")
+    session = servers.app.session_interface.get_signing_serializer(servers.app).loads(
+        cookie["value"]
+    )
+    with servers.app.app_context():
+        store = servers.app.extensions["token_store"]
+        return store.get_connection(session["connection_id"]).access_token
+
+
+def test_flow_trace_is_off_outside_the_sandbox_by_default(page: Page, start_servers):
+    servers = start_servers(app_settings={"VCITA_SANDBOX": "false"})
+    connect(page, servers)
+    expect(page.get_by_text("What just happened")).to_have_count(0)
+    expect(page.get_by_text("Sandbox — not connected to vcita.com")).to_have_count(0)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
