@@ -8,7 +8,7 @@ APP_STAMP := $(VENV)/.app-installed
 DEV_STAMP := $(VENV)/.dev-installed
 FLOWS ?= 200
 
-.PHONY: help run serve test test-postgres load lint format install-chromium clean
+.PHONY: help run serve test test-postgres load lint format install-chromium screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ load: $(APP_STAMP) ## Run FLOWS (200) concurrent connect flows against `make ser
 
 install-chromium: ## Install Debian's Chromium for the browser tests, when missing and possible
 	@scripts/install-chromium.sh
+
+screenshots: $(DEV_STAMP) install-chromium ## Run the browser journeys; save the README's screenshots in docs/screenshots/
+	README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_journeys.py
 
 lint: $(DEV_STAMP) ## Check style with ruff
 	$(BIN)/ruff check .

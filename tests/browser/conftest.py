@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 # `make screenshots` sets this to docs/screenshots: journey 1 then saves the README's pictures.
 README_SCREENSHOTS = os.environ.get("README_SCREENSHOTS")
+# The README's pictures show the addresses of `make run` when those ports are free.
+README_PORTS = (5000, 5001) if README_SCREENSHOTS else (0, 0)
 VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 10_000
 
@@ -119,6 +121,16 @@ class Servers:
         self.stack.callback(self.sandbox_server.stop)
 
 
+def _serve(wsgi_app, preferred_port: int) -> ServerThread:
+    """Serve on `preferred_port` if it is free, else on any free port."""
+    if preferred_port:
+        try:
+            return ServerThread(wsgi_app, port=preferred_port).start()
+        except OSError:
+            pass
+    return ServerThread(wsgi_app).start()
+
+
 class _Deferred:
     """A WSGI app filled in later: the app's port must exist before the app can be made."""
 
@@ -138,7 +150,8 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
             sandbox_settings: dict | None = None, app_settings: dict | None = None
         ) -> Servers:
             app_wsgi = _Deferred()
-            app_server = stack.enter_context(ServerThread(app_wsgi))
+            app_server = _serve(app_wsgi, README_PORTS[0])
+            stack.callback(app_server.stop)
             app_url = f"http://localhost:{app_server.port}"
             sandbox = create_sandbox(
                 {
@@ -149,7 +162,8 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     **(sandbox_settings or {}),
                 }
             )
-            sandbox_server = stack.enter_context(ServerThread(sandbox))
+            sandbox_server = _serve(sandbox, README_PORTS[1])
+            stack.callback(sandbox_server.stop)
             app = create_app(
                 {
                     "VCITA_SANDBOX": "true",
