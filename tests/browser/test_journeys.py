@@ -6,6 +6,7 @@ every click crosses real sockets and vcita's redirect back is a cross-site navig
 
 import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -27,9 +28,17 @@ from .steps import (
 )
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def test_journey_1_connect_shows_the_chosen_business_on_the_dashboard(
     page: Page, servers: Servers, readme_screenshot
 ):
+    origins, console_errors = set(), []
+    page.on("request", lambda request: origins.add(origin(request.url)))
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message))
     open_landing(page, servers)
     expect(page).to_have_title("Connect your vcita account · vcita Connect")
     readme_screenshot(page, "landing")
@@ -47,6 +56,11 @@ def test_journey_1_connect_shows_the_chosen_business_on_the_dashboard(
     assert address_bar_query(page) == ""  # neither code nor state stays in the address bar
     assert statuses(servers.vcita.token_requests) == [200]
     readme_screenshot(page, "dashboard")
+    # Every file came from the app or vcita (no CDN, no web font), and the Content-Security-
+    # Policy refused nothing (no inline script or style slipped into a template).
+    assert origins == {servers.app_url, servers.sandbox_url}
+    app_errors = [m.text for m in console_errors if origin(m.location["url"]) == servers.app_url]
+    assert app_errors == []
 
 
 def test_journey_2_deny_then_try_again_connects(page: Page, servers: Servers):

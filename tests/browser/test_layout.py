@@ -35,3 +35,11 @@ def test_pages_fit_the_window_and_connect_is_visible_without_scrolling(
         summary.click()
     expect(page.locator("details[open]")).to_have_count(page.locator("details").count())
     assert horizontal_overflow(page) == 0, "the dashboard scrolls sideways"
+
+
+def test_pages_have_the_favicon(page: Page, servers: Servers):
+    open_landing(page, servers)
+    icon = page.locator("link[rel=icon]")
+    response = page.request.get(f"{servers.app_url}{icon.get_attribute('href')}")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
