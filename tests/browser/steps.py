@@ -68,6 +68,12 @@ def expect_error_page(page: Page, title: str, button: str) -> None:
     expect(buttons).to_have_text(button)
 
 
+def stored_connections(servers: Servers) -> int:
+    """Return how many connections the app has stored."""
+    with servers.app.app_context():
+        return servers.app.extensions["token_store"].count_connections()
+
+
 def statuses(records: list[dict]) -> list[int]:
     """Return the statuses the sandbox answered to recorded requests, in order."""
     return [record["status"] for record in records]

@@ -3,6 +3,7 @@
 Every error page is reached the way a person meets it, by provoking the failure.
 """
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -54,7 +55,7 @@ def deny(page: Page, start_servers) -> None:
 
 def expired_code(page: Page, start_servers) -> None:
     servers = start_servers(sandbox_settings={"SANDBOX_CODE_LIFETIME": "0.5"})
-    before_vcita_sends_back(page, servers, lambda: page.wait_for_timeout(700))
+    before_vcita_sends_back(page, servers, lambda: time.sleep(0.7))
     come_back_from_vcita(page, servers)
 
 

@@ -24,6 +24,7 @@ from .steps import (
     open_landing,
     press_back,
     statuses,
+    stored_connections,
     wait_for_dashboard,
 )
 
@@ -72,6 +73,7 @@ def test_journey_2_deny_then_try_again_connects(page: Page, servers: Servers):
     assert callback.value.status == 403
     expect_error_page(page, "You didn't allow access", "Connect vcita again")
     assert servers.vcita.token_requests == []  # a denial spends nothing
+    assert stored_connections(servers) == 0
 
     page.get_by_role("link", name="Connect vcita again").click()
     answer_consent(page, allow=True)  # still logged in to vcita: straight to consent
@@ -111,6 +113,7 @@ def test_journey_4_expired_code_then_try_again_connects(page: Page, servers: Ser
         page, "The approval expired — vcita codes last 30 seconds", "Connect vcita again"
     )
     assert statuses(servers.vcita.token_requests) == [400]  # invalid_grant
+    assert stored_connections(servers) == 0
 
     page.get_by_role("link", name="Connect vcita again").click()
     answer_consent(page, allow=True)
@@ -146,8 +149,7 @@ def test_journey_5_two_tabs_connect_at_once_and_each_ends_on_its_own_dashboard(
 
     expect(first.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
     assert statuses(servers.vcita.token_requests) == [200, 200]
-    with servers.app.app_context():
-        assert servers.app.extensions["token_store"].count_connections() == 2
+    assert stored_connections(servers) == 2
 
 
 def test_two_tabs_allowing_at_the_same_moment_both_finish(
@@ -202,8 +204,7 @@ def test_journey_7_disconnect_returns_to_the_start_and_closes_the_dashboard(
     expect(page).to_have_url(f"{servers.app_url}/")
     expect(page.get_by_role("status")).to_contain_text("Disconnected")
     expect(page.get_by_role("link", name="Connect vcita")).to_be_visible()
-    with servers.app.app_context():
-        assert servers.app.extensions["token_store"].count_connections() == 0
+    assert stored_connections(servers) == 0
 
     page.goto(f"{servers.app_url}/dashboard")
     expect(page).to_have_url(f"{servers.app_url}/")
@@ -222,6 +223,7 @@ def test_journey_8_vcita_down_shows_the_502_page_and_try_again_works(page: Page,
     assert callback.value.status == 502
     expect_error_page(page, "vcita did not answer", "Try again")
     assert servers.vcita.token_requests == []  # nothing reached vcita
+    assert stored_connections(servers) == 0
 
     servers.restart_sandbox()
     page.get_by_role("link", name="Try again").click()
