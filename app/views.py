@@ -168,7 +168,8 @@ def safe_next_url(target: str | None) -> str | None:
 
 
 def _is_identifier(value) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 255
+    # Printable only: PostgreSQL cannot store a NUL, and a newline would forge log lines.
+    return isinstance(value, str) and 0 < len(value) <= 255 and value.isprintable()
 
 
 def _access_token(connection: Connection) -> vcita.AccessToken:
