@@ -55,15 +55,25 @@ def vcita(vcita_server):
     state.reset()
 
 
-@pytest.fixture
-def empty_database_url(tmp_path):
-    """An empty database for one test: a SQLite file, or, when DATABASE_URL names a
-    PostgreSQL server (`make test-postgres`), a new database there, dropped afterwards."""
+@pytest.fixture(scope="session")
+def postgres_database():
+    """The run's own database on the PostgreSQL server DATABASE_URL names, or None."""
     server = postgres.server_url()
     if server is None:
-        yield f"sqlite:///{tmp_path / 'connect.db'}"
+        yield None
         return
     with postgres.fresh_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(tmp_path, postgres_database):
+    """An empty database for one test: a SQLite file, or, when DATABASE_URL names a
+    PostgreSQL server (`make test-postgres`), a new schema there, dropped afterwards."""
+    if postgres_database is None:
+        yield f"sqlite:///{tmp_path / 'connect.db'}"
+        return
+    with postgres.fresh_schema(postgres_database) as url:
         yield url
 
 
