@@ -294,7 +294,11 @@ class SandboxProcess:
     def stop(self) -> dict:
         """Stop the sandbox; return the connections and requests it served."""
         self._pipe.send("stop")
-        counts = self._pipe.recv() if self._pipe.poll(30) else {}
+        counts = (
+            self._pipe.recv()
+            if self._pipe.poll(30)
+            else dict.fromkeys(("pages", "api", "token_requests", "userinfo_requests"), "?")
+        )
         self.process.join(10)
         self._pipe.close()
         return counts
@@ -339,6 +343,8 @@ class MakeServe:
             "GUNICORN_THREADS": self.threads,
             # Credentials set, so run.py starts no sandbox of its own: ours is vcita.
             "VCITA_SANDBOX": "false",
+            # Plain http on 127.0.0.1: production's Secure cookies would never come back.
+            "APP_ENV": "development",
             "VCITA_CLIENT_ID": CLIENT_ID,
             "VCITA_CLIENT_SECRET": CLIENT_SECRET,
             "VCITA_REDIRECT_URI": f"{self.url}/callback",
