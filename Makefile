@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 APP_STAMP := $(VENV)/.app-installed
 DEV_STAMP := $(VENV)/.dev-installed
 FLOWS ?= 200
+FUZZ_EXAMPLES ?= 20000
 
-.PHONY: help run serve test test-postgres load lint format install-chromium screenshots clean
+.PHONY: help run serve test test-postgres load fuzz lint format install-chromium screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,6 +40,9 @@ test-postgres: $(DEV_STAMP) install-chromium ## Run every test, two app instance
 
 load: $(APP_STAMP) ## Run FLOWS (200) concurrent connect flows against `make serve`; print figures
 	$(BIN)/python scripts/load.py --flows $(FLOWS)
+
+fuzz: $(DEV_STAMP) ## Send FUZZ_EXAMPLES (20000) random requests to every route; print the count and failures
+	$(BIN)/python scripts/fuzz.py --examples $(FUZZ_EXAMPLES)
 
 install-chromium: ## Install Debian's Chromium for the browser tests, when missing and possible
 	@scripts/install-chromium.sh

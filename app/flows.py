@@ -103,8 +103,23 @@ def _live_flows() -> dict:
 
 
 def _flow_from(data) -> PendingFlow | None:
-    """Read a flow back from the session, tolerating entries of an older shape."""
+    """Read a flow back from the session, tolerating entries of an older shape.
+
+    During a rolling deploy a session may come from another version of the app, with
+    other fields or other types: such an entry is no flow, rather than a crash.
+    """
     try:
-        return PendingFlow(**data)
+        flow = PendingFlow(**data)
     except TypeError:
         return None
+    started_at = flow.started_at
+    well_formed = (
+        isinstance(flow.state, str)
+        and isinstance(flow.code_verifier, str | None)
+        and isinstance(flow.next_url, str | None)
+        and isinstance(started_at, int | float)
+        and not isinstance(started_at, bool)
+        # Not in the future beyond any clock skew between instances (nor NaN).
+        and 0 < started_at < time.time() + FLOW_LIFETIME.total_seconds()
+    )
+    return flow if well_formed else None

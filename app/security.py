@@ -36,9 +36,22 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )
+    app.before_request(refuse_undecodable_query)
     app.after_request(add_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+
+
+def refuse_undecodable_query() -> None:
+    """Answer 400 to a query string of raw bytes that are not UTF-8.
+
+    Browsers percent-encode, but any client can send raw bytes, which gunicorn passes
+    on; Werkzeug decodes `request.args` strictly, so they would otherwise be a 500.
+    """
+    try:
+        request.query_string.decode()
+    except UnicodeDecodeError:
+        abort(400)
 
 
 def add_security_headers(response):
@@ -78,5 +91,7 @@ def require_csrf_token() -> None:
     """Abort with 403 unless the posted form carries this session's CSRF token."""
     expected = session.get(CSRF_SESSION_KEY)
     sent = request.form.get(CSRF_FORM_FIELD, "")
-    if not expected or not hmac.compare_digest(expected.encode(), sent.encode()):
+    if not isinstance(expected, str) or not expected:
+        abort(403)  # no token, or one another version of the app stored differently
+    if not hmac.compare_digest(expected.encode(), sent.encode()):
         abort(403)

@@ -30,6 +30,9 @@ CONNECTION_KEY = "connection_id"
 # Callback parameters that must appear at most once (RFC 9700 §4.4: a duplicated
 # state or code is a sign of parameter pollution, never of a real answer).
 SINGLE_VALUED = ("state", "code", "error", "iss")
+# A return path rides in the session cookie with up to five pending flows, and browsers
+# drop a cookie over 4096 bytes (RFC 6265 §6.1), losing every flow with it.
+MAX_NEXT_URL_LENGTH = 256
 
 
 @bp.get("/")
@@ -138,7 +141,9 @@ def current_connection() -> Connection | None:
     """Return this browser's connection, if it has one that still exists."""
     if "connection" not in g:
         connection_id = session.get(CONNECTION_KEY)
-        g.connection = token_store.get_connection(connection_id) if connection_id else None
+        # Not a string: a session written by another version of the app.
+        known = isinstance(connection_id, str) and connection_id
+        g.connection = token_store.get_connection(connection_id) if known else None
     return g.connection
 
 
@@ -158,6 +163,8 @@ def rotate_session(connection_id: str) -> None:
 def safe_next_url(target: str | None) -> str | None:
     """Return `target` if it is a path on this site, else None (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if len(target) > MAX_NEXT_URL_LENGTH:
         return None
     if any(character in target for character in "\\\t\r\n") or not target.isprintable():
         return None
