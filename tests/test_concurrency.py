@@ -1,0 +1,136 @@
+"""Many browsers at once: pooled connections to vcita, and one row per business.
+
+Every call to vcita goes through the app's one shared transport
+(`app.extensions["vcita_transport"]`), so token exchanges and userinfo calls reuse
+keep-alive connections instead of opening a new TCP (against vcita, TLS) connection
+each; the sandbox counts the connections it accepts. And two browsers connecting the
+same business at the same moment leave one row, without an error for either.
+The app is served by a real threaded HTTP server, as under gunicorn's threads.
+"""
+
+import html
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from app.sandbox.server import ServerThread
+
+from .sandbox_person import SandboxPerson
+from .security_support import path_and_query
+
+FLOWS = 20
+BROWSERS_AT_ONCE = 4
+
+
+@pytest.fixture
+def served_app(app):
+    """The app on a real threaded HTTP server on loopback."""
+    with ServerThread(app) as server:
+        yield server
+
+
+@pytest.fixture
+def staff(vcita_server):
+    """The first demo business's staff members, as the sandbox lists them."""
+    return vcita_server.sandbox.config["SANDBOX_DIRECTORY"].businesses[0].staff
+
+
+def approve_in_new_browser(served_app, vcita_server, staff_uid: str | None = None):
+    """Open a browser, press Connect and approve on the sandbox; return it and its callback.
+
+    Each browser signs in to the sandbox on its own, as a staff member of its own.
+    """
+    browser = requests.Session()
+    start = browser.get(f"{served_app.url}/connect", allow_redirects=False, timeout=10)
+    assert start.status_code == 302
+    with SandboxPerson(vcita_server.url) as person:
+        callback = person.approve(start.headers["Location"], staff=staff_uid)
+    return browser, f"{served_app.url}{path_and_query(callback)}"
+
+
+def finish(browser: requests.Session, callback: str, served_app) -> str:
+    """Follow the callback to the dashboard; return the dashboard's page."""
+    answer = browser.get(callback, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303, answer.text[:300]
+    assert answer.headers["Location"] == "/dashboard"
+    dashboard = browser.get(f"{served_app.url}/dashboard", allow_redirects=False, timeout=10)
+    assert dashboard.status_code == 200
+    return dashboard.text
+
+
+def test_sequential_flows_reuse_one_keep_alive_connection_to_vcita(
+    app, served_app, vcita, vcita_server
+):
+    # Every browser approves first, so that the count below holds only the app's calls.
+    approved = [approve_in_new_browser(served_app, vcita_server) for _ in range(FLOWS)]
+    opened_before = vcita_server.connections_accepted
+
+    for browser, callback in approved:
+        with browser:
+            finish(browser, callback, served_app)
+
+    opened = vcita_server.connections_accepted - opened_before
+    calls = len(vcita.token_requests) + len(vcita.userinfo_requests)
+    assert calls == 3 * FLOWS  # an exchange and a userinfo call per flow, one per dashboard
+    # One connection, kept alive across all of them (a new one per call would be 60).
+    assert opened == 1, f"{opened} connections opened for {calls} calls to vcita"
+
+
+def test_concurrent_flows_share_a_pool_of_at_most_one_connection_per_thread(
+    app, served_app, vcita, vcita_server
+):
+    approved = [approve_in_new_browser(served_app, vcita_server) for _ in range(FLOWS)]
+    opened_before = vcita_server.connections_accepted
+
+    def complete(approval):
+        browser, callback = approval
+        with browser:
+            return finish(browser, callback, served_app)
+
+    with ThreadPoolExecutor(max_workers=BROWSERS_AT_ONCE) as pool:
+        pages = list(pool.map(complete, approved))
+
+    opened = vcita_server.connections_accepted - opened_before
+    assert len(pages) == FLOWS
+    assert len(vcita.token_requests) == FLOWS
+    # The pool grows to the number of requests in flight at once, never one per call.
+    assert 1 <= opened <= BROWSERS_AT_ONCE, f"{opened} connections for {3 * FLOWS} calls"
+
+
+@pytest.mark.parametrize(
+    ("staff_members", "rows"),
+    [((0, 0), 1), ((0, 1), 2)],
+    ids=["same-business-and-staff", "two-staff-of-one-business"],
+)
+def test_two_browsers_connecting_at_the_same_moment(
+    app, served_app, vcita, vcita_server, staff, monkeypatch, staff_members, rows
+):
+    chosen = [staff[index] for index in staff_members]
+    approved = [approve_in_new_browser(served_app, vcita_server, member.uid) for member in chosen]
+    # Hold both callbacks just before they write, until both are there: they really race
+    # on the same row, as two tabs or two people at one business would.
+    both_arrived = threading.Barrier(2, timeout=10)
+    token_store = app.extensions["token_store"]
+    save_connection = token_store.save_connection
+
+    def save_together(**connection):
+        both_arrived.wait()
+        return save_connection(**connection)
+
+    monkeypatch.setattr(token_store, "save_connection", save_together)
+
+    def complete(approval):
+        browser, callback = approval
+        with browser:
+            return finish(browser, callback, served_app)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pages = list(pool.map(complete, approved))
+
+    assert token_store.count_connections() == rows
+    business = staff[0].business_uid
+    for page, member in zip(pages, chosen, strict=True):
+        assert html.escape(business) in page
+        assert html.escape(member.uid) in page
