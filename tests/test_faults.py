@@ -10,7 +10,7 @@ waits more than about a second.
 import logging
 import re
 import socket
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -476,21 +476,18 @@ def test_store_down_at_the_callback_shows_503_and_a_new_connect_works_once_it_is
 def test_store_down_after_the_exchange_stores_nothing_and_the_flow_can_be_retried(
     app, client, vcita, approved, caplog, monkeypatch
 ):
-    outage = database_gone(app)
-    real_fetch_userinfo = vcita_client.fetch_userinfo
-
-    def fetch_userinfo_then_lose_the_database(token):
-        userinfo = real_fetch_userinfo(token)
-        outage.__enter__()
-        return userinfo
-
-    monkeypatch.setattr(vcita_client, "fetch_userinfo", fetch_userinfo_then_lose_the_database)
     callback = approved()
-    try:
+    real_fetch_userinfo = vcita_client.fetch_userinfo
+    with ExitStack() as outage:
+
+        def fetch_userinfo_then_lose_the_database(token):
+            userinfo = real_fetch_userinfo(token)
+            outage.enter_context(database_gone(app))
+            return userinfo
+
+        monkeypatch.setattr(vcita_client, "fetch_userinfo", fetch_userinfo_then_lose_the_database)
         response = client.get(callback)
-    finally:
-        outage.__exit__(None, None, None)
-    monkeypatch.undo()
+    monkeypatch.setattr(vcita_client, "fetch_userinfo", real_fetch_userinfo)
 
     assert response.status_code == 503
     assert STORE_DOWN in response.text
