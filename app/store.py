@@ -205,6 +205,8 @@ class TokenStore:
 
     def get_connection(self, connection_id: str) -> Connection | None:
         """Return the connection with this id and its decrypted token, or None."""
+        if not _could_be_stored(connection_id):
+            return None
         with self._transaction() as db:
             row = db.execute(
                 sa.select(connections).where(connections.c.id == connection_id)
@@ -230,6 +232,8 @@ class TokenStore:
 
     def delete_connection(self, connection_id: str) -> bool:
         """Forget a connection and its token; return whether there was one."""
+        if not _could_be_stored(connection_id):
+            return False
         with self._transaction() as db:
             result = db.execute(sa.delete(connections).where(connections.c.id == connection_id))
         return result.rowcount == 1
@@ -375,6 +379,15 @@ def _make_sqlite_directory(url: sa.URL) -> None:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreUnavailable(f"cannot create the database's folder: {error}") from error
+
+
+def _could_be_stored(text: str) -> bool:
+    """Return whether both databases can hold `text`; PostgreSQL's text holds no NUL.
+
+    An id that could not be stored names no connection, on SQLite and PostgreSQL alike,
+    instead of failing the query on PostgreSQL.
+    """
+    return "\x00" not in text
 
 
 def _connection_from(row: sa.Row, access_token: str) -> Connection:
