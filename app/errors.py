@@ -7,7 +7,7 @@ No page ever shows a code, state, token, secret or a stack trace.
 from dataclasses import dataclass, replace
 
 from flask import Flask, current_app, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadHost, HTTPException
 
 from . import vcita
 from .store import StoreUnavailable
@@ -165,6 +165,10 @@ def render_unexpected_error(error: Exception):
 
 def render_error(page: ErrorPage):
     """Render one error page as (body, status, headers)."""
+    if isinstance(request.routing_exception, BadHost):
+        # The Host header cannot be read (say "." or a 64-letter label), so no link on
+        # the page can be built: answer in a line of plain text instead.
+        return f"{page.title}\n", page.status, {"Content-Type": "text/plain; charset=utf-8"}
     action_url, action_label = _action(page.action)
     body = render_template(
         "errors/error.html", page=page, action_url=action_url, action_label=action_label

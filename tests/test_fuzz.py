@@ -246,6 +246,10 @@ CASES_EVERY_RUN = [
     request_of("/disconnect", method="POST", large=("body", "csrf_token=" + "a" * MB)),
     request_of("/static/style.css", headers={"HTTP_RANGE": "bytes=9-1,<x9q>"}),
     request_of("/\xff\xfe<x9q>", [("\xff", "\xfe")]),
+    # Hosts no URL can be built for: a lone dot, an empty label, a label over 63 letters.
+    request_of("/", headers={"HTTP_HOST": "."}),
+    request_of("/dashboard", headers={"HTTP_HOST": "a..example"}),
+    request_of("/connect", headers={"HTTP_HOST": "x" * 64 + ".example"}),
 ]
 
 
