@@ -12,4 +12,5 @@ timeout = 30
 control_socket_disable = True
 accesslog = "-"
 # %(U)s is the path without its query string: a callback's query carries a code and state.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# The X-Request-Id the app set ties the access line to the app's own log lines.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms [%({x-request-id}o)s]'

@@ -123,4 +123,8 @@ def test_make_serve_runs_a_connect_flow_under_gunicorn(served):
     access_lines = [line for line in log.splitlines() if re.match(r'127\.0\.0\.1 "[A-Z]+ ', line)]
     assert any(line.startswith('127.0.0.1 "GET /callback HTTP/1.1" 303 ') for line in access_lines)
     assert not [line for line in access_lines if "code=" in line or "state=" in line]
+    # Each access line carries the request id that the app's own lines for it carry.
+    callback_id = callback.headers["X-Request-Id"]
+    assert any(line.endswith(f"[{callback_id}]") for line in access_lines)
+    assert f"[{callback_id}] app: Connected business" in log
     assert "Logging error" not in log
