@@ -18,6 +18,8 @@ import atexit
 import hashlib
 import logging
 import secrets
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -366,9 +368,26 @@ def _configure_sqlite(dbapi_connection, connection_record) -> None:
     # Wait up to 5 s for another writer instead of failing with "database is locked".
     cursor.execute("PRAGMA busy_timeout = 5000")
     # Write-ahead logging: readers do not block the writer, nor the writer readers.
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor, attempts: int = 50) -> None:
+    """Put the database in WAL mode, waiting out workers that do the same right now.
+
+    The switch needs the database to itself, and SQLite may refuse it with "database
+    is locked" without waiting its busy timeout: so several workers starting together
+    on a new file retry for a while. Once switched, the mode stays with the file.
+    """
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _make_sqlite_directory(url: sa.URL) -> None:
