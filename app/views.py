@@ -90,8 +90,10 @@ def callback():
     )
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
     rotate_session(connection.id)
-    trace.remember_secret(flow.state, flow.code_verifier)
-    trace.keep(vcita.authorization_url(flow.state, flow.code_verifier))
+    if trace.enabled():
+        # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
+        trace.remember_secret(flow.state, flow.code_verifier)
+        trace.keep(vcita.authorization_url(flow.state, flow.code_verifier))
     # 303: the browser GETs the dashboard, and the code leaves the address bar.
     return redirect(flow.next_url or url_for(".dashboard"), 303)
 
