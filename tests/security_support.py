@@ -93,18 +93,7 @@ class Links(HTMLParser):
 
     def loaded_urls(self) -> list[str]:
         """Return the URLs the browser fetches by itself: stylesheets, icons, images, scripts."""
-        loading = (
-            "link",
-            "img",
-            "script",
-            "iframe",
-            "source",
-            "video",
-            "audio",
-            "embed",
-            "object",
-        )
-        return [url for tag, _, url in self.urls if tag in loading]
+        return [url for tag, _, url in self.urls if tag in self.LOADING_TAGS]
 
     def foreign_urls(self) -> list[str]:
         """Return the URLs that point anywhere but this site's own paths."""

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from app.sandbox.settings import DEFAULT_BUSINESSES_FILE
 from app.views import CONNECTION_KEY
 
 
@@ -18,23 +19,24 @@ def test_dashboard_without_a_connection_goes_back_to_the_landing_page(client):
     assert response.location == "/"
 
 
-def test_dashboard_shows_the_business_from_userinfo(client, connect, vcita):
-    connect()
+def test_dashboard_shows_the_business_of_the_staff_member_who_approved(client, connect, vcita):
+    business = json.loads(DEFAULT_BUSINESSES_FILE.read_text())["businesses"][1]
+    member = business["staff"][0]
+    connect(staff=member["name"])
     response = client.get("/dashboard")
     assert response.status_code == 200
-    userinfo = vcita.userinfo_requests[-1]
-    assert userinfo["headers"]["Authorization"].startswith("Bearer ")
-    shown = client.get("/dashboard").text
-    served = json.loads(vcita_last_userinfo_body(client, vcita))
-    for field in ("business_name", "email", "role", "type", "business_uid", "sub", "brand_host"):
-        assert html.escape(str(served[field]), quote=True) in shown
-
-
-def vcita_last_userinfo_body(client, vcita) -> str:
-    # The dashboard pretty-prints the whole JSON it received: read it back from the page.
-    page = client.get("/dashboard").text
-    start = page.index("<pre><code>") + len("<pre><code>")
-    return html.unescape(page[start : page.index("</code></pre>", start)])
+    assert vcita.userinfo_requests[-1]["headers"]["Authorization"].startswith("Bearer ")
+    expected = {
+        "business_name": business["business_name"],
+        "email": member["email"],
+        "role": member["role"],
+        "type": "staff",
+        "business_uid": business["business_uid"],
+        "sub": member["uid"],
+        "brand_host": business["brand_host"],
+    }
+    for field, value in expected.items():
+        assert html.escape(value) in response.text, field
 
 
 def test_dashboard_says_when_the_token_was_issued_and_expires(client, connect):
