@@ -23,6 +23,11 @@ from .store import token_store
 SESSION_KEY = "pending_flows"
 FLOW_LIFETIME = timedelta(minutes=10)
 MAX_PENDING_FLOWS = 5  # a few tabs at once; bounded so the cookie stays small
+# Browsers drop a cookie over 4096 bytes, name and attributes included (RFC 6265 §6.1),
+# silently and with every flow it carries. The session is kept under this many bytes as
+# it is really sent (escaped, compressed, signed), whatever characters it holds, with
+# room left for a flash message added later in the request.
+MAX_SESSION_COOKIE_BYTES = 3000
 STATE_BYTES = 32  # 256 random bits; RFC 9700 asks for enough entropy to be unguessable
 
 
@@ -53,10 +58,31 @@ def start_flow(next_url: str | None = None) -> PendingFlow:
     flows = _live_flows()
     flows[flow.state] = asdict(flow)
     while len(flows) > MAX_PENDING_FLOWS:
-        oldest = min(flows, key=lambda state: flows[state]["started_at"])
-        del flows[oldest]
+        del flows[_oldest(flows)]
     session[SESSION_KEY] = flows
-    return flow
+    fit_session_cookie()
+    # The newest flow is always kept, but perhaps without its return path.
+    return _flow_from(session[SESSION_KEY][flow.state])
+
+
+def fit_session_cookie() -> None:
+    """Drop the oldest pending flows until the session cookie fits a browser.
+
+    The newest flow is never dropped: a page that makes a browser open many long
+    /connect links must not push out the flow the person started. If even that flow
+    alone does not fit, its return path goes, never the flow.
+    """
+    flows = session.get(SESSION_KEY)
+    if not isinstance(flows, dict) or not flows:
+        return
+    while len(flows) > 1 and _session_cookie_bytes() > MAX_SESSION_COOKIE_BYTES:
+        del flows[_oldest(flows)]
+        session[SESSION_KEY] = flows
+    if _session_cookie_bytes() > MAX_SESSION_COOKIE_BYTES:
+        session[SESSION_KEY] = {
+            state: {**data, "next_url": None} if isinstance(data, dict) else data
+            for state, data in flows.items()
+        }
 
 
 def consume_flow(state: str) -> PendingFlow | None:
@@ -84,6 +110,16 @@ def consume_flow(state: str) -> PendingFlow | None:
     if not token_store.mark_state_used(flow.state, expires_at):
         return None
     return flow
+
+
+def _oldest(flows: dict) -> str:
+    return min(flows, key=lambda state: flows[state]["started_at"])
+
+
+def _session_cookie_bytes() -> int:
+    """Return the size of the session cookie's value as the browser will receive it."""
+    serializer = current_app.session_interface.get_signing_serializer(current_app)
+    return len(serializer.dumps(dict(session)))
 
 
 def pending_flows() -> dict:

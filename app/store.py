@@ -1,4 +1,4 @@
-"""Connections and their encrypted tokens, plus the OAuth states already used.
+"""Connections and their encrypted tokens, the OAuth states already used, and flow traces.
 
 A connection is one vcita business (and the staff member who approved the app) with
 the access token vcita gave us in step 3 of its guide. The token lives about 20 years
@@ -16,6 +16,7 @@ views answer with a 503 page; the next call tries the database again.
 
 import atexit
 import hashlib
+import json
 import logging
 import secrets
 import sqlite3
@@ -23,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -93,6 +94,25 @@ used_states = sa.Table(
     sa.Column("state_hash", sa.String(64), primary_key=True),
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
+
+flow_traces = sa.Table(
+    "flow_traces",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # Tied to the connection it describes: disconnecting deletes it too.
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # Fernet, like the token: secrets are already out, but userinfo names a person.
+    sa.Column("encrypted_steps", sa.Text, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+# A trace is for the developer looking at the dashboard right after connecting.
+TRACE_LIFETIME = timedelta(minutes=15)
 
 # Each dialect's INSERT .. ON CONFLICT, so that a write and its conflict check are one
 # atomic statement: two workers saving the same connection at once cannot both insert.
@@ -237,6 +257,7 @@ class TokenStore:
         if not _could_be_stored(connection_id):
             return False
         with self._transaction() as db:
+            db.execute(sa.delete(flow_traces).where(flow_traces.c.connection_id == connection_id))
             result = db.execute(sa.delete(connections).where(connections.c.id == connection_id))
         return result.rowcount == 1
 
@@ -261,6 +282,40 @@ class TokenStore:
         except IntegrityError:
             return False
         return True
+
+    def save_trace(self, connection_id: str, steps: list) -> str:
+        """Keep a connect's flow trace for a short while; return the id that reads it."""
+        trace_id = secrets.token_urlsafe(16)
+        now = datetime.now(UTC)
+        with self._transaction() as db:
+            db.execute(sa.delete(flow_traces).where(flow_traces.c.expires_at < now))
+            db.execute(
+                sa.insert(flow_traces).values(
+                    id=trace_id,
+                    connection_id=connection_id,
+                    encrypted_steps=self._encrypt(json.dumps(steps)),
+                    expires_at=now + TRACE_LIFETIME,
+                )
+            )
+        return trace_id
+
+    def get_trace(self, trace_id: str, connection_id: str) -> list | None:
+        """Return the unexpired trace `trace_id` of `connection_id`, or None."""
+        if not (_could_be_stored(trace_id) and _could_be_stored(connection_id)):
+            return None
+        with self._transaction() as db:
+            ciphertext = db.execute(
+                sa.select(flow_traces.c.encrypted_steps)
+                .where(flow_traces.c.id == trace_id)
+                .where(flow_traces.c.connection_id == connection_id)
+                .where(flow_traces.c.expires_at >= datetime.now(UTC))
+            ).scalar_one_or_none()
+        if ciphertext is None:
+            return None
+        try:
+            return json.loads(self._keys.decrypt(ciphertext.encode()))
+        except InvalidToken:
+            return None  # written under a key this deployment no longer has
 
     def count_connections(self) -> int:
         """Return how many connections are stored."""

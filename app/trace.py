@@ -1,25 +1,47 @@
-"""The flow trace: what went over the wire to vcita, with every secret masked.
+"""The flow trace: what went over the wire to vcita, with every secret taken out.
 
-For integrators: the dashboard's "What just happened" panel shows the three steps of
-the last connect as they really went (the authorize URL, the token request and answer,
-the userinfo request and answer). Shown in the sandbox, or with SHOW_FLOW_TRACE=true.
+For integrators: the dashboard's "What just happened" panel shows the steps of the last
+connect as they really went (the authorize URL, the token request and answer, the
+userinfo request and answer). Shown in the sandbox, or with SHOW_FLOW_TRACE=true outside
+production.
 
-Secrets are masked before anything is kept: the client secret, code, state, PKCE
-verifier and tokens become `7463…144b`, so the trace can live in the session cookie.
+Secrets are taken out by structure, never by searching text: each URL query, JSON or
+form body and header is parsed, and the value of every secret field (client secret,
+code, state, PKCE verifier, tokens, assertions, credentials in headers) is replaced by a
+placeholder that shows its length and not one of its characters, *before* anything is
+serialised. No encoding of a secret can then bring it back. A body that cannot be parsed
+is not shown at all. The trace is kept on the server, next to the connection it
+describes, for a few minutes; the session carries only its random id.
 """
 
-import base64
 import json
-import re
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import requests
 from flask import current_app, g, session
 
-SESSION_KEY = "flow_trace"
-MAX_BODY = 2000  # characters kept of each body: enough to read, small enough for a cookie
+from .store import token_store
+
+SESSION_KEY = "flow_trace_id"
+MAX_BODY = 2000  # characters shown of each body: enough to read a step
+MAX_JSON_DEPTH = 32  # deeper bodies are not shown (vcita's answers are two levels deep)
 SHOWN_HEADERS = ("Content-Type", "Accept", "Authorization", "Cache-Control", "WWW-Authenticate")
-BEARER = re.compile(r"^(Bearer|Basic)\s+(.+)$", re.IGNORECASE)
+# Fields whose values are credentials or one-time values, wherever they appear. Any
+# field named *token or *secret counts too (refresh_token, id_token, a future one).
+SECRET_FIELDS = frozenset(
+    {
+        "client_secret",
+        "code",
+        "state",
+        "code_verifier",
+        "client_assertion",
+        "assertion",
+        "password",
+        "authorization",
+        "cookie",
+        "set-cookie",
+    }
+)
 
 
 def enabled() -> bool:
@@ -28,105 +50,109 @@ def enabled() -> bool:
     return bool(config["SANDBOX"] or config["SHOW_FLOW_TRACE"])
 
 
-def mask(secret: str) -> str:
-    """Keep the first and last four characters of a secret: `7463…144b`."""
-    if len(secret) <= 12:
-        return "…"
-    return f"{secret[:4]}…{secret[-4:]}"
+def hidden(value: object) -> str:
+    """Return the placeholder shown instead of a secret: its length, no character of it."""
+    length = len(value) if isinstance(value, str | bytes) else 0
+    return f"[hidden: {length} characters]"
 
 
-def remember_secret(*values: str | None) -> None:
-    """Note values of this request that must never appear in the trace."""
-    g.setdefault("trace_secrets", set()).update(value for value in values if value)
+def is_secret_field(name: str) -> bool:
+    """Say whether a field, parameter or header named `name` holds a secret."""
+    name = name.lower()
+    return name in SECRET_FIELDS or name.endswith(("token", "secret"))
 
 
 def record_exchange(response: requests.Response, *args, **kwargs) -> requests.Response:
-    """Keep one request to vcita and its answer (a requests response hook)."""
+    """Keep one request to vcita and its answer, secrets taken out (a response hook)."""
     if enabled():
         request = response.request
-        remember_secret(*_tokens_in(response))
         g.setdefault("trace_steps", []).append(
             {
                 "request": {
                     "method": request.method,
-                    "url": request.url,
-                    "headers": _headers(request.headers),
-                    "body": _text(request.body),
+                    "url": redacted_url(request.url),
+                    "headers": redacted_headers(request.headers),
+                    "body": redacted_body(request.body, request.headers.get("Content-Type")),
                 },
                 "response": {
                     "status": response.status_code,
-                    "headers": _headers(response.headers),
-                    "body": _text(response.content),
+                    "headers": redacted_headers(response.headers),
+                    "body": redacted_body(response.content, response.headers.get("Content-Type")),
                 },
             }
         )
     return response
 
 
-def keep(authorize_url: str) -> None:
-    """Store the masked trace of the flow that just completed in the session."""
+def keep(authorize_url: str, connection_id: str) -> None:
+    """Store the trace of the flow that just completed, for this browser's dashboard."""
     if not enabled():
         return
-    steps = [{"authorize_url": authorize_url}, *g.get("trace_steps", [])]
-    session[SESSION_KEY] = _masked(steps, g.get("trace_secrets", set()))
+    steps = [{"authorize_url": redacted_url(authorize_url)}, *g.get("trace_steps", [])]
+    session[SESSION_KEY] = token_store.save_trace(connection_id, steps)
 
 
-def last_trace() -> list | None:
-    """Return the masked trace of this browser's last connect, if tracing is on."""
-    return session.get(SESSION_KEY) if enabled() else None
+def last_trace(connection_id: str) -> list | None:
+    """Return the trace of this browser's last connect to `connection_id`, if still kept."""
+    trace_id = session.get(SESSION_KEY)
+    if not enabled() or not isinstance(trace_id, str):
+        return None
+    return token_store.get_trace(trace_id, connection_id)
 
 
-def _tokens_in(response: requests.Response) -> list[str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return []
-    if isinstance(body, dict):
-        return [
-            value
-            for key, value in body.items()
-            if key.endswith("token") and isinstance(value, str)
-        ]
-    return []
+def redacted_url(url: str) -> str:
+    """Return `url` with the value of every secret query parameter hidden."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query=_redacted_pairs(parts.query), fragment=""))
 
 
-def _headers(headers) -> dict:
+def redacted(value, depth: int = 0):
+    """Return a copy of a parsed JSON value with every secret field's value hidden."""
+    if depth > MAX_JSON_DEPTH:
+        raise RecursionError("nested too deep to show")
+    if isinstance(value, dict):
+        return {
+            key: hidden(item) if is_secret_field(key) else redacted(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redacted(item, depth + 1) for item in value]
+    return value
+
+
+def _redacted_pairs(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(
+        f"{quote(name, safe='')}={hidden(value) if is_secret_field(name) else quote(value)}"
+        for name, value in pairs
+    )
+
+
+def redacted_headers(headers) -> dict:
+    """Return the headers worth showing, credentials hidden (the scheme stays)."""
     shown = {}
     for name in SHOWN_HEADERS:
         if name in headers:
             value = headers[name]
-            match = BEARER.match(value)
-            # The Basic credential is base64 of id:secret; a bearer header is the token.
-            shown[name] = f"{match.group(1)} {mask(match.group(2))}" if match else value
+            if is_secret_field(name):
+                # Keep the scheme (Bearer, Basic): it is what a reader wants to see.
+                scheme, _, credential = value.partition(" ")
+                value = f"{scheme} {hidden(credential)}" if credential else hidden(value)
+            shown[name] = value
     return shown
 
 
-def _text(body) -> str:
-    if body is None:
+def redacted_body(body, content_type: str | None) -> str:
+    """Return a JSON or form body with its secrets hidden, or say what other body it was."""
+    if not body:
         return ""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
+    raw = body if isinstance(body, bytes) else body.encode()
+    mimetype = (content_type or "").split(";")[0].strip().lower()
     try:
-        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)[:MAX_BODY]
-    except ValueError:
-        return body[:MAX_BODY]
-
-
-def _masked(steps: list, secrets: set[str]) -> list:
-    """Replace every secret, and its base64 and URL-encoded forms, by its mask."""
-    secrets = {*secrets, current_app.config["VCITA_CLIENT_SECRET"]}
-    text = json.dumps(steps)
-    for secret in sorted(secrets, key=len, reverse=True):
-        for form in _forms_of(secret):
-            text = text.replace(form, mask(secret))
-    return json.loads(text)
-
-
-def _forms_of(secret: str) -> set[str]:
-    return {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret),
-        json.dumps(secret)[1:-1],
-        base64.b64encode(secret.encode()).decode().rstrip("="),
-    }
+        text = raw.decode("utf-8")
+        if mimetype == "application/x-www-form-urlencoded":
+            return _redacted_pairs(text).replace("&", "\n")[:MAX_BODY]
+        parsed = redacted(json.loads(text))
+        return json.dumps(parsed, indent=2, ensure_ascii=False)[:MAX_BODY]
+    except (ValueError, RecursionError):
+        return f"({len(raw)} bytes of {mimetype or 'unknown type'}, not shown)"

@@ -5,10 +5,13 @@ vcita's guide "OAuth 2.0 authorization Flow". Every failure leaves this module a
 of the `VcitaError` classes below, so views never see a transport or Authlib error.
 """
 
+import base64
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote_plus
 
 import requests
 from authlib.common.urls import url_decode
@@ -24,6 +27,12 @@ API_TIMEOUT = (3.05, 10)
 # RFC 6749 Appendix A.12: access-token = 1*VSCHAR. Anything else (a line break, a lone
 # surrogate) could not be sent back in an Authorization header, nor stored.
 ACCESS_TOKEN = re.compile(r"[\x20-\x7e]+")
+# vcita's answers nest two levels deep; far deeper JSON is no answer of vcita's.
+MAX_JSON_DEPTH = 32
+# vcita's tokens live about 20 years; created_at may differ from our clock by this much.
+LONGEST_TOKEN_LIFETIME = timedelta(days=365 * 100)
+PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
+RETRY_AFTER = re.compile(r"[0-9]{1,9}")  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
 
 
 class VcitaError(Exception):
@@ -88,7 +97,6 @@ def authorization_url(state: str, code_verifier: str | None = None) -> str:
 def exchange_code(code: str, code_verifier: str | None = None) -> AccessToken:
     """Step 3: trade the authorization code for an access token, once."""
     config = current_app.config
-    trace.remember_secret(code, code_verifier)
     extra = {"code_verifier": code_verifier} if code_verifier else {}
     try:
         token = _oauth_session().fetch_token(
@@ -130,16 +138,11 @@ def fetch_userinfo(token: AccessToken) -> dict:
     if response.status_code == 403:
         raise VcitaRefused("userinfo answered 403")
     _raise_for_unavailable(response, "userinfo")
-    try:
-        userinfo = response.json()
-    except ValueError as error:
-        raise VcitaUnavailable("userinfo answered something other than JSON") from error
+    userinfo = _json_body(response, "userinfo")
     if response.status_code != 200 or not isinstance(userinfo, dict):
         raise VcitaUnavailable(
             f"userinfo answered HTTP {response.status_code} without the documented JSON object"
         )
-    if not _is_unicode(userinfo):
-        raise VcitaUnavailable("userinfo answered strings that are not valid Unicode")
     return userinfo
 
 
@@ -160,12 +163,25 @@ def _oauth_session(token: dict | None = None) -> OAuth2Session:
         token=token,
     )
     session.register_client_auth_method(("client_secret_json", _client_secret_json))
+    session.register_client_auth_method(("client_secret_basic", _client_secret_basic))
     session.register_compliance_hook("access_token_response", _check_token_response)
     session.hooks["response"].append(trace.record_exchange)
     transport = current_app.extensions["vcita_transport"]
     session.mount("https://", transport)
     session.mount("http://", transport)
     return session
+
+
+def _client_secret_basic(client, method, uri, headers, body):
+    """Authenticate with HTTP Basic as RFC 6749 §2.3.1 says: each part form-encoded first.
+
+    Authlib sends the id and secret as they are, in Latin-1: a secret holding `%`, `+`
+    or a space would then reach a compliant server altered, and one holding a
+    character beyond Latin-1 could not be sent at all.
+    """
+    credentials = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret)}"
+    headers["Authorization"] = f"Basic {base64.b64encode(credentials.encode()).decode()}"
+    return uri, headers, body
 
 
 def _client_secret_json(client, method, uri, headers, body):
@@ -178,8 +194,17 @@ def _client_secret_json(client, method, uri, headers, body):
 
 
 def _check_token_response(response: requests.Response) -> requests.Response:
-    """Turn a throttled or failing token endpoint into VcitaUnavailable before parsing."""
+    """Turn a throttled or failing token endpoint, or unreadable JSON, into VcitaUnavailable.
+
+    Authlib parses the body next; only a body that parses safely reaches it.
+    """
     _raise_for_unavailable(response, "token endpoint")
+    token = _json_body(response, "token endpoint")
+    for name in ("expires_in", "expires_at") if isinstance(token, dict) else ():
+        # Authlib turns these into whole seconds with int(): Infinity, NaN, text or a
+        # list would raise there, deep inside fetch_token, as no error of ours.
+        if token.get(name) is not None and not _is_whole_seconds(token[name]):
+            raise VcitaUnavailable(f"token response's {name} is no number of seconds")
     return response
 
 
@@ -195,7 +220,8 @@ def _raise_for_unavailable(response: requests.Response, endpoint: str) -> None:
 
 def _retry_after(value: str | None) -> int | None:
     # Only the delay-seconds form; an HTTP-date is rare from APIs and not worth parsing.
-    return int(value) if value and value.isdigit() else None
+    # ASCII digits only: "²".isdigit() is true, and int() refuses it.
+    return int(value) if value and RETRY_AFTER.fullmatch(value) else None
 
 
 def _is_unicode(value) -> bool:
@@ -221,18 +247,77 @@ def _access_token_from(token: dict) -> AccessToken:
     # case-insensitive.
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise VcitaUnavailable("token response is not a bearer token")
-    issued_at = _timestamp(token.get("created_at")) or datetime.now(UTC)
+    now = datetime.now(UTC)
+    issued_at = _issued_at(token.get("created_at"), now)
+    return AccessToken(access_token, "Bearer", issued_at, _expires_at(issued_at, token))
+
+
+def _issued_at(created_at, now: datetime) -> datetime:
+    """Return vcita's `created_at`, or now when it is absent or no plausible moment.
+
+    A clock a little off is fine; a timestamp a day or more from now (the year 9999,
+    1970) is no moment a token was just issued at, and would make its expiry overflow.
+    """
+    if not _is_number(created_at) or not math.isfinite(created_at):
+        return now
+    if abs(created_at - now.timestamp()) > PLAUSIBLE_CLOCK_SKEW.total_seconds():
+        return now
+    return datetime.fromtimestamp(created_at, UTC)
+
+
+def _expires_at(issued_at: datetime, token: dict) -> datetime | None:
+    """Return when the token expires, or None when vcita states no usable lifetime.
+
+    vcita's tokens live about 20 years; a lifetime past LONGEST_TOKEN_LIFETIME (1e20 s,
+    Infinity) is no lifetime a calendar can hold, so it counts as not stated.
+    """
     expires_in = token.get("expires_in")
-    expires_at = None
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        expires_at = issued_at + timedelta(seconds=expires_in)
-    return AccessToken(access_token, "Bearer", issued_at, expires_at)
+    if not _is_number(expires_in) or not math.isfinite(expires_in):
+        return None
+    if not 0 <= expires_in <= LONGEST_TOKEN_LIFETIME.total_seconds():
+        return None
+    return issued_at + timedelta(seconds=expires_in)
 
 
-def _timestamp(value) -> datetime | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
+def _is_whole_seconds(value) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_body(response: requests.Response, endpoint: str):
+    """Parse an answer of vcita's as JSON, or raise VcitaUnavailable.
+
+    Every JSON value is read safely: deep nesting (which would exhaust Python's
+    recursion), numbers too long to convert, and escaped lone surrogates that no page
+    or database can hold are all "something other than vcita's documented JSON".
+    """
+    try:
+        value = json.loads(response.content)
+    except (ValueError, RecursionError) as error:
+        raise VcitaUnavailable(f"{endpoint} answered something other than JSON") from error
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise VcitaUnavailable(f"{endpoint} answered JSON nested deeper than vcita's")
+    if not _is_unicode(value):
+        raise VcitaUnavailable(f"{endpoint} answered strings that are not valid Unicode")
+    return value
+
+
+def _depth(value) -> int:
+    """Return how deeply a parsed JSON value nests, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth <= MAX_JSON_DEPTH:
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(item, dict | list):
+            return depth
+    return deepest

@@ -26,13 +26,18 @@ from .store import Connection, token_store
 
 bp = Blueprint("connect", __name__)
 
-CONNECTION_KEY = "connection_id"
+CONNECTION_KEY = "connection_id"  # the connection the dashboard shows: the newest
+# Every connection this browser made since it last disconnected (two staff members of
+# one business, say), so that Disconnect removes all of them and orphans no token.
+CONNECTIONS_KEY = "connection_ids"
+MAX_CONNECTIONS_PER_BROWSER = 10  # bounded, like everything in the session cookie
 # Callback parameters that must appear at most once (RFC 9700 §4.4: a duplicated
 # state or code is a sign of parameter pollution, never of a real answer).
 SINGLE_VALUED = ("state", "code", "error", "iss")
 # A return path rides in the session cookie with up to five pending flows, and browsers
-# drop a cookie over 4096 bytes (RFC 6265 §6.1), losing every flow with it.
-MAX_NEXT_URL_LENGTH = 256
+# drop a cookie over 4096 bytes (RFC 6265 §6.1), losing every flow with it. Counted in
+# bytes as the cookie carries it: a non-ASCII character is escaped into 6 or 12.
+MAX_NEXT_URL_BYTES = 256
 
 
 @bp.get("/")
@@ -64,9 +69,10 @@ def callback():
     if flow is None:
         raise InvalidCallback("unknown, expired or used state")
     issuer = current_app.config["VCITA_ISSUER"]
-    if issuer and "iss" in args and args["iss"] != issuer:
-        # RFC 9207: the answer came from another authorization server (mix-up attack).
-        raise InvalidCallback("the callback's iss is not vcita's")
+    if issuer and args.get("iss") != issuer:
+        # RFC 9207 §2.4: a client that expects `iss` refuses an answer without it, or
+        # with another one: it may come from another authorization server (mix-up).
+        raise InvalidCallback("the callback's iss is missing or not vcita's")
     if "error" in args:
         if args["error"] == "access_denied":
             raise AccessDenied()
@@ -92,8 +98,7 @@ def callback():
     rotate_session(connection.id)
     if trace.enabled():
         # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
-        trace.remember_secret(flow.state, flow.code_verifier)
-        trace.keep(vcita.authorization_url(flow.state, flow.code_verifier))
+        trace.keep(vcita.authorization_url(flow.state, flow.code_verifier), connection.id)
     # 303: the browser GETs the dashboard, and the code leaves the address bar.
     return redirect(flow.next_url or url_for(".dashboard"), 303)
 
@@ -109,7 +114,7 @@ def dashboard():
     except vcita.AccessRevoked:
         # A 401 on a 20-year token means the business revoked this app in vcita.
         token_store.delete_connection(connection.id)
-        session.clear()
+        forget_in_session(connection.id)
         current_app.logger.info("vcita revoked the token; connection forgotten")
         flash(
             "vcita no longer accepts this connection: it was revoked there. "
@@ -122,21 +127,31 @@ def dashboard():
         connection=connection,
         userinfo=userinfo,
         userinfo_json=json.dumps(userinfo, indent=2, sort_keys=True, ensure_ascii=False),
-        flow_trace=trace.last_trace(),
+        flow_trace=trace.last_trace(connection.id),
     )
 
 
 @bp.post("/disconnect")
 def disconnect():
-    """Forget this browser's connection and its token."""
+    """Forget every connection this browser made, with their tokens, and say which."""
     require_csrf_token()
-    connection_id = session.get(CONNECTION_KEY)
-    if connection_id:
-        token_store.delete_connection(connection_id)
+    removed = [cid for cid in connections_in_session() if token_store.delete_connection(cid)]
     session.clear()
-    current_app.logger.info("Disconnected")
-    flash("Disconnected. vcita Connect no longer keeps a token for your business.", "info")
+    current_app.logger.info("Disconnected %d connection(s)", len(removed))
+    flash(disconnect_message(len(removed)), "info")
     return redirect(url_for(".index"), 303)
+
+
+def disconnect_message(removed: int) -> str:
+    """Say exactly what Disconnect deleted."""
+    if removed == 0:
+        return "Disconnected. This browser's connection was already gone: no token was kept."
+    if removed == 1:
+        return "Disconnected. vcita Connect no longer keeps a token for your business."
+    return (
+        f"Disconnected. vcita Connect no longer keeps any of the {removed} tokens this "
+        "browser connected (one for each vcita login that approved it)."
+    )
 
 
 def current_connection() -> Connection | None:
@@ -152,21 +167,44 @@ def current_connection() -> Connection | None:
 def rotate_session(connection_id: str) -> None:
     """Start a fresh session for the connected browser (no session fixation).
 
-    Everything is dropped except flows still pending in other tabs, so a cookie
-    captured before connecting never grants the dashboard.
+    Everything is dropped except flows still pending in other tabs and the
+    connections this browser made before, so a cookie captured before connecting
+    never grants the dashboard, and Disconnect still finds every connection.
     """
     carried = flows.pending_flows()
+    known = [known for known in connections_in_session() if known != connection_id]
     session.clear()
     if carried:
         session[flows.SESSION_KEY] = carried
+    session[CONNECTIONS_KEY] = [*known, connection_id][-MAX_CONNECTIONS_PER_BROWSER:]
     session[CONNECTION_KEY] = connection_id
+    flows.fit_session_cookie()
+
+
+def connections_in_session() -> list[str]:
+    """Return the ids of every connection this browser made, oldest first."""
+    known = session.get(CONNECTIONS_KEY)
+    ids = [item for item in known if isinstance(item, str)] if isinstance(known, list) else []
+    current = session.get(CONNECTION_KEY)
+    if isinstance(current, str) and current and current not in ids:
+        ids.append(current)  # a session from before the app kept the list
+    return ids
+
+
+def forget_in_session(connection_id: str) -> None:
+    """Drop one connection from this browser's session; the newest left becomes current."""
+    remaining = [known for known in connections_in_session() if known != connection_id]
+    session.pop(CONNECTION_KEY, None)
+    session[CONNECTIONS_KEY] = remaining
+    if remaining:
+        session[CONNECTION_KEY] = remaining[-1]
 
 
 def safe_next_url(target: str | None) -> str | None:
     """Return `target` if it is a path on this site, else None (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return None
-    if len(target) > MAX_NEXT_URL_LENGTH:
+    if len(json.dumps(target)) - 2 > MAX_NEXT_URL_BYTES:
         return None
     if any(character in target for character in "\\\t\r\n") or not target.isprintable():
         return None

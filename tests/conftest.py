@@ -47,6 +47,24 @@ def vcita_server():
 
 
 @pytest.fixture
+def sandbox_with_secret(request):
+    """A sandbox of its own whose client secret is the test's parameter."""
+    secret = request.param
+    sandbox = create_sandbox(
+        {
+            "SANDBOX_CLIENT_ID": CLIENT_ID,
+            "SANDBOX_CLIENT_SECRET": secret,
+            "SANDBOX_REDIRECT_URIS": REDIRECT_URI,
+            "SANDBOX_SECRET_KEY": "sandbox-test-secret",
+        }
+    )
+    with ServerThread(sandbox) as server:
+        server.sandbox = sandbox
+        server.client_secret = secret
+        yield server
+
+
+@pytest.fixture
 def vcita(vcita_server):
     """The sandbox's recorded requests and fault switches, reset for each test."""
     state = vcita_server.sandbox.extensions["vcita_sandbox"]

@@ -1,14 +1,16 @@
 """Step 3: /callback checks the state, exchanges the code once, and stores the connection."""
 
-from urllib.parse import parse_qs, urlsplit
+import base64
+from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import pytest
 
 from app import create_app, flows
 from app import vcita as vcita_client
-from app.views import CONNECTION_KEY
+from app.views import CONNECTION_KEY, CONNECTIONS_KEY
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
+from .sandbox_person import SandboxPerson
 
 
 def store(app):
@@ -64,6 +66,37 @@ def test_other_client_auth_methods_also_connect(
     assert request["content_type"].startswith(content_type)
     assert ("client_secret" in request["body"]) is in_body
     assert request["headers"].get("Authorization", "").startswith("Basic ") is basic
+    app.extensions["token_store"].dispose()
+
+
+@pytest.mark.parametrize(
+    "sandbox_with_secret",
+    ["a+b c%2Bd", "秘密-secret-値", "colon:in:secret"],
+    ids=["plus-space-percent", "beyond-latin-1", "colon"],
+    indirect=True,
+)
+def test_client_secret_basic_form_encodes_id_and_secret_as_rfc_6749_says(
+    settings, sandbox_with_secret
+):
+    server = sandbox_with_secret
+    app = create_app(
+        {
+            **settings,
+            "VCITA_CLIENT_SECRET": server.client_secret,
+            "VCITA_AUTHORIZE_URL": f"{server.url}/app/oauth/authorize",
+            "VCITA_TOKEN_URL": f"{server.url}/oauth/token",
+            "VCITA_USERINFO_URL": f"{server.url}/oauth/userinfo",
+            "VCITA_TOKEN_AUTH_METHOD": "client_secret_basic",
+        }
+    )
+    client = app.test_client()
+    with SandboxPerson(server.url) as person:
+        response = client.get(person.approve(client.get("/connect").location))
+
+    assert response.status_code == 303
+    sent = server.sandbox.extensions["vcita_sandbox"].token_requests[0]["headers"]
+    credentials = base64.b64decode(sent["Authorization"].removeprefix("Basic ")).decode()
+    assert credentials == f"{quote_plus(CLIENT_ID)}:{quote_plus(server.client_secret)}"
     app.extensions["token_store"].dispose()
 
 
@@ -211,7 +244,7 @@ def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vci
         session["leftover"] = "from before connecting"
     client.get(person.approve(this_tab.location))
     with client.session_transaction() as session:
-        assert set(session) == {CONNECTION_KEY, flows.SESSION_KEY}
+        assert set(session) == {CONNECTION_KEY, CONNECTIONS_KEY, flows.SESSION_KEY}
         assert list(session[flows.SESSION_KEY]) == [other_tab]
 
 

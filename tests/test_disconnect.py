@@ -2,7 +2,12 @@
 
 import re
 
+import sqlalchemy as sa
+
+from app.store import connections
 from app.views import CONNECTION_KEY
+
+from .sandbox_person import SandboxPerson
 
 
 def csrf_token(page: str) -> str:
@@ -47,3 +52,89 @@ def test_dashboard_is_unreachable_after_disconnect_even_with_the_old_cookie(app,
     response = replay.get("/dashboard")
     assert response.status_code == 302
     assert response.location == "/"
+
+
+def connect_as(client, vcita_server, staff: str) -> None:
+    """Connect this browser as `staff`, logging in to vcita afresh (another vcita login)."""
+    with SandboxPerson(vcita_server.url) as person:
+        response = client.get(person.approve(client.get("/connect").location, staff=staff))
+    assert response.status_code == 303
+
+
+def stored_pairs(app) -> set[tuple[str, str]]:
+    with app.extensions["token_store"]._transaction() as db:
+        rows = db.execute(sa.select(connections.c.business_uid, connections.c.staff_uid))
+        return {tuple(row) for row in rows}
+
+
+def disconnect(client, page: str | None = None):
+    """Press Disconnect on `page`, or on the dashboard."""
+    page = page or client.get("/dashboard").text
+    return client.post("/disconnect", data={"csrf_token": csrf_token(page)})
+
+
+def test_disconnect_removes_every_connection_this_browser_made(app, client, vcita_server):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    connect_as(client, vcita_server, "Leo Martins")  # another staff member, another token
+    connect_as(client, vcita_server, "Priya Raman")  # another business
+    assert len(stored_pairs(app)) == 3
+
+    response = disconnect(client)
+
+    assert response.status_code == 303
+    assert stored_pairs(app) == set()
+    message = client.get("/").text
+    assert "no longer keeps any of the 3 tokens this browser connected" in message
+
+
+def test_disconnect_keeps_the_connections_of_other_browsers(app, client, vcita_server):
+    other_browser = app.test_client()
+    connect_as(other_browser, vcita_server, "Priya Raman")
+    others = stored_pairs(app)
+    connect_as(client, vcita_server, "Maya Goldberg")
+
+    disconnect(client)
+
+    assert stored_pairs(app) == others
+    assert "Connected to vcita" in other_browser.get("/dashboard").text
+
+
+def test_disconnect_of_one_connection_says_the_business_has_no_token_left(
+    app, client, vcita_server
+):
+    connect_as(client, vcita_server, "Maya Goldberg")
+
+    disconnect(client)
+
+    assert stored_pairs(app) == set()
+    assert "no longer keeps a token for your business" in client.get("/").text
+
+
+def test_disconnect_after_the_connection_was_removed_elsewhere_says_so(app, client, vcita_server):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    page = client.get("/dashboard").text
+    with client.session_transaction() as session:
+        app.extensions["token_store"].delete_connection(session[CONNECTION_KEY])
+
+    client.post("/disconnect", data={"csrf_token": csrf_token(page)})
+
+    assert stored_pairs(app) == set()
+    assert "connection was already gone: no token was kept" in client.get("/").text
+
+
+def test_a_revoked_connection_leaves_the_browsers_other_connections_for_disconnect(
+    app, client, vcita_server, vcita
+):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    maya = stored_pairs(app)
+    connect_as(client, vcita_server, "Priya Raman")
+    dashboard = client.get("/dashboard").text
+    vcita.revoke_all_tokens()  # both businesses removed the app in vcita
+
+    revoked = client.get("/dashboard")  # shows Priya's, the newest: vcita answers 401
+
+    assert revoked.status_code == 302
+    assert stored_pairs(app) == maya  # forgotten; Maya's is still this browser's
+    assert "no longer accepts this connection" in client.get("/").text
+    disconnect(client, page=dashboard)
+    assert stored_pairs(app) == set()

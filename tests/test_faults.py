@@ -139,7 +139,7 @@ TOKEN_FAULTS = {
         {"json_merge": {"access_token": "abc\ud800"}},
         502,
         UNAVAILABLE,
-        "token response has no valid access_token",
+        "token endpoint answered strings that are not valid Unicode",
     ),
     "token-type-not-bearer": (
         {"json_merge": {"token_type": "mac"}},

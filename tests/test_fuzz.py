@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from app import create_app, flows
-from app.views import CONNECTION_KEY, MAX_NEXT_URL_LENGTH
+from app.views import CONNECTION_KEY, MAX_NEXT_URL_BYTES
 
 MARKER = "<x9q>"
 # Hypothesis warns when it prints a failing example holding an 8 KB value; the suite's
@@ -479,7 +479,7 @@ def test_session_of_another_app_version_is_answered_without_a_server_error(
 
 @pytest.mark.parametrize(
     ("length", "kept"),
-    [(MAX_NEXT_URL_LENGTH, True), (MAX_NEXT_URL_LENGTH + 1, False), (6000, False)],
+    [(MAX_NEXT_URL_BYTES, True), (MAX_NEXT_URL_BYTES + 1, False), (6000, False)],
 )
 def test_long_next_urls_never_make_the_session_cookie_too_large_for_a_browser(
     settings, length, kept

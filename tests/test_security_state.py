@@ -276,6 +276,22 @@ def test_callback_with_a_mismatching_issuer_is_rejected(
     store(app).dispose()
 
 
+@pytest.mark.parametrize("sent", ["no-iss", "empty-iss"])
+def test_callback_without_iss_is_rejected_when_an_issuer_is_configured(
+    settings, person, vcita, vcita_issuer, sent
+):
+    # RFC 9207 §2.4: a client that expects `iss` refuses a response that lacks it.
+    app = create_app({**settings, "VCITA_ISSUER": vcita_issuer})
+    client = app.test_client()
+    callback = approved_callback(client, person)
+    issued = f"iss={quote(vcita_issuer, safe='')}"
+    assert issued in callback
+    callback = callback.replace(issued, "" if sent == "no-iss" else "iss=")
+    response = client.get(callback)
+    assert_refused_before_the_exchange(response, app, vcita)
+    store(app).dispose()
+
+
 # --- PKCE (RFC 7636, RFC 9700 §2.1.1) --------------------------------------------------
 
 

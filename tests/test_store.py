@@ -348,6 +348,7 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
     app = open_app(sqlite_url, key)
     path = sqlite_path
     with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE flow_traces")
         db.execute("DROP TABLE connections")
         db.execute("DROP TABLE used_states")
     assert sqlite_tables(path) == set()

@@ -6,10 +6,21 @@ along with it (a top-level GET), a Strict one does not — and without the cooki
 cannot find the pending flow the state belongs to.
 """
 
+from urllib.parse import quote
+
 from playwright.sync_api import BrowserContext, Page, Response, expect
 
+from ..test_cookie_budget import BROWSER_COOKIE_LIMIT, random_characters
 from .conftest import Servers
-from .steps import CALLBACK, answer_consent, click_connect, log_in, open_landing, statuses
+from .steps import (
+    CALLBACK,
+    answer_consent,
+    click_connect,
+    connect,
+    log_in,
+    open_landing,
+    statuses,
+)
 
 SESSION_COOKIE = "vcita_connect"
 STATE_NOT_FOUND = "This sign-in link is no longer valid"
@@ -60,3 +71,29 @@ def test_strict_session_cookie_would_be_lost_on_vcitas_redirect(
     assert callback.status == 400
     expect(page.get_by_role("heading", level=1)).to_have_text(STATE_NOT_FOUND)
     assert servers.vcita.token_requests == []  # the code was never exchanged
+
+
+def test_links_a_hostile_page_opens_never_push_out_the_persons_own_flow(
+    page: Page, context: BrowserContext, servers: Servers
+):
+    # A page the victim visits opens /connect links with long return paths in their
+    # browser first: three, then a fourth as long as still fits, to fill the cookie to the
+    # brim. The person's own flow would then push it over the browser's limit.
+    def open_hostile_link(length: int, seed: int) -> bool:
+        before = session_cookie(context)["value"] if context.cookies() else ""
+        hostile_next = "/" + random_characters(0x4E00, 0x9FFF, count=length, seed=seed)
+        page.goto(f"{servers.app_url}/connect?next={quote(hostile_next)}")
+        after = session_cookie(context)["value"]
+        assert len(after) < BROWSER_COOKIE_LIMIT
+        return after != before  # False: the browser dropped the grown cookie
+
+    for seed in range(3):
+        open_hostile_link(255, seed)
+    for length in range(255, 0, -8):
+        if open_hostile_link(length, seed=length):
+            break
+
+    connect(page, servers)
+
+    expect(page.get_by_text(STATE_NOT_FOUND)).to_have_count(0)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")

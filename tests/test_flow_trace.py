@@ -1,0 +1,223 @@
+"""The flow trace shows the wire to vcita with no part of any secret, and lives on the server.
+
+Secrets are taken out by structure (the parsed URL, body and headers), so no encoding
+of a secret, however many times it is escaped, can bring a piece of it back.
+"""
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app import create_app, trace
+from app.views import CONNECTION_KEY
+
+from .sandbox_person import SandboxPerson
+from .security_support import decode_session, session_cookie, state_of
+from .test_disconnect import csrf_token
+
+# Each holds characters that some encoding on the way into a trace escapes: JSON (" \),
+# HTML (' < &), URLs (% + space) and UTF-8 (é, ü: Basic credentials are Latin-1).
+HARD_SECRETS = {
+    "quote": 'Qx7"Zk9"Wm3"Pv5"Jb2',
+    "backslash": "Qx7\\Zk9\\Wm3\\Pv5\\Jb2",
+    "apostrophe": "Qx7'Zk9'Wm3'Pv5'Jb2",
+    "markup": "Qx7<Zk9>Wm3&Pv5&amp;Jb2",
+    "percent": "Qx7%22Zk9%Wm3%5CPv5%Jb2",
+    "plus and space": "Qx7+Zk9 Wm3+Pv5 Jb2",
+    "non-ASCII": "Qx7éZk9üWm3ßPv5øJb2",
+    "everything": "Q\"x\\7'Z<k>9&W%m+3 éP",
+}
+TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
+RUN = 6  # the length of a run of a secret that must appear nowhere
+
+
+def runs_of(secret: str) -> set[str]:
+    """Every run of RUN characters of `secret`: none of them may be shown anywhere."""
+    return {secret[start : start + RUN] for start in range(len(secret) - RUN + 1)}
+
+
+def assert_no_run_of(secret: str, text: str, where: str) -> None:
+    shown = [run for run in runs_of(secret) if run in text]
+    assert shown == [], f"{where} shows {shown!r} of a secret"
+
+
+@pytest.mark.parametrize("auth_method", TOKEN_AUTH_METHODS)
+@pytest.mark.parametrize(
+    "sandbox_with_secret", HARD_SECRETS.values(), ids=HARD_SECRETS.keys(), indirect=True
+)
+def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
+    settings, sandbox_with_secret, auth_method, caplog, capfd
+):
+    server = sandbox_with_secret
+    app = create_app(
+        {
+            **settings,
+            "VCITA_CLIENT_SECRET": server.client_secret,
+            "VCITA_AUTHORIZE_URL": f"{server.url}/app/oauth/authorize",
+            "VCITA_TOKEN_URL": f"{server.url}/oauth/token",
+            "VCITA_USERINFO_URL": f"{server.url}/oauth/userinfo",
+            "VCITA_TOKEN_AUTH_METHOD": auth_method,
+            "VCITA_USE_PKCE": "true",
+            "SHOW_FLOW_TRACE": "true",
+        }
+    )
+    caplog.set_level(logging.INFO)  # the app logs at INFO
+    client = app.test_client()
+    with SandboxPerson(server.url) as person:
+        start = client.get("/connect")
+        callback_url = person.approve(start.location)
+    callback = client.get(callback_url)
+    dashboard = client.get("/dashboard")
+
+    assert callback.status_code == 303
+    assert dashboard.status_code == 200
+    assert "What just happened" in dashboard.text  # the trace is really shown
+    assert "[hidden: " in dashboard.text
+    token_request = server.sandbox.extensions["vcita_sandbox"].token_requests[0]
+    with app.app_context():
+        connection_id = decode_session(app, session_cookie(client))[CONNECTION_KEY]
+        access_token = app.extensions["token_store"].get_connection(connection_id).access_token
+    secrets = {
+        "client secret": server.client_secret,
+        "state": state_of(start.location),
+        "code": callback_url.split("code=")[1].split("&")[0],
+        "PKCE verifier": token_request["body"].get("code_verifier")
+        if isinstance(token_request["body"], dict)
+        else None,
+        "access token": access_token,
+    }
+    assert all(secrets.values()), secrets
+    cookies = [
+        *(
+            header
+            for r in (start, callback, dashboard)
+            for header in r.headers.getlist("Set-Cookie")
+        ),
+        json.dumps(decode_session(app, session_cookie(client))),
+    ]
+    logged = caplog.text + "".join(capfd.readouterr())
+    for name, secret in secrets.items():
+        assert_no_run_of(secret, dashboard.text, f"the dashboard ({name})")
+        assert_no_run_of(secret, callback.text, f"the callback ({name})")
+        for cookie in cookies:
+            assert_no_run_of(secret, cookie, f"a cookie ({name})")
+        assert_no_run_of(secret, logged, f"the log ({name})")
+    app.extensions["token_store"].dispose()
+
+
+SECRET_HOLDERS = st.sampled_from(
+    ["client_secret", "code", "state", "code_verifier", "access_token", "refresh_token"]
+)
+
+
+def shown_in_trace(field: str, value: str, form: bool) -> str:
+    """Return what the trace keeps of a token exchange carrying `value` as `field`."""
+    request = requests.Request(
+        "POST",
+        f"https://vcita.example/oauth/token?{field}={requests.utils.quote(value, safe='')}",
+        data={field: value, "grant_type": "authorization_code"} if form else None,
+        json=None if form else {field: value, "nested": [{field: value}]},
+    ).prepare()
+    # Set after preparing: requests refuses a header value with a line break, vcita might not.
+    request.headers["Authorization"] = f"Bearer {value}"
+    answer = json.dumps({field: value, "token_type": "Bearer"}).encode()
+    return json.dumps(
+        [
+            trace.redacted_url(request.url),
+            trace.redacted_headers(request.headers),
+            trace.redacted_body(request.body, request.headers["Content-Type"]),
+            trace.redacted_body(answer, "application/json"),
+        ]
+    )
+
+
+STAND_IN = "\u2603"  # a character no generated secret holds
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    secret=st.text(min_size=RUN, max_size=60).filter(lambda s: STAND_IN not in s),
+    field=SECRET_HOLDERS,
+    form=st.booleans(),
+)
+def test_a_secret_field_is_hidden_whatever_characters_it_holds(secret, field, form):
+    shown = shown_in_trace(field, secret, form)
+    # The same exchange with a stand-in of the same length: a run of the secret that
+    # also appears there (say "Bearer") is the trace's own text, not the secret.
+    baseline = shown_in_trace(field, STAND_IN * len(secret), form)
+
+    for run in runs_of(secret):
+        for encoded in {run, json.dumps(run)[1:-1], requests.utils.quote(run, safe="")}:
+            assert shown.count(encoded) <= baseline.count(encoded), encoded
+
+
+def test_the_trace_lives_on_the_server_and_the_cookie_holds_only_its_id(
+    settings, connect, client, app
+):
+    app.config["SHOW_FLOW_TRACE"] = True
+    connect()
+    session = decode_session(app, session_cookie(client))
+    dashboard = client.get("/dashboard")
+
+    assert "What just happened" in dashboard.text
+    assert set(session) >= {trace.SESSION_KEY, CONNECTION_KEY}
+    assert "trace_steps" not in json.dumps(session) and "authorize_url" not in json.dumps(session)
+    assert len(session[trace.SESSION_KEY]) < 40
+
+
+def test_the_trace_is_gone_after_its_lifetime_and_after_disconnect(
+    settings, connect, client, app, monkeypatch
+):
+    app.config["SHOW_FLOW_TRACE"] = True
+    connect()
+    assert "What just happened" in client.get("/dashboard").text
+    store = app.extensions["token_store"]
+    later = datetime.now(UTC) + timedelta(minutes=16)
+    monkeypatch.setattr("app.store.datetime", _FrozenAt(later))
+
+    assert "What just happened" not in client.get("/dashboard").text
+
+    monkeypatch.undo()
+    client.post("/disconnect", data={"csrf_token": csrf_token(client.get("/dashboard").text)})
+    with store._transaction() as db:
+        assert db.exec_driver_sql("SELECT count(*) FROM flow_traces").scalar_one() == 0
+
+
+def test_a_trace_is_only_shown_with_the_connection_it_describes(settings, app, vcita_server):
+    app.config["SHOW_FLOW_TRACE"] = True
+    first, second = app.test_client(), app.test_client()
+    for browser, staff in ((first, None), (second, "Priya Raman")):
+        with SandboxPerson(vcita_server.url) as person:
+            browser.get(person.approve(browser.get("/connect").location, staff=staff))
+    assert (
+        decode_session(app, session_cookie(first))[CONNECTION_KEY]
+        != (decode_session(app, session_cookie(second))[CONNECTION_KEY])
+    )
+    trace_of_first = decode_session(app, session_cookie(first))[trace.SESSION_KEY]
+    with second.session_transaction() as session:
+        session[trace.SESSION_KEY] = trace_of_first
+
+    assert "What just happened" not in second.get("/dashboard").text
+    assert "What just happened" in first.get("/dashboard").text
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[" * 50_000, b"\xff\xfe", b"<html>secret</html>"])
+def test_a_body_that_cannot_be_parsed_is_not_shown(body):
+    shown = trace.redacted_body(body, "text/html")
+
+    assert shown == f"({len(body)} bytes of text/html, not shown)"
+
+
+class _FrozenAt:
+    """Stands in for the datetime class in app.store, at a fixed moment."""
+
+    def __init__(self, moment: datetime):
+        self.moment = moment
+
+    def now(self, tz=None):
+        return self.moment
