@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from app import create_app, flows
-from app.views import CONNECTION_KEY, MAX_NEXT_URL_BYTES
+from app import create_app, flows, trace
+from app.views import CONNECTION_KEY, CONNECTIONS_KEY, MAX_NEXT_URL_BYTES
 
 MARKER = "<x9q>"
 # Hypothesis warns when it prints a failing example holding an 8 KB value; the suite's
@@ -391,7 +391,8 @@ session_of_another_version = st.fixed_dictionaries(
         ),
         CONNECTION_KEY: st.one_of(marked, small_json_value),
         "csrf_token": st.one_of(marked, small_json_value),
-        "flow_trace": small_json_value,
+        trace.SESSION_KEY: st.one_of(marked, small_json_value),
+        CONNECTIONS_KEY: st.one_of(st.lists(marked, max_size=3), small_json_value),
     },
 )
 # Browsers keep cookies up to 4096 bytes (RFC 6265 §6.1); leave room for what the app adds.
