@@ -1,7 +1,7 @@
 """vcita Connect: connect a business to vcita with OAuth 2.0, the way vcita documents it.
 
-`create_app` reads like the table of contents of the app: settings, logs, token
-store, vcita client, security headers, pages, error pages.
+`create_app` reads like the table of contents of the app: settings, logs, database,
+used states, token store, vcita client, security headers, pages, error pages.
 """
 
 import os
@@ -10,9 +10,8 @@ import sys
 from dotenv import load_dotenv
 from flask import Flask
 
-from . import errors, formatting, logs, security, vcita, views
+from . import client, database, errors, formatting, logs, security, store, used_states, views
 from .config import ConfigError, load_config
-from .store import token_store
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -35,8 +34,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["TESTING"] = test_config is not None
 
     logs.init_app(app)
-    token_store.init_app(app)
-    vcita.init_app(app)
+    database.init_app(app)
+    used_states.init_app(app)
+    store.init_app(app)
+    client.init_app(app)
     security.init_app(app)
     formatting.init_app(app)
     app.register_blueprint(views.bp)

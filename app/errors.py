@@ -10,19 +10,7 @@ from flask import Flask, current_app, render_template, request, url_for
 from werkzeug.exceptions import BadHost, HTTPException
 
 from . import vcita
-from .store import StoreUnavailable
-
-
-class InvalidCallback(Exception):
-    """The callback's state is missing, unknown, expired, reused, or the answer is malformed."""
-
-
-class AccessDenied(Exception):
-    """The person pressed Deny on vcita's consent page."""
-
-
-class ProviderError(Exception):
-    """vcita sent the person back with an OAuth error other than access_denied."""
+from .database import StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -34,21 +22,21 @@ class ErrorPage:
 
 
 PAGES = {
-    InvalidCallback: ErrorPage(
+    vcita.InvalidCallback: ErrorPage(
         400,
         "This sign-in link is no longer valid",
         "It was already used, it expired after 10 minutes, or it was started in "
         "another browser. Nothing was connected. Start again from here.",
         "connect",
     ),
-    AccessDenied: ErrorPage(
+    vcita.AccessDenied: ErrorPage(
         403,
         "You didn't allow access",
         "vcita Connect can only show your business details if you allow access on "
         "vcita's page. Nothing was connected.",
         "connect",
     ),
-    ProviderError: ErrorPage(
+    vcita.ProviderError: ErrorPage(
         502,
         "vcita could not complete the approval",
         "vcita sent you back without an approval. Nothing was connected; please try again.",

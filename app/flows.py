@@ -6,19 +6,22 @@ person back (the PKCE verifier, where to go next). The session holds a small map
 them, so two tabs can connect at once, and each expires after ten minutes.
 
 A signed cookie cannot forget: a copy taken before the callback still holds the
-state. So a state is also marked used in the token store, shared by every worker
-and instance, and a second callback with it is refused (RFC 9700 §4.7).
+state. So taking a flow out also marks its state used, through the `mark_used`
+callable the caller passes (the app's ledger shared by every worker and instance),
+and a second callback with it is refused (RFC 9700 §4.7).
 """
 
 import hmac
-import secrets
+import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app, session
 
-from .store import token_store
+from .vcita import new_code_verifier, new_state
 
 SESSION_KEY = "pending_flows"
 FLOW_LIFETIME = timedelta(minutes=10)
@@ -28,7 +31,9 @@ MAX_PENDING_FLOWS = 5  # a few tabs at once; bounded so the cookie stays small
 # it is really sent (escaped, compressed, signed), whatever characters it holds, with
 # room left for a flash message added later in the request.
 MAX_SESSION_COOKIE_BYTES = 3000
-STATE_BYTES = 32  # 256 random bits; RFC 9700 asks for enough entropy to be unguessable
+# A return path rides in the session cookie with up to five pending flows. Counted in
+# bytes as the cookie carries it: a non-ASCII character is escaped into 6 or 12.
+MAX_NEXT_URL_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,12 @@ class PendingFlow:
         return time.time() - self.started_at > FLOW_LIFETIME.total_seconds()
 
 
-def start_flow(next_url: str | None = None) -> PendingFlow:
+def start_flow(use_pkce: bool, next_url: str | None = None) -> PendingFlow:
     """Create a flow for this browser and remember it in the session."""
-    use_pkce = current_app.config["VCITA_USE_PKCE"]
     flow = PendingFlow(
-        state=secrets.token_urlsafe(STATE_BYTES),
+        state=new_state(),
         started_at=time.time(),
-        # RFC 7636 §4.1: 43-128 characters; 64 random bytes give 86.
-        code_verifier=secrets.token_urlsafe(64) if use_pkce else None,
+        code_verifier=new_code_verifier() if use_pkce else None,
         next_url=next_url,
     )
     flows = _live_flows()
@@ -85,11 +88,12 @@ def fit_session_cookie() -> None:
         }
 
 
-def consume_flow(state: str) -> PendingFlow | None:
+def consume_flow(state: str, mark_used: Callable[[str, datetime], bool]) -> PendingFlow | None:
     """Take the flow that `state` names out of the session; None if it is not ours.
 
-    Unknown, expired and already used states all give None: the caller does not
-    need to know which, and must not exchange a code for any of them.
+    `mark_used(state, expires_at)` records the state as used and says whether it was
+    still unused. Unknown, expired and already used states all give None: the caller
+    does not need to know which, and must not exchange a code for any of them.
     """
     flows = session.get(SESSION_KEY)
     if not state or not isinstance(flows, dict):
@@ -107,7 +111,7 @@ def consume_flow(state: str) -> PendingFlow | None:
     if flow is None or flow.expired:
         return None
     expires_at = datetime.fromtimestamp(flow.started_at, UTC) + FLOW_LIFETIME
-    if not token_store.mark_state_used(flow.state, expires_at):
+    if not mark_used(flow.state, expires_at):
         return None
     return flow
 
@@ -120,6 +124,20 @@ def _session_cookie_bytes() -> int:
     """Return the size of the session cookie's value as the browser will receive it."""
     serializer = current_app.session_interface.get_signing_serializer(current_app)
     return len(serializer.dumps(dict(session)))
+
+
+def safe_next_url(target: str | None) -> str | None:
+    """Return `target` if it is a path on this site, else None (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if len(json.dumps(target)) - 2 > MAX_NEXT_URL_BYTES:
+        return None
+    if any(character in target for character in "\\\t\r\n") or not target.isprintable():
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def pending_flows() -> dict:

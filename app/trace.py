@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import requests
 from flask import current_app, g, session
 
-from .store import token_store
+from .store import get_store
 
 SESSION_KEY = "flow_trace_id"
 MAX_BODY = 2000  # characters shown of each body: enough to read a step
@@ -89,7 +89,7 @@ def keep(authorize_url: str, connection_id: str) -> None:
     if not enabled():
         return
     steps = [{"authorize_url": redacted_url(authorize_url)}, *g.get("trace_steps", [])]
-    session[SESSION_KEY] = token_store.save_trace(connection_id, steps)
+    session[SESSION_KEY] = get_store().save_trace(connection_id, steps)
 
 
 def last_trace(connection_id: str) -> list | None:
@@ -97,7 +97,7 @@ def last_trace(connection_id: str) -> list | None:
     trace_id = session.get(SESSION_KEY)
     if not enabled() or not isinstance(trace_id, str):
         return None
-    return token_store.get_trace(trace_id, connection_id)
+    return get_store().get_trace(trace_id, connection_id)
 
 
 def redacted_url(url: str) -> str:

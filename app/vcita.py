@@ -1,29 +1,64 @@
-"""The three steps of vcita's OAuth 2.0 flow, and the only module that imports Authlib.
+"""vcita's OAuth 2.0 flow, client side: one module to copy into any Python web app.
 
-Step 2 `authorization_url`, step 3 `exchange_code`, step 4 `fetch_userinfo`, as in
-vcita's guide "OAuth 2.0 authorization Flow". Every failure leaves this module as one
-of the `VcitaError` classes below, so views never see a transport or Authlib error.
+The steps of vcita's guide "OAuth 2.0 authorization Flow": step 2
+`authorization_url`, the callback's rules `code_from_callback`, step 3
+`exchange_code`, step 4 `fetch_userinfo`. It imports only Authlib, requests and the
+standard library, and every failure leaves it as one of the `VcitaError` classes
+below. In your own Flask app:
+
+    import secrets
+    from flask import Flask, redirect, request, session
+    import vcita  # this file, copied beside your app
+
+    app = Flask(__name__)
+    app.secret_key = "…"
+    client = vcita.VcitaClient(vcita.VcitaSettings(
+        client_id="…", client_secret="…", redirect_uri="https://you.example/callback"))
+
+    @app.get("/connect")
+    def connect():
+        session["state"] = state = vcita.new_state()
+        return redirect(client.authorization_url(state))
+
+    @app.get("/callback")
+    def callback():
+        expected, sent = session.pop("state", ""), request.args.get("state", "")
+        pending = expected and secrets.compare_digest(expected.encode(), sent.encode())
+        code = client.code_from_callback(request.args, pending_flow=pending or None)
+        token = client.exchange_code(code)  # at once: vcita's codes live 30 seconds
+        return client.fetch_userinfo(token)  # keep token.access_token, encrypted
+
+`tests/test_client_module.py` runs exactly this against the sandbox, from a copy of
+this file alone.
 """
 
 import base64
 import json
 import math
 import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote_plus
 
 import requests
 from authlib.common.urls import url_decode
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
-from flask import Flask, current_app
 
-from . import trace
+AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
+TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
+USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
+TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
 
 # (connect, read) seconds. vcita's codes live 30 seconds, so the exchange must give up
 # well inside that: a late answer is useless, and the user can simply try again.
-EXCHANGE_TIMEOUT = (3.05, 10)
-API_TIMEOUT = (3.05, 10)
+TIMEOUT = (3.05, 10)
+STATE_BYTES = 32  # 256 random bits; RFC 9700 asks for enough entropy to be unguessable
+# Callback parameters that must appear at most once (RFC 9700 §4.4: a duplicated
+# state or code is a sign of parameter pollution, never of a real answer).
+SINGLE_VALUED = ("state", "code", "error", "iss")
 # RFC 6749 Appendix A.12: access-token = 1*VSCHAR. Anything else (a line break, a lone
 # surrogate) could not be sent back in an Authorization header, nor stored.
 ACCESS_TOKEN = re.compile(r"[\x20-\x7e]+")
@@ -35,8 +70,23 @@ PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
 RETRY_AFTER = re.compile(r"[0-9]{1,9}")  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
 
 
+# --- What can go wrong, in vcita's terms ------------------------------------------------
+
+
 class VcitaError(Exception):
-    """vcita did not give us what the flow needs."""
+    """The flow with vcita could not go on."""
+
+
+class InvalidCallback(VcitaError):
+    """The callback's state is missing, unknown, expired, reused, or the answer is malformed."""
+
+
+class AccessDenied(VcitaError):
+    """The person pressed Deny on vcita's consent page (`error=access_denied`)."""
+
+
+class ProviderError(VcitaError):
+    """vcita sent the person back with an OAuth error other than access_denied."""
 
 
 class CodeRejected(VcitaError):
@@ -63,6 +113,27 @@ class AccessRevoked(VcitaError):
     """vcita answered 401 to the token: the business revoked access."""
 
 
+# --- What the client is built from, and what it hands back -------------------------------
+
+
+@dataclass(frozen=True)
+class VcitaSettings:
+    """Everything the client needs to know: your app's registration with vcita."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    redirect_uri: str  # exactly as registered with vcita, in step 2 and step 3 alike
+    authorize_url: str = AUTHORIZE_URL
+    token_url: str = TOKEN_URL
+    userinfo_url: str = USERINFO_URL
+    token_auth_method: str = TOKEN_AUTH_METHODS[0]  # vcita documents the JSON body
+    scope: str | None = None
+    use_pkce: bool = False  # vcita: "PKCE support may vary"
+    issuer: str | None = None  # set it when vcita sends `iss` (RFC 9207)
+    exchange_timeout: tuple[float, float] = TIMEOUT
+    api_timeout: tuple[float, float] = TIMEOUT
+
+
 @dataclass(frozen=True)
 class AccessToken:
     """An access token as vcita issued it in step 3."""
@@ -73,103 +144,178 @@ class AccessToken:
     expires_at: datetime | None
 
 
-def init_app(app: Flask) -> None:
-    """Create the one HTTP transport that every call to vcita shares.
+def new_state() -> str:
+    """Return a fresh `state`: 256 random bits, URL-safe (RFC 6749 §10.12)."""
+    return secrets.token_urlsafe(STATE_BYTES)
 
-    A shared adapter keeps TLS connections to vcita alive across requests and
-    threads (urllib3's pool is thread-safe), instead of a new handshake for every
-    token exchange and userinfo call.
+
+def new_code_verifier() -> str:
+    """Return a fresh PKCE verifier: 86 characters, within RFC 7636 §4.1's 43-128."""
+    return secrets.token_urlsafe(64)
+
+
+# --- The client ---------------------------------------------------------------------------
+
+
+class VcitaClient:
+    """Talks to vcita for one registered app, over one pooled keep-alive transport.
+
+    Thread-safe: each call builds its own short-lived Authlib session on the shared
+    transport (urllib3's pool is thread-safe), so TLS connections to vcita are reused
+    across requests and threads instead of a handshake per call.
     """
-    app.extensions["vcita_transport"] = requests.adapters.HTTPAdapter(
-        pool_connections=4, pool_maxsize=32
-    )
 
+    def __init__(
+        self,
+        settings: VcitaSettings,
+        response_hook: Callable[[requests.Response], Any] | None = None,
+    ):
+        if settings.token_auth_method not in TOKEN_AUTH_METHODS:
+            raise ValueError(f"token_auth_method must be one of {TOKEN_AUTH_METHODS}")
+        self.settings = settings
+        self.transport = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        # Called with every response from vcita, for whoever wants to watch the wire.
+        self.response_hook = response_hook
 
-def authorization_url(state: str, code_verifier: str | None = None) -> str:
-    """Step 2: build the URL that sends the browser to vcita's consent page."""
-    config = current_app.config
-    url, _ = _oauth_session().create_authorization_url(
-        config["VCITA_AUTHORIZE_URL"], state=state, code_verifier=code_verifier
-    )
-    return url
-
-
-def exchange_code(code: str, code_verifier: str | None = None) -> AccessToken:
-    """Step 3: trade the authorization code for an access token, once."""
-    config = current_app.config
-    extra = {"code_verifier": code_verifier} if code_verifier else {}
-    try:
-        token = _oauth_session().fetch_token(
-            config["VCITA_TOKEN_URL"],
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=config["VCITA_REDIRECT_URI"],
-            timeout=EXCHANGE_TIMEOUT,
-            **extra,
+    def authorization_url(self, state: str, code_verifier: str | None = None) -> str:
+        """Step 2: build the URL that sends the browser to vcita's consent page."""
+        url, _ = self._oauth_session().create_authorization_url(
+            self.settings.authorize_url, state=state, code_verifier=code_verifier
         )
-    except OAuthError as error:
-        if error.error == "invalid_grant":
-            raise CodeRejected(error.error) from error
-        if error.error == "invalid_client":
-            raise ClientRejected(error.error) from error
-        raise VcitaRefused(f"token endpoint answered {error.error}") from error
-    except requests.HTTPError as error:
-        raise VcitaUnavailable(
-            f"token endpoint answered HTTP {error.response.status_code}"
-        ) from error
-    except requests.RequestException as error:
-        raise VcitaUnavailable(f"token endpoint unreachable: {type(error).__name__}") from error
-    except ValueError as error:  # Authlib: the body is not a JSON object
-        raise VcitaUnavailable("token endpoint answered something other than JSON") from error
-    return _access_token_from(token)
+        return url
 
+    def code_from_callback(self, query, pending_flow: object | None) -> str:
+        """Apply the callback's rules; return the code, or raise why there is none.
 
-def fetch_userinfo(token: AccessToken) -> dict:
-    """Step 4: read the business and staff member behind a token from vcita."""
-    session = _oauth_session(
-        token={"access_token": token.access_token, "token_type": token.token_type}
-    )
-    try:
-        response = session.get(current_app.config["VCITA_USERINFO_URL"], timeout=API_TIMEOUT)
-    except requests.RequestException as error:
-        raise VcitaUnavailable(f"userinfo unreachable: {type(error).__name__}") from error
-    if response.status_code == 401:
-        raise AccessRevoked("userinfo answered 401")
-    if response.status_code == 403:
-        raise VcitaRefused("userinfo answered 403")
-    _raise_for_unavailable(response, "userinfo")
-    userinfo = _json_body(response, "userinfo")
-    if response.status_code != 200 or not isinstance(userinfo, dict):
-        raise VcitaUnavailable(
-            f"userinfo answered HTTP {response.status_code} without the documented JSON object"
+        `query` is the callback's query (`request.args`, or `parse_qs()` of it);
+        `pending_flow` is this browser's flow that the `state` named, already taken out
+        of its session so that it cannot be used twice, or None if there was none.
+        """
+        if any(len(_values(query, name)) > 1 for name in SINGLE_VALUED):
+            raise InvalidCallback("a callback parameter was repeated")
+        error, code, iss = (_value(query, name) for name in ("error", "code", "iss"))
+        if error is not None and code is not None:
+            raise InvalidCallback("the callback carries both an error and a code")
+        if pending_flow is None:
+            # RFC 6749 §10.12: no flow of this browser's sent the person to vcita.
+            raise InvalidCallback("unknown, expired or used state")
+        if self.settings.issuer and iss != self.settings.issuer:
+            # RFC 9207 §2.4: a client that expects `iss` refuses an answer without it, or
+            # with another one: it may come from another authorization server (mix-up).
+            raise InvalidCallback("the callback's iss is missing or not vcita's")
+        if error == "access_denied":
+            raise AccessDenied("the person denied access")
+        if error is not None:
+            raise ProviderError(f"vcita answered error={error[:40]!r}")
+        if not code:
+            raise InvalidCallback("the callback carries no code")
+        return code
+
+    def exchange_code(self, code: str, code_verifier: str | None = None) -> AccessToken:
+        """Step 3: trade the authorization code for an access token, once."""
+        settings = self.settings
+        extra = {"code_verifier": code_verifier} if code_verifier else {}
+        try:
+            token = self._oauth_session().fetch_token(
+                settings.token_url,
+                grant_type="authorization_code",
+                code=code,
+                redirect_uri=settings.redirect_uri,
+                timeout=settings.exchange_timeout,
+                **extra,
+            )
+        except OAuthError as error:
+            if error.error == "invalid_grant":
+                raise CodeRejected(error.error) from error
+            if error.error == "invalid_client":
+                raise ClientRejected(error.error) from error
+            raise VcitaRefused(f"token endpoint answered {error.error}") from error
+        except requests.HTTPError as error:
+            raise VcitaUnavailable(
+                f"token endpoint answered HTTP {error.response.status_code}"
+            ) from error
+        except requests.RequestException as error:
+            raise VcitaUnavailable(
+                f"token endpoint unreachable: {type(error).__name__}"
+            ) from error
+        except ValueError as error:  # Authlib: the body is not a JSON object
+            raise VcitaUnavailable("token endpoint answered something other than JSON") from error
+        return _access_token_from(token)
+
+    def fetch_userinfo(self, token: AccessToken) -> dict:
+        """Step 4: read the business and staff member behind a token from vcita."""
+        session = self._oauth_session(
+            token={"access_token": token.access_token, "token_type": token.token_type}
         )
-    return userinfo
+        try:
+            response = session.get(self.settings.userinfo_url, timeout=self.settings.api_timeout)
+        except requests.RequestException as error:
+            raise VcitaUnavailable(f"userinfo unreachable: {type(error).__name__}") from error
+        if response.status_code == 401:
+            raise AccessRevoked("userinfo answered 401")
+        if response.status_code == 403:
+            raise VcitaRefused("userinfo answered 403")
+        _raise_for_unavailable(response, "userinfo")
+        userinfo = _json_body(response, "userinfo")
+        if response.status_code != 200 or not isinstance(userinfo, dict):
+            raise VcitaUnavailable(
+                f"userinfo answered HTTP {response.status_code} without the documented JSON object"
+            )
+        return userinfo
+
+    @staticmethod
+    def identify(userinfo: dict) -> tuple[str, str]:
+        """Return the (business_uid, staff uid `sub`) that userinfo names, or raise."""
+        business_uid, staff_uid = userinfo.get("business_uid"), userinfo.get("sub")
+        if not (_is_identifier(business_uid) and _is_identifier(staff_uid)):
+            raise VcitaUnavailable("userinfo names no business_uid and sub")
+        return business_uid, staff_uid
+
+    def close(self) -> None:
+        """Close the pooled connections to vcita."""
+        self.transport.close()
+
+    def _oauth_session(self, token: dict | None = None) -> OAuth2Session:
+        """Return an Authlib session for one call, on the client's shared transport.
+
+        A session per call, because an OAuth2Session holds one token and is not meant
+        to be shared between threads serving different businesses.
+        """
+        settings = self.settings
+        session = OAuth2Session(
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            redirect_uri=settings.redirect_uri,
+            scope=settings.scope,
+            token_endpoint_auth_method=settings.token_auth_method,
+            code_challenge_method="S256",
+            token=token,
+        )
+        session.register_client_auth_method(("client_secret_json", _client_secret_json))
+        session.register_client_auth_method(("client_secret_basic", _client_secret_basic))
+        session.register_compliance_hook("access_token_response", _check_token_response)
+        if self.response_hook is not None:
+            session.hooks["response"].append(self.response_hook)
+        session.mount("https://", self.transport)
+        session.mount("http://", self.transport)
+        return session
 
 
-def _oauth_session(token: dict | None = None) -> OAuth2Session:
-    """Return an Authlib session for one call, on the app's shared transport.
+def _values(query, name: str) -> list[str]:
+    """Return every value of a query parameter, from a MultiDict or a dict of lists."""
+    if hasattr(query, "getlist"):
+        return query.getlist(name)
+    return list(query.get(name, []))
 
-    A session per call, because an OAuth2Session holds one token and is not meant
-    to be shared between threads serving different businesses.
-    """
-    config = current_app.config
-    session = OAuth2Session(
-        client_id=config["VCITA_CLIENT_ID"],
-        client_secret=config["VCITA_CLIENT_SECRET"],
-        redirect_uri=config["VCITA_REDIRECT_URI"],
-        scope=config["VCITA_SCOPE"],
-        token_endpoint_auth_method=config["VCITA_TOKEN_AUTH_METHOD"],
-        code_challenge_method="S256",
-        token=token,
-    )
-    session.register_client_auth_method(("client_secret_json", _client_secret_json))
-    session.register_client_auth_method(("client_secret_basic", _client_secret_basic))
-    session.register_compliance_hook("access_token_response", _check_token_response)
-    session.hooks["response"].append(trace.record_exchange)
-    transport = current_app.extensions["vcita_transport"]
-    session.mount("https://", transport)
-    session.mount("http://", transport)
-    return session
+
+def _value(query, name: str) -> str | None:
+    values = _values(query, name)
+    return values[0] if values else None
+
+
+def _is_identifier(value) -> bool:
+    # Printable only: PostgreSQL cannot store a NUL, and a newline would forge log lines.
+    return isinstance(value, str) and 0 < len(value) <= 255 and value.isprintable()
 
 
 def _client_secret_basic(client, method, uri, headers, body):

@@ -4,6 +4,8 @@ The app reaches the sandbox only over HTTP on loopback, exactly as it reaches vc
 pytest-flask gives every test a `client` for the `app` fixture below.
 """
 
+from dataclasses import replace
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -17,6 +19,12 @@ from .sandbox_person import SandboxPerson
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-7463f1a2b9c0144b"
 REDIRECT_URI = "http://localhost/callback"  # the Flask test client's host
+
+
+def change_vcita_settings(app, **changes) -> None:
+    """Change the settings of the app's vcita client (fault tests: timeouts, URLs)."""
+    client = app.extensions["vcita"]
+    client.settings = replace(client.settings, **changes)
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +123,7 @@ def settings(vcita_server, empty_database_url) -> dict:
 def app(settings, vcita):
     app = create_app(settings)
     yield app
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.fixture

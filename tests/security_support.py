@@ -7,7 +7,7 @@ from flask import Flask
 from itsdangerous import BadSignature
 
 from app import flows
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
 EVIL = "evil.example"
 
@@ -52,7 +52,7 @@ def pending_flows(app: Flask, client) -> dict:
 def stored_token(app: Flask, client) -> str:
     """Return the access token stored for this browser's connection."""
     connection_id = decode_session(app, session_cookie(client))[CONNECTION_KEY]
-    return app.extensions["token_store"].get_connection(connection_id).access_token
+    return app.extensions["token_store"].get_connection(connection_id).token.access_token
 
 
 class Links(HTMLParser):

@@ -38,7 +38,7 @@ def test_sandbox_mode_says_so_on_every_page(settings, vcita, tmp_path):
     client = app.test_client()
     for path in ("/", "/nowhere", "/callback?state=x&code=y"):
         assert "Sandbox — not connected to vcita.com" in client.get(path).text
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(client):

@@ -6,10 +6,9 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 import pytest
 
 from app import create_app, flows
-from app import vcita as vcita_client
-from app.views import CONNECTION_KEY, CONNECTIONS_KEY
+from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
+from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, change_vcita_settings
 from .sandbox_person import SandboxPerson
 
 
@@ -30,7 +29,7 @@ def test_allowing_access_connects_and_redirects_to_the_dashboard(app, client, co
     with client.session_transaction() as session:
         connection = store(app).get_connection(session[CONNECTION_KEY])
     assert connection.business_uid and connection.staff_uid
-    assert len(connection.access_token) == 64
+    assert len(connection.token.access_token) == 64
 
 
 def test_token_request_is_vcitas_documented_json_body(connect, vcita):
@@ -66,7 +65,7 @@ def test_other_client_auth_methods_also_connect(
     assert request["content_type"].startswith(content_type)
     assert ("client_secret" in request["body"]) is in_body
     assert request["headers"].get("Authorization", "").startswith("Basic ") is basic
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -97,7 +96,7 @@ def test_client_secret_basic_form_encodes_id_and_secret_as_rfc_6749_says(
     sent = server.sandbox.extensions["vcita_sandbox"].token_requests[0]["headers"]
     credentials = base64.b64decode(sent["Authorization"].removeprefix("Basic ")).decode()
     assert credentials == f"{quote_plus(CLIENT_ID)}:{quote_plus(server.client_secret)}"
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 def test_denying_access_shows_a_page_and_makes_no_token_request(client, connect, vcita):
@@ -191,7 +190,7 @@ def test_rejected_client_credentials_show_a_configuration_page_without_the_secre
     assert "wrong-secret-3f9a" not in response.text
     assert CLIENT_SECRET not in response.text
     assert app.extensions["token_store"].count_connections() == 0
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -218,7 +217,7 @@ def test_broken_token_answers_show_vcita_did_not_answer(app, client, person, vci
 def test_token_endpoint_timeout_shows_vcita_did_not_answer(
     app, client, person, vcita, monkeypatch
 ):
-    monkeypatch.setattr(vcita_client, "EXCHANGE_TIMEOUT", (1, 0.2))
+    change_vcita_settings(app, exchange_timeout=(1, 0.2))
     callback = person.approve(client.get("/connect").location)
     vcita.set_fault("token", delay=1)
     response = client.get(callback)
@@ -234,7 +233,7 @@ def test_unreachable_token_endpoint_shows_vcita_did_not_answer(settings, person,
     assert response.status_code == 502
     assert "vcita did not answer" in response.text
     assert app.extensions["token_store"].count_connections() == 0
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vcita):

@@ -1,7 +1,7 @@
 """Many browsers at once: pooled connections to vcita, and one row per business.
 
 Every call to vcita goes through the app's one shared transport
-(`app.extensions["vcita_transport"]`), so token exchanges and userinfo calls reuse
+(the vcita client's `transport`), so token exchanges and userinfo calls reuse
 keep-alive connections instead of opening a new TCP (against vcita, TLS) connection
 each; the sandbox counts the connections it accepts. And two browsers connecting the
 same business at the same moment leave one row, without an error for either.

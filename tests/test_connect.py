@@ -44,7 +44,7 @@ def test_scope_is_sent_only_when_configured(settings, vcita):
     app = create_app({**settings, "VCITA_SCOPE": "openid"})
     response = app.test_client().get("/connect")
     assert authorize_params(response)["scope"] == ["openid"]
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def settings_for_app(settings, vcita):
 
     yield app_with
     for app in apps.values():
-        app.extensions["token_store"].dispose()
+        app.extensions["database"].dispose()
 
 
 def pending_flows_of(app, client) -> dict:

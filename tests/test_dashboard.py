@@ -6,7 +6,7 @@ import json
 import pytest
 
 from app.sandbox.settings import DEFAULT_BUSINESSES_FILE
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
 
 def store(app):
@@ -49,7 +49,7 @@ def test_dashboard_says_when_the_token_was_issued_and_expires(client, connect):
 def test_dashboard_never_shows_the_token(app, client, connect):
     connect()
     with client.session_transaction() as session:
-        token = store(app).get_connection(session[CONNECTION_KEY]).access_token
+        token = store(app).get_connection(session[CONNECTION_KEY]).token.access_token
     response = client.get("/dashboard")
     assert token not in response.text
     assert token not in str(response.headers)

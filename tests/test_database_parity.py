@@ -7,7 +7,7 @@ cannot hold a NUL character that SQLite stores without complaint.
 
 import pytest
 
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
 
 @pytest.mark.parametrize("field", ["business_uid", "sub"])

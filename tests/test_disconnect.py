@@ -4,8 +4,8 @@ import re
 
 import sqlalchemy as sa
 
-from app.store import connections
-from app.views import CONNECTION_KEY
+from app.database import connections
+from app.sessions import CONNECTION_KEY
 
 from .sandbox_person import SandboxPerson
 
@@ -62,7 +62,7 @@ def connect_as(client, vcita_server, staff: str) -> None:
 
 
 def stored_pairs(app) -> set[tuple[str, str]]:
-    with app.extensions["token_store"]._transaction() as db:
+    with app.extensions["database"].transaction() as db:
         rows = db.execute(sa.select(connections.c.business_uid, connections.c.staff_uid))
         return {tuple(row) for row in rows}
 

@@ -16,10 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app import vcita as vcita_client
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
-from .conftest import CLIENT_SECRET
+from .conftest import CLIENT_SECRET, change_vcita_settings
 
 UNAVAILABLE = "vcita did not answer"
 EXPIRED = "The approval expired — vcita codes last 30 seconds"
@@ -41,9 +40,8 @@ def settings(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def short_timeouts(monkeypatch):
-    monkeypatch.setattr(vcita_client, "EXCHANGE_TIMEOUT", SHORT_TIMEOUT)
-    monkeypatch.setattr(vcita_client, "API_TIMEOUT", SHORT_TIMEOUT)
+def short_timeouts(app):
+    change_vcita_settings(app, exchange_timeout=SHORT_TIMEOUT, api_timeout=SHORT_TIMEOUT)
 
 
 @pytest.fixture
@@ -191,7 +189,7 @@ def test_refused_connection_to_the_token_endpoint_connects_nothing(
     app, client, vcita, approved, caplog
 ):
     with closed_port() as port:
-        app.config["VCITA_TOKEN_URL"] = f"http://127.0.0.1:{port}/oauth/token"
+        change_vcita_settings(app, token_url=f"http://127.0.0.1:{port}/oauth/token")
         callback = approved()
         response = client.get(callback)
         logged = "token endpoint unreachable: ConnectionError"
@@ -206,7 +204,7 @@ def test_answer_that_arrives_after_the_code_expired_asks_to_approve_again(
 ):
     # vcita's codes live 30 s; here 0.2 s, and the token endpoint takes 0.5 s to look.
     monkeypatch.setattr(vcita, "code_lifetime", 0.2)
-    monkeypatch.setattr(vcita_client, "EXCHANGE_TIMEOUT", (1, 2))
+    change_vcita_settings(app, exchange_timeout=(1, 2))
     callback = approved()
     vcita.set_fault("token", delay=0.5)
 
@@ -433,10 +431,10 @@ def test_userinfo_failure_on_the_dashboard_keeps_the_connection_for_a_reload(
 @contextmanager
 def database_gone(app):
     """Take the SQLite database's folder away, as when its disk fails; then bring it back."""
-    folder = Path(store(app).location.removeprefix("sqlite:///")).parent
+    folder = Path(app.extensions["database"].location.removeprefix("sqlite:///")).parent
     away = folder.with_name(f"{folder.name}-away")
     # Pooled connections hold the old file open; a database server going down breaks them.
-    store(app).dispose()
+    app.extensions["database"].dispose()
     folder.rename(away)
     folder.write_text("a file where the database's folder should be")
     try:
@@ -477,6 +475,7 @@ def test_store_down_after_the_exchange_stores_nothing_and_the_flow_can_be_retrie
     app, client, vcita, approved, caplog, monkeypatch
 ):
     callback = approved()
+    vcita_client = app.extensions["vcita"]
     real_fetch_userinfo = vcita_client.fetch_userinfo
     with ExitStack() as outage:
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import create_app, trace
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
 from .sandbox_person import SandboxPerson
 from .security_support import decode_session, session_cookie, state_of
@@ -81,7 +81,9 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
     token_request = server.sandbox.extensions["vcita_sandbox"].token_requests[0]
     with app.app_context():
         connection_id = decode_session(app, session_cookie(client))[CONNECTION_KEY]
-        access_token = app.extensions["token_store"].get_connection(connection_id).access_token
+        access_token = (
+            app.extensions["token_store"].get_connection(connection_id).token.access_token
+        )
     secrets = {
         "client secret": server.client_secret,
         "state": state_of(start.location),
@@ -107,7 +109,7 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
         for cookie in cookies:
             assert_no_run_of(secret, cookie, f"a cookie ({name})")
         assert_no_run_of(secret, logged, f"the log ({name})")
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 SECRET_HOLDERS = st.sampled_from(
@@ -176,7 +178,6 @@ def test_the_trace_is_gone_after_its_lifetime_and_after_disconnect(
     app.config["SHOW_FLOW_TRACE"] = True
     connect()
     assert "What just happened" in client.get("/dashboard").text
-    store = app.extensions["token_store"]
     later = datetime.now(UTC) + timedelta(minutes=16)
     monkeypatch.setattr("app.store.datetime", _FrozenAt(later))
 
@@ -184,7 +185,7 @@ def test_the_trace_is_gone_after_its_lifetime_and_after_disconnect(
 
     monkeypatch.undo()
     client.post("/disconnect", data={"csrf_token": csrf_token(client.get("/dashboard").text)})
-    with store._transaction() as db:
+    with app.extensions["database"].transaction() as db:
         assert db.exec_driver_sql("SELECT count(*) FROM flow_traces").scalar_one() == 0
 
 

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from app import create_app, flows, trace
-from app.views import CONNECTION_KEY, CONNECTIONS_KEY, MAX_NEXT_URL_BYTES
+from app.flows import MAX_NEXT_URL_BYTES
+from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
 
 MARKER = "<x9q>"
 # Hypothesis warns when it prints a failing example holding an 8 KB value; the suite's
@@ -498,7 +499,7 @@ def test_long_next_urls_never_make_the_session_cookie_too_large_for_a_browser(
         with browser.session_transaction() as session:
             newest = max(session[flows.SESSION_KEY].values(), key=lambda f: f["started_at"])
         assert newest["next_url"] == (next_url if kept else None)
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 # --- Helpers --------------------------------------------------------------------------------

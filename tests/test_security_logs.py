@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from app import create_app
-from app import vcita as vcita_client
 from app.sandbox.server import ServerThread
 
+from .conftest import change_vcita_settings
 from .security_support import (
     decode_session,
     path_and_query,
@@ -105,7 +105,7 @@ class ServedApp:
 
     def stored_token(self) -> str:
         connection_id = self.session()["connection_id"]
-        return self.app.extensions["token_store"].get_connection(connection_id).access_token
+        return self.app.extensions["token_store"].get_connection(connection_id).token.access_token
 
     def assert_nothing_secret_logged(self) -> None:
         text = self.recorder.text + self.app_lines.getvalue()
@@ -154,7 +154,7 @@ def serve(settings, vcita, caplog):
                     yield served
         finally:
             root.removeHandler(recorder)
-            app.extensions["token_store"].dispose()
+            app.extensions["database"].dispose()
 
     return serve_app
 
@@ -240,7 +240,7 @@ def userinfo_refuses_the_new_token(served, person, vcita, monkeypatch):
 
 
 def exchange_times_out(served, person, vcita, monkeypatch):
-    monkeypatch.setattr(vcita_client, "EXCHANGE_TIMEOUT", (1, 0.2))
+    change_vcita_settings(served.app, exchange_timeout=(1, 0.2))
     return token_fault(delay=1)(served, person, vcita, monkeypatch)
 
 
@@ -248,7 +248,7 @@ def unexpected_error(served, person, vcita, monkeypatch):
     def crash(token):
         raise RuntimeError("userinfo parser crashed")
 
-    monkeypatch.setattr(vcita_client, "fetch_userinfo", crash)
+    monkeypatch.setattr(served.app.extensions["vcita"], "fetch_userinfo", crash)
     return served.get(served.start(person))
 
 

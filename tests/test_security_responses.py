@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from app import create_app
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
 from .conftest import REDIRECT_URI
 from .security_support import (
@@ -59,7 +59,7 @@ def test_redirect_uri_comes_from_config_even_when_the_request_names_another_host
     # The same browser, through the same proxy or DNS trick, comes back with its cookie.
     assert client.get(callback, headers=headers).status_code == 303
     assert vcita.token_requests[0]["body"]["redirect_uri"] == REDIRECT_URI
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -247,4 +247,4 @@ def test_tokens_never_reach_the_browser(settings, person, vcita, trace):
     assert any(CONNECTION_KEY in session for session in sessions)  # the cookies were read
     for session in sessions:
         assert token not in repr(session)
-    store(app).dispose()
+    app.extensions["database"].dispose()

@@ -28,7 +28,7 @@ from packaging.version import Version
 
 from app import create_app
 from app.config import ConfigError, load_config
-from app.views import CONNECTION_KEY
+from app.sessions import CONNECTION_KEY
 
 from .security_support import decode_session, session_cookie, stored_token
 
@@ -136,7 +136,7 @@ def test_production_session_cookie_is_secure_with_the_host_prefix(settings, vcit
     # __Host-: Secure, Path=/ and no Domain, so no other host can set or read it.
     assert not any(flag.startswith("domain=") for flag in flags)
     assert "Strict-Transport-Security" in response.headers
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 # --- Production mode -------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_forwarded_headers_are_ignored_without_trusted_proxy_count(settings, vci
     response = app.test_client().get("/probe", headers=FORWARDED)
     assert response.json == {"remote_addr": "127.0.0.1", "scheme": "http", "host": "localhost"}
     assert "Strict-Transport-Security" not in response.headers
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -213,7 +213,7 @@ def test_trusted_proxy_count_trusts_exactly_that_many_hops(
     assert response.json["scheme"] == "https"
     assert response.json["host"] == "connect.example.com"
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 # --- TLS to vcita ----------------------------------------------------------------------
@@ -341,7 +341,7 @@ def test_tls_is_verified_for_every_call_to_vcita(
         assert "vcita did not answer" in response.text
         assert self_signed_vcita.requests_answered == 0
         assert store(app).count_connections() == 0
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 # --- Tokens at rest --------------------------------------------------------------------
@@ -382,7 +382,7 @@ def test_another_encryption_key_cannot_read_the_stored_token(
     assert response.status_code == 302  # not connected: the token cannot be read
     assert len(vcita.userinfo_requests) == userinfo_calls
     assert store(other).count_connections() == 1  # kept for the deployment that has the key
-    store(other).dispose()
+    other.extensions["database"].dispose()
 
 
 def test_rotated_keys_read_old_rows_and_reencrypt_them_with_the_newest(
@@ -396,7 +396,7 @@ def test_rotated_keys_read_old_rows_and_reencrypt_them_with_the_newest(
     response = browser_with_cookie(rotated, cookie).get("/dashboard")
     assert response.status_code == 200
     assert vcita.userinfo_requests[-1]["headers"]["Authorization"] == f"Bearer {token}"
-    store(rotated).dispose()
+    rotated.extensions["database"].dispose()
     ciphertext = next(
         column for column in raw_rows(app)[0] if isinstance(column, str) and column[:4] == "gAAA"
     )

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from app import create_app, flows
+from app import create_app, flows, vcita
 from app.sandbox.server import ServerThread
 
 from .security_support import (
@@ -50,7 +50,7 @@ def assert_refused_before_the_exchange(response, app, vcita):
 
 def test_state_is_at_least_128_random_bits_and_unique_per_flow(app, client, monkeypatch):
     drawn = []
-    real_token_urlsafe = flows.secrets.token_urlsafe
+    real_token_urlsafe = vcita.secrets.token_urlsafe
 
     class SpyingSecrets:
         @staticmethod
@@ -58,7 +58,7 @@ def test_state_is_at_least_128_random_bits_and_unique_per_flow(app, client, monk
             drawn.append((nbytes, real_token_urlsafe(nbytes)))
             return drawn[-1][1]
 
-    monkeypatch.setattr(flows, "secrets", SpyingSecrets)
+    monkeypatch.setattr(vcita, "secrets", SpyingSecrets)
     states = [state_of(client.get("/connect").location) for _ in range(flows.MAX_PENDING_FLOWS)]
     # Each state is drawn from the operating system's CSPRNG, 16 bytes or more.
     assert states == [value for nbytes, value in drawn if nbytes >= 16]
@@ -159,14 +159,14 @@ def test_two_identical_callbacks_at_the_same_moment_make_one_token_request(
     # Hold both requests at the single-use check until both have reached it, so they
     # really race there, as a double click or a replayed URL would.
     both_arrived = threading.Barrier(2, timeout=10)
-    token_store = store(app)
-    mark_state_used = token_store.mark_state_used
+    ledger = app.extensions["used_states"]
+    mark_used = ledger.mark_used
 
     def mark_together(state, expires_at):
         both_arrived.wait()
-        return mark_state_used(state, expires_at)
+        return mark_used(state, expires_at)
 
-    monkeypatch.setattr(token_store, "mark_state_used", mark_together)
+    monkeypatch.setattr(ledger, "mark_used", mark_together)
     statuses = []
 
     def click(server_url):
@@ -186,7 +186,7 @@ def test_two_identical_callbacks_at_the_same_moment_make_one_token_request(
             thread.join()
     assert sorted(statuses) == [303, 400]
     assert len(vcita.token_requests) == 1
-    assert token_store.count_connections() == 1
+    assert store(app).count_connections() == 1
 
 
 # --- What vcita's answer may carry -----------------------------------------------------
@@ -258,7 +258,7 @@ def test_callback_with_the_configured_issuer_connects(settings, person, vcita, v
     assert "iss=" in callback
     assert client.get(callback).status_code == 303
     assert store(app).count_connections() == 1
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize("sent", ["configured-elsewhere", "forged-in-the-url"])
@@ -273,7 +273,7 @@ def test_callback_with_a_mismatching_issuer_is_rejected(
         callback = callback.replace(f"iss={quote(vcita_issuer, safe='')}", f"iss=https://{EVIL}")
     response = client.get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize("sent", ["no-iss", "empty-iss"])
@@ -289,7 +289,7 @@ def test_callback_without_iss_is_rejected_when_an_issuer_is_configured(
     callback = callback.replace(issued, "" if sent == "no-iss" else "iss=")
     response = client.get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 # --- PKCE (RFC 7636, RFC 9700 §2.1.1) --------------------------------------------------
@@ -299,7 +299,7 @@ def test_callback_without_iss_is_rejected_when_an_issuer_is_configured(
 def pkce_app(settings, vcita):
     app = create_app({**settings, "VCITA_USE_PKCE": "true"})
     yield app
-    store(app).dispose()
+    app.extensions["database"].dispose()
 
 
 def s256(verifier: str) -> str:

@@ -21,7 +21,12 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from app.store import Connection, StoreUnavailable, TokenStore
+from app import database, used_states
+from app import store as token_store
+from app.database import StoreUnavailable
+from app.store import Connection, TokenStore
+from app.used_states import UsedStates
+from app.vcita import AccessToken
 
 ACCESS_TOKEN = "vcita-access-token-5f2c8a91d04e4b7f"
 ISSUED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -71,20 +76,21 @@ def database_url(request) -> str:
 
 @pytest.fixture
 def open_app():
-    """Build tiny apps, each with its own TokenStore; every store is disposed afterwards."""
+    """Build tiny apps, each with its own database; every one is disposed afterwards."""
     stores = []
 
     def open_app(url: str, *keys: str) -> Flask:
         app = Flask(__name__)
         app.config.update(DATABASE_URL=url, TOKEN_ENCRYPTION_KEYS=list(keys))
-        store = TokenStore()
-        stores.append(store)
-        store.init_app(app)
+        database.init_app(app)
+        used_states.init_app(app)
+        token_store.init_app(app)
+        stores.append(app.extensions["token_store"])
         return app
 
     yield open_app
-    for store in stores:
-        store.dispose()
+    for opened in stores:
+        opened.database.dispose()
 
 
 @pytest.fixture
@@ -113,22 +119,23 @@ def store(make_store, key) -> TokenStore:
 @pytest.fixture
 def store_log(caplog):
     """Capture the store's log, even when another test stopped the app's propagating."""
-    store_logger = logging.getLogger("app.store")
-    store_logger.addHandler(caplog.handler)
+    loggers = [logging.getLogger(name) for name in ("app.store", "app.database")]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
     yield caplog
-    store_logger.removeHandler(caplog.handler)
+    for logger in loggers:
+        logger.removeHandler(caplog.handler)
 
 
 def save(store: TokenStore, staff_uid: str = "staff-1", **changes) -> Connection:
-    values = {
-        "business_uid": "business-1",
-        "staff_uid": staff_uid,
-        "access_token": ACCESS_TOKEN,
-        "token_type": "Bearer",
-        "issued_at": ISSUED_AT,
-        "expires_at": None,
-    }
-    return store.save_connection(**{**values, **changes})
+    token = {"access_token": ACCESS_TOKEN, "token_type": "Bearer", "issued_at": ISSUED_AT}
+    token = AccessToken(**{"expires_at": None, **token, **changes})
+    return store.save_connection(business_uid="business-1", staff_uid=staff_uid, token=token)
+
+
+def mark_used(store: TokenStore, state: str, expires_at: datetime) -> bool:
+    """Mark a state used in the ledger on the store's database."""
+    return UsedStates(store.database).mark_used(state, expires_at)
 
 
 def raw_rows(database_url: str, table: str) -> list[dict]:
@@ -174,7 +181,7 @@ def test_token_is_not_stored_in_plain_text(store, database_url):
 def test_token_is_not_in_the_sqlite_files(open_store, key, sqlite_url, sqlite_path):
     store = open_store(sqlite_url, key)
     save(store)
-    store.dispose()
+    store.database.dispose()
     contents = b"".join(path.read_bytes() for path in sqlite_path.parent.iterdir())
     assert b"business-1" in contents
     assert ACCESS_TOKEN.encode() not in contents
@@ -182,7 +189,7 @@ def test_token_is_not_in_the_sqlite_files(open_store, key, sqlite_url, sqlite_pa
 
 def test_stored_token_is_decrypted_on_read(store):
     connection = save(store)
-    assert store.get_connection(connection.id).access_token == ACCESS_TOKEN
+    assert store.get_connection(connection.id).token.access_token == ACCESS_TOKEN
 
 
 def test_store_with_another_key_cannot_read_the_token(make_store, key, database_url, store_log):
@@ -213,7 +220,7 @@ def test_token_from_an_older_key_is_reencrypted_with_the_newest_on_read(make_sto
     connection = save(make_store(old_key))
     rotated = make_store(new_key, old_key)
 
-    assert rotated.get_connection(connection.id).access_token == ACCESS_TOKEN
+    assert rotated.get_connection(connection.id).token.access_token == ACCESS_TOKEN
     [row] = raw_rows(database_url, "connections")
     assert Fernet(new_key).decrypt(row["encrypted_access_token"].encode()) == ACCESS_TOKEN.encode()
     assert make_store(old_key).get_connection(connection.id) is None
@@ -224,7 +231,7 @@ def test_token_from_the_newest_key_is_not_rewritten_on_read(make_store, key, dat
     connection = save(store)
     [before] = raw_rows(database_url, "connections")
 
-    assert store.get_connection(connection.id).access_token == ACCESS_TOKEN
+    assert store.get_connection(connection.id).token.access_token == ACCESS_TOKEN
     [after] = raw_rows(database_url, "connections")
     assert after["encrypted_access_token"] == before["encrypted_access_token"]
 
@@ -239,8 +246,8 @@ def test_connecting_again_replaces_the_token_and_keeps_the_id(store):
     assert again.id == first.id
     assert store.count_connections() == 1
     stored = store.get_connection(first.id)
-    assert stored.access_token == "new-token-0b7e"
-    assert stored.issued_at == ISSUED_AT + timedelta(days=1)
+    assert stored.token.access_token == "new-token-0b7e"
+    assert stored.token.issued_at == ISSUED_AT + timedelta(days=1)
     assert stored.connected_at == first.connected_at
     assert stored.updated_at >= first.updated_at
 
@@ -251,8 +258,8 @@ def test_another_staff_member_gets_another_connection(store):
 
     assert second.id != first.id
     assert store.count_connections() == 2
-    assert store.get_connection(first.id).access_token == ACCESS_TOKEN
-    assert store.get_connection(second.id).access_token == "staff-2-token-91ac"
+    assert store.get_connection(first.id).token.access_token == ACCESS_TOKEN
+    assert store.get_connection(second.id).token.access_token == "staff-2-token-91ac"
 
 
 def test_connection_ids_are_random_and_unguessable(store):
@@ -276,10 +283,10 @@ def test_times_are_read_back_in_utc(store, expires_at):
     connection = save(store, issued_at=issued_at, expires_at=expires_at)
     stored = store.get_connection(connection.id)
 
-    assert stored.issued_at == issued_at
-    assert stored.issued_at.tzinfo == UTC
+    assert stored.token.issued_at == issued_at
+    assert stored.token.issued_at.tzinfo == UTC
     assert stored.connected_at.tzinfo == UTC
-    assert stored.expires_at == expires_at
+    assert stored.token.expires_at == expires_at
     assert stored == connection
 
 
@@ -305,19 +312,19 @@ def in_minutes(minutes: int) -> datetime:
 
 
 def test_state_is_accepted_once(store):
-    assert store.mark_state_used("state-a", in_minutes(10)) is True
-    assert store.mark_state_used("state-a", in_minutes(10)) is False
-    assert store.mark_state_used("state-b", in_minutes(10)) is True
+    assert mark_used(store, "state-a", in_minutes(10)) is True
+    assert mark_used(store, "state-a", in_minutes(10)) is False
+    assert mark_used(store, "state-b", in_minutes(10)) is True
 
 
 def test_state_used_by_two_callbacks_at_once_is_accepted_once(store):
-    results = run_together(lambda: store.mark_state_used("raced-state", in_minutes(10)))
+    results = run_together(lambda: mark_used(store, "raced-state", in_minutes(10)))
     assert sorted(results) == [False] * (THREADS - 1) + [True]
 
 
 def test_state_itself_is_not_stored(store, database_url):
     state = secrets.token_urlsafe(32)
-    store.mark_state_used(state, in_minutes(10))
+    mark_used(store, state, in_minutes(10))
 
     [row] = raw_rows(database_url, "used_states")
     assert all(state not in str(value) for value in row.values())
@@ -325,8 +332,8 @@ def test_state_itself_is_not_stored(store, database_url):
 
 
 def test_expired_states_are_pruned(store, database_url):
-    store.mark_state_used("long-gone", in_minutes(-1))
-    store.mark_state_used("fresh", in_minutes(10))
+    mark_used(store, "long-gone", in_minutes(-1))
+    mark_used(store, "fresh", in_minutes(10))
 
     hashes = {row["state_hash"] for row in raw_rows(database_url, "used_states")}
     assert hashes == {hashlib.sha256(b"fresh").hexdigest()}
@@ -368,7 +375,7 @@ def test_workers_starting_together_on_an_empty_database_all_start(make_store, ke
 
 
 def test_sqlite_database_uses_write_ahead_logging(open_store, key, sqlite_url, sqlite_path):
-    open_store(sqlite_url, key).ping()
+    open_store(sqlite_url, key).database.ping()
     with closing(sqlite3.connect(sqlite_path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -401,9 +408,9 @@ PUBLIC_CALLS = [
     pytest.param(save, id="save_connection"),
     pytest.param(lambda store: store.get_connection("some-id"), id="get_connection"),
     pytest.param(lambda store: store.delete_connection("some-id"), id="delete_connection"),
-    pytest.param(lambda store: store.mark_state_used("s", in_minutes(10)), id="mark_state_used"),
+    pytest.param(lambda store: mark_used(store, "s", in_minutes(10)), id="mark_used"),
     pytest.param(lambda store: store.count_connections(), id="count_connections"),
-    pytest.param(lambda store: store.ping(), id="ping"),
+    pytest.param(lambda store: store.database.ping(), id="ping"),
 ]
 
 
@@ -433,7 +440,7 @@ def test_store_works_again_once_the_database_can_be_written(
     unblock(sqlite_path)
 
     connection = save(store)
-    assert store.get_connection(connection.id).access_token == ACCESS_TOKEN
+    assert store.get_connection(connection.id).token.access_token == ACCESS_TOKEN
     assert sqlite_tables(sqlite_path) >= {"connections", "used_states"}
 
 
@@ -441,7 +448,7 @@ def test_unreachable_postgresql_server_is_store_unavailable(open_store, key):
     # Port 9 (discard) has no PostgreSQL listening: the connection is refused at once.
     store = open_store("postgresql+psycopg://vcita@127.0.0.1:9/vcita_connect", key)
     with pytest.raises(StoreUnavailable):
-        store.ping()
+        store.database.ping()
     with pytest.raises(StoreUnavailable):
         save(store)
 

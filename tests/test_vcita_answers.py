@@ -114,9 +114,9 @@ def scripted(settings, vcita):
     """The app with its transport to vcita replaced by a scripted one, and the flow trace on."""
     app = create_app({**settings, "SHOW_FLOW_TRACE": "true"})
     transport = ScriptedVcita()
-    app.extensions["vcita_transport"] = transport
+    app.extensions["vcita"].transport = transport
     yield app, transport
-    app.extensions["token_store"].dispose()
+    app.extensions["database"].dispose()
 
 
 def assert_documented_page(response) -> None:

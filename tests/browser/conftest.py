@@ -47,7 +47,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 10_000
 
 CLIENT_ID = "browser-test-client"
-CLIENT_SECRET = "browser-client-secret-5d2e8a41c97f03b6"
+CLIENT_SECRET = "Zq9xW7vK3mN1pLtR8sY2uJ6h"  # no word of it appears on any page
 
 
 def pytest_configure(config):
@@ -180,7 +180,7 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     **(app_settings or {}),
                 }
             )
-            stack.callback(app.extensions["token_store"].dispose)
+            stack.callback(app.extensions["database"].dispose)
             app_wsgi.app = app.wsgi_app
             return Servers(sandbox, sandbox_server, app, app_server, stack)
 

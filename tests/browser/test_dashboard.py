@@ -98,7 +98,7 @@ def stored_access_token(context: BrowserContext, servers: Servers) -> str:
     )
     with servers.app.app_context():
         store = servers.app.extensions["token_store"]
-        return store.get_connection(session["connection_id"]).access_token
+        return store.get_connection(session["connection_id"]).token.access_token
 
 
 def test_flow_trace_is_off_outside_the_sandbox_by_default(page: Page, start_servers):

@@ -1,0 +1,251 @@
+"""The database behind the app: its tables, its engine, and transactions that fail clearly.
+
+SQLite by default, PostgreSQL where DATABASE_URL names it. Tables are created when
+missing (`flask init-db`, or on first use); existing tables and rows are kept. Any
+failure to reach or write the database is raised as StoreUnavailable, which the views
+answer with a 503 page; the next call tries the database again.
+"""
+
+import logging
+import sqlite3
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# Any constant shared by every worker: they serialise creating the schema on it.
+SCHEMA_LOCK_ID = 0x7C17A
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or written."""
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no timezone, so values are converted to UTC on the way in and
+    marked as UTC on the way out; PostgreSQL's timestamptz is normalised the same way.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("business_uid", sa.String(255), nullable=False),
+    sa.Column("staff_uid", sa.String(255), nullable=False),
+    # A Fernet token (ciphertext): the access token itself is never written.
+    sa.Column("encrypted_access_token", sa.Text, nullable=False),
+    sa.Column("token_type", sa.String(40), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("connected_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # One connection per business and staff member: connecting again replaces it.
+    sa.UniqueConstraint("business_uid", "staff_uid", name="uq_connections_business_staff"),
+)
+
+used_states = sa.Table(
+    "used_states",
+    metadata,
+    # sha256 of the state: a leaked table must not hand out states still in flight.
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+flow_traces = sa.Table(
+    "flow_traces",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # Tied to the connection it describes: disconnecting deletes it too.
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # Fernet, like the token: secrets are already out, but userinfo names a person.
+    sa.Column("encrypted_steps", sa.Text, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+
+class Database:
+    """One engine on DATABASE_URL, with the schema created before the first transaction."""
+
+    def __init__(self, url: str) -> None:
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+            raise ValueError("DATABASE_URL must be a SQLite or PostgreSQL URL")
+        self.engine = _create_engine(parsed)
+        self._schema_ready = False
+        # Closing SQLite's last connection at exit folds its write-ahead log into the file.
+        weakref.finalize(self, self.engine.dispose)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def location(self) -> str:
+        """Return the database URL with any password hidden, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def create_schema(self) -> None:
+        """Create the tables that are missing; existing tables and rows are kept."""
+        _make_sqlite_directory(self.engine.url)
+        with self._unavailable_on_failure(), self.engine.begin() as db:
+            if self.dialect == "postgresql":
+                # Workers starting together on an empty database would race to create
+                # the same tables; IF NOT EXISTS alone does not stop that in PostgreSQL.
+                db.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+            for table in metadata.sorted_tables:
+                db.execute(CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    db.execute(CreateIndex(index, if_not_exists=True))
+        self._schema_ready = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Run one transaction on a schema that exists, or raise StoreUnavailable."""
+        if not self._schema_ready:
+            self.create_schema()
+        with self._unavailable_on_failure(), self.engine.begin() as db:
+            yield db
+
+    def ping(self) -> None:
+        """Check that the database answers; raise StoreUnavailable if it does not."""
+        with self.transaction() as db:
+            db.execute(sa.select(1))
+
+    def dispose(self) -> None:
+        """Close the pooled database connections; the next call opens new ones.
+
+        Closing SQLite's last connection also folds its write-ahead log into the file.
+        """
+        self.engine.dispose()
+
+    @contextmanager
+    def _unavailable_on_failure(self) -> Iterator[None]:
+        """Raise a database that cannot be reached or written as StoreUnavailable."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as error:
+            # The database may come back empty (a new file, a restored server):
+            # check the tables again on the next call.
+            self._schema_ready = False
+            raise StoreUnavailable(f"the database cannot be used: {error.orig}") from error
+
+
+def init_app(app: Flask) -> None:
+    """Open DATABASE_URL, create missing tables, and add `flask init-db`."""
+    database = Database(app.config["DATABASE_URL"])
+    try:
+        database.create_schema()
+    except StoreUnavailable as error:
+        # Start anyway: pages answer 503 until the database is back, and the tables
+        # are created on its first use.
+        logger.warning("Database unavailable at startup (%s): %s", database.location, error)
+    app.extensions["database"] = database
+    app.cli.add_command(init_db_command)
+
+
+def get_db() -> Database:
+    """Return the current app's database."""
+    return current_app.extensions["database"]
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command() -> None:
+    """Create the app's tables in DATABASE_URL."""
+    database = get_db()
+    try:
+        database.create_schema()
+    except StoreUnavailable as error:
+        raise click.ClickException(
+            f"Cannot create the tables at {database.location}: {error}"
+        ) from error
+    click.echo(f"Token store tables are ready at {database.location}.")
+
+
+def _create_engine(url: sa.URL) -> sa.Engine:
+    """Create an engine that checks each pooled connection before handing it out."""
+    # pool_pre_ping: a connection broken by a restart is replaced, not reused, so the
+    # first call after the database comes back works.
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"check_same_thread": False})
+    sa.event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection, connection_record) -> None:
+    """Let SQLite serve several threads and workers writing at once."""
+    cursor = dbapi_connection.cursor()
+    # Wait up to 5 s for another writer instead of failing with "database is locked".
+    cursor.execute("PRAGMA busy_timeout = 5000")
+    # Write-ahead logging: readers do not block the writer, nor the writer readers.
+    _switch_to_wal(cursor)
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _switch_to_wal(cursor, attempts: int = 50) -> None:
+    """Put the database in WAL mode, waiting out workers that do the same right now.
+
+    The switch needs the database to itself, and SQLite may refuse it with "database
+    is locked" without waiting its busy timeout: so several workers starting together
+    on a new file retry for a while. Once switched, the mode stays with the file.
+    """
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+def _make_sqlite_directory(url: sa.URL) -> None:
+    """Create the folder of a SQLite file, so a fresh checkout starts without setup."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    try:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreUnavailable(f"cannot create the database's folder: {error}") from error
