@@ -178,29 +178,6 @@ class TokenStore:
                 .values(encrypted_access_token=ciphertext)
             )
 
-    def _encrypt(self, access_token: str) -> str:
-        return self._newest_key.encrypt(access_token.encode()).decode()
-
-    def _decrypt(self, ciphertext: str) -> tuple[str, str | None]:
-        """Return the token, and its re-encryption if an older key had encrypted it."""
-        try:
-            return self._newest_key.decrypt(ciphertext.encode()).decode(), None
-        except InvalidToken:
-            pass
-        reencrypted = self._keys.rotate(ciphertext.encode())  # InvalidToken if no key fits
-        return self._newest_key.decrypt(reencrypted).decode(), reencrypted.decode()
-
-    def _replace_ciphertext(self, row: sa.Row, ciphertext: str) -> None:
-        """Write back a token re-encrypted with the newest key (rotation on use)."""
-        with self.database.transaction() as db:
-            db.execute(
-                sa.update(connections)
-                .where(connections.c.id == row.id)
-                # Unless a reconnect stored a new token since we read this one.
-                .where(connections.c.encrypted_access_token == row.encrypted_access_token)
-                .values(encrypted_access_token=ciphertext)
-            )
-
     def _encrypt(self, plaintext: str) -> str:
         return self._newest_key.encrypt(plaintext.encode()).decode()
 
