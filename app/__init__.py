@@ -8,7 +8,7 @@ import os
 import sys
 
 from dotenv import load_dotenv
-from flask import Flask
+from flask import Flask, g
 
 from . import client, database, errors, formatting, logs, security, store, used_states, views
 from .config import ConfigError, load_config
@@ -33,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         raise
     app.config["TESTING"] = test_config is not None
 
+    app.before_request(start_with_a_clean_g)
     logs.init_app(app)
     database.init_app(app)
     used_states.init_app(app)
@@ -43,3 +44,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(views.bp)
     errors.init_app(app)
     return app
+
+
+def start_with_a_clean_g() -> None:
+    """Forget whatever an earlier request left in `g`.
+
+    `g` lives as long as the app context, and a context kept around several requests
+    (a test's, a command's) would otherwise hand one request's CSP nonce, connection
+    or trace to the next.
+    """
+    for name in list(g):
+        g.pop(name)

@@ -27,16 +27,6 @@ def change_vcita_settings(app, **changes) -> None:
     client.settings = replace(client.settings, **changes)
 
 
-@pytest.fixture(autouse=True)
-def _push_request_context():
-    """Replace pytest-flask's context around each test: every request gets its own `g`.
-
-    With one context pushed for the whole test, all test-client requests would share
-    one app context, and `g` would leak from one request into the next.
-    """
-    yield
-
-
 @pytest.fixture(scope="session")
 def vcita_server():
     """The vcita sandbox, served on a free loopback port for the whole test run."""

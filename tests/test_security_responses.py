@@ -248,3 +248,12 @@ def test_tokens_never_reach_the_browser(settings, person, vcita, trace):
     for session in sessions:
         assert token not in repr(session)
     app.extensions["database"].dispose()
+
+
+def test_each_request_gets_its_own_csp_nonce_even_in_one_app_context(app, client, connect):
+    # pytest-flask keeps one context pushed around the whole test, as a command might.
+    connect()
+    policies = [client.get("/dashboard").headers["Content-Security-Policy"] for _ in range(2)]
+
+    nonces = [re.search(r"'nonce-([^']+)'", policy).group(1) for policy in policies]
+    assert nonces[0] != nonces[1]
