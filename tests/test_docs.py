@@ -1,0 +1,43 @@
+"""The documentation points only at tests that exist: a rule → test link cannot go stale."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted(ROOT.glob("*/README.md")),
+]
+TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)")
+
+
+def defined_tests(path: Path) -> set[str]:
+    """Return the names of the test functions a test module defines."""
+    tree = ast.parse(path.read_text())
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_test_a_document_names_exists(document):
+    references = TEST_REFERENCE.findall(document.read_text())
+    missing = [
+        f"{module}::{name}"
+        for module, name in references
+        if not (ROOT / module).is_file() or name not in defined_tests(ROOT / module)
+    ]
+
+    assert missing == []
+
+
+def test_the_security_rules_name_their_tests():
+    references = TEST_REFERENCE.findall((ROOT / "docs" / "security.md").read_text())
+
+    assert len(references) >= 50
