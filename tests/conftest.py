@@ -110,10 +110,27 @@ def settings(vcita_server, empty_database_url) -> dict:
 
 
 @pytest.fixture
-def app(settings, vcita):
-    app = create_app(settings)
-    yield app
-    app.extensions["database"].dispose()
+def make_app(settings, vcita):
+    """Build the app from the test settings with `overrides`; every one is closed afterwards.
+
+    pytest-flask's `client` fixture uses the `app` fixture below: `make_app()`.
+    """
+    made = []
+
+    def make_app(**overrides):
+        app = create_app({**settings, **overrides})
+        made.append(app)
+        return app
+
+    yield make_app
+    for app in made:
+        app.extensions["database"].dispose()
+        app.extensions["vcita"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import pytest
 
-from app import create_app, flows
+from app import flows
 from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, change_vcita_settings
@@ -54,9 +54,9 @@ def test_token_request_is_vcitas_documented_json_body(connect, vcita):
     ],
 )
 def test_other_client_auth_methods_also_connect(
-    settings, person, vcita, method, content_type, in_body, basic
+    make_app, person, vcita, method, content_type, in_body, basic
 ):
-    app = create_app({**settings, "VCITA_TOKEN_AUTH_METHOD": method})
+    app = make_app(VCITA_TOKEN_AUTH_METHOD=method)
     client = app.test_client()
     start = client.get("/connect")
     response = client.get(person.approve(start.location))
@@ -65,7 +65,6 @@ def test_other_client_auth_methods_also_connect(
     assert request["content_type"].startswith(content_type)
     assert ("client_secret" in request["body"]) is in_body
     assert request["headers"].get("Authorization", "").startswith("Basic ") is basic
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -75,18 +74,15 @@ def test_other_client_auth_methods_also_connect(
     indirect=True,
 )
 def test_client_secret_basic_form_encodes_id_and_secret_as_rfc_6749_says(
-    settings, sandbox_with_secret
+    make_app, sandbox_with_secret
 ):
     server = sandbox_with_secret
-    app = create_app(
-        {
-            **settings,
-            "VCITA_CLIENT_SECRET": server.client_secret,
-            "VCITA_AUTHORIZE_URL": f"{server.url}/app/oauth/authorize",
-            "VCITA_TOKEN_URL": f"{server.url}/oauth/token",
-            "VCITA_USERINFO_URL": f"{server.url}/oauth/userinfo",
-            "VCITA_TOKEN_AUTH_METHOD": "client_secret_basic",
-        }
+    app = make_app(
+        VCITA_CLIENT_SECRET=server.client_secret,
+        VCITA_AUTHORIZE_URL=f"{server.url}/app/oauth/authorize",
+        VCITA_TOKEN_URL=f"{server.url}/oauth/token",
+        VCITA_USERINFO_URL=f"{server.url}/oauth/userinfo",
+        VCITA_TOKEN_AUTH_METHOD="client_secret_basic",
     )
     client = app.test_client()
     with SandboxPerson(server.url) as person:
@@ -96,7 +92,6 @@ def test_client_secret_basic_form_encodes_id_and_secret_as_rfc_6749_says(
     sent = server.sandbox.extensions["vcita_sandbox"].token_requests[0]["headers"]
     credentials = base64.b64decode(sent["Authorization"].removeprefix("Basic ")).decode()
     assert credentials == f"{quote_plus(CLIENT_ID)}:{quote_plus(server.client_secret)}"
-    app.extensions["database"].dispose()
 
 
 def test_denying_access_shows_a_page_and_makes_no_token_request(client, connect, vcita):
@@ -180,9 +175,9 @@ def test_expired_code_shows_the_approval_expired_page(app, client, person, vcita
 
 
 def test_rejected_client_credentials_show_a_configuration_page_without_the_secret(
-    settings, person, vcita
+    make_app, person, vcita
 ):
-    app = create_app({**settings, "VCITA_CLIENT_SECRET": "wrong-secret-3f9a"})
+    app = make_app(VCITA_CLIENT_SECRET="wrong-secret-3f9a")
     client = app.test_client()
     response = client.get(person.approve(client.get("/connect").location))
     assert response.status_code == 500
@@ -190,7 +185,6 @@ def test_rejected_client_credentials_show_a_configuration_page_without_the_secre
     assert "wrong-secret-3f9a" not in response.text
     assert CLIENT_SECRET not in response.text
     assert app.extensions["token_store"].count_connections() == 0
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -226,14 +220,13 @@ def test_token_endpoint_timeout_shows_vcita_did_not_answer(
     assert store(app).count_connections() == 0
 
 
-def test_unreachable_token_endpoint_shows_vcita_did_not_answer(settings, person, vcita):
-    app = create_app({**settings, "VCITA_TOKEN_URL": "http://127.0.0.1:9/oauth/token"})
+def test_unreachable_token_endpoint_shows_vcita_did_not_answer(make_app, person, vcita):
+    app = make_app(VCITA_TOKEN_URL="http://127.0.0.1:9/oauth/token")
     client = app.test_client()
     response = client.get(person.approve(client.get("/connect").location))
     assert response.status_code == 502
     assert "vcita did not answer" in response.text
     assert app.extensions["token_store"].count_connections() == 0
-    app.extensions["database"].dispose()
 
 
 def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vcita):

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app import create_app, flows
+from app import flows
 
 from .conftest import CLIENT_ID, REDIRECT_URI
 
@@ -40,11 +40,10 @@ def test_state_carries_at_least_128_random_bits(client):
         assert len(base64.urlsafe_b64decode(state + "==")) * 8 >= 128
 
 
-def test_scope_is_sent_only_when_configured(settings, vcita):
-    app = create_app({**settings, "VCITA_SCOPE": "openid"})
+def test_scope_is_sent_only_when_configured(make_app, vcita):
+    app = make_app(VCITA_SCOPE="openid")
     response = app.test_client().get("/connect")
     assert authorize_params(response)["scope"] == ["openid"]
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import create_app, flows
+from app import flows
 
 from .security_support import decode_session, session_cookie, state_of
 
@@ -113,18 +113,16 @@ def test_the_cookie_fits_and_keeps_the_newest_flow_whatever_links_were_opened(
 
 
 @pytest.fixture
-def settings_for_app(settings, vcita):
+def settings_for_app(make_app):
     """One app per PKCE setting, shared by every example (like one server for every browser)."""
     apps = {}
 
     def app_with(pkce: bool):
         if pkce not in apps:
-            apps[pkce] = create_app({**settings, "VCITA_USE_PKCE": str(pkce).lower()})
+            apps[pkce] = make_app(VCITA_USE_PKCE=str(pkce).lower())
         return apps[pkce]
 
-    yield app_with
-    for app in apps.values():
-        app.extensions["database"].dispose()
+    return app_with
 
 
 def pending_flows_of(app, client) -> dict:

@@ -13,7 +13,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import create_app, trace
+from app import trace
 from app.sessions import CONNECTION_KEY
 
 from .sandbox_person import SandboxPerson
@@ -51,20 +51,17 @@ def assert_no_run_of(secret: str, text: str, where: str) -> None:
     "sandbox_with_secret", HARD_SECRETS.values(), ids=HARD_SECRETS.keys(), indirect=True
 )
 def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
-    settings, sandbox_with_secret, auth_method, caplog, capfd
+    make_app, sandbox_with_secret, auth_method, caplog, capfd
 ):
     server = sandbox_with_secret
-    app = create_app(
-        {
-            **settings,
-            "VCITA_CLIENT_SECRET": server.client_secret,
-            "VCITA_AUTHORIZE_URL": f"{server.url}/app/oauth/authorize",
-            "VCITA_TOKEN_URL": f"{server.url}/oauth/token",
-            "VCITA_USERINFO_URL": f"{server.url}/oauth/userinfo",
-            "VCITA_TOKEN_AUTH_METHOD": auth_method,
-            "VCITA_USE_PKCE": "true",
-            "SHOW_FLOW_TRACE": "true",
-        }
+    app = make_app(
+        VCITA_CLIENT_SECRET=server.client_secret,
+        VCITA_AUTHORIZE_URL=f"{server.url}/app/oauth/authorize",
+        VCITA_TOKEN_URL=f"{server.url}/oauth/token",
+        VCITA_USERINFO_URL=f"{server.url}/oauth/userinfo",
+        VCITA_TOKEN_AUTH_METHOD=auth_method,
+        VCITA_USE_PKCE="true",
+        SHOW_FLOW_TRACE="true",
     )
     caplog.set_level(logging.INFO)  # the app logs at INFO
     client = app.test_client()
@@ -109,7 +106,6 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
         for cookie in cookies:
             assert_no_run_of(secret, cookie, f"a cookie ({name})")
         assert_no_run_of(secret, logged, f"the log ({name})")
-    app.extensions["database"].dispose()
 
 
 SECRET_HOLDERS = st.sampled_from(

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from app import create_app, flows, trace
+from app import flows, trace
 from app.flows import MAX_NEXT_URL_BYTES
 from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
 
@@ -484,11 +484,11 @@ def test_session_of_another_app_version_is_answered_without_a_server_error(
     [(MAX_NEXT_URL_BYTES, True), (MAX_NEXT_URL_BYTES + 1, False), (6000, False)],
 )
 def test_long_next_urls_never_make_the_session_cookie_too_large_for_a_browser(
-    settings, length, kept
+    make_app, length, kept
 ):
     # Browsers drop a cookie over 4096 bytes (RFC 6265 §6.1), and every pending flow with
     # it; werkzeug warns, and the suite turns the warning into an error.
-    app = create_app({**settings, "VCITA_USE_PKCE": "true"})
+    app = make_app(VCITA_USE_PKCE="true")
     browser = app.test_client()
     for tab in range(flows.MAX_PENDING_FLOWS + 1):
         # Random characters, which the session's compression cannot shrink.
@@ -499,7 +499,6 @@ def test_long_next_urls_never_make_the_session_cookie_too_large_for_a_browser(
         with browser.session_transaction() as session:
             newest = max(session[flows.SESSION_KEY].values(), key=lambda f: f["started_at"])
         assert newest["next_url"] == (next_url if kept else None)
-    app.extensions["database"].dispose()
 
 
 # --- Helpers --------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from app import create_app
 from app.sessions import CONNECTION_KEY
 
 from .conftest import REDIRECT_URI
@@ -48,9 +47,9 @@ def csrf_token(page: str) -> str:
     ids=["host", "x-forwarded-host", "x-forwarded-host-and-proto"],
 )
 def test_redirect_uri_comes_from_config_even_when_the_request_names_another_host(
-    settings, person, vcita, proxies, headers
+    make_app, person, vcita, proxies, headers
 ):
-    app = create_app({**settings, "TRUSTED_PROXY_COUNT": proxies})
+    app = make_app(TRUSTED_PROXY_COUNT=proxies)
     client = app.test_client()
     start = client.get("/connect", headers=headers)
     assert query_of(start.location)["redirect_uri"] == [REDIRECT_URI]
@@ -59,7 +58,6 @@ def test_redirect_uri_comes_from_config_even_when_the_request_names_another_host
     # The same browser, through the same proxy or DNS trick, comes back with its cookie.
     assert client.get(callback, headers=headers).status_code == 303
     assert vcita.token_requests[0]["body"]["redirect_uri"] == REDIRECT_URI
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
@@ -220,8 +218,8 @@ def test_all_assets_are_served_by_the_app_itself(app, client, connect):
 
 
 @pytest.mark.parametrize("trace", ["false", "true"], ids=["plain", "with-flow-trace"])
-def test_tokens_never_reach_the_browser(settings, person, vcita, trace):
-    app = create_app({**settings, "SHOW_FLOW_TRACE": trace})
+def test_tokens_never_reach_the_browser(make_app, person, vcita, trace):
+    app = make_app(SHOW_FLOW_TRACE=trace)
     client = app.test_client()
     responses = [client.get("/"), client.get("/connect")]
     callback = person.approve(responses[-1].location)
@@ -247,7 +245,6 @@ def test_tokens_never_reach_the_browser(settings, person, vcita, trace):
     assert any(CONNECTION_KEY in session for session in sessions)  # the cookies were read
     for session in sessions:
         assert token not in repr(session)
-    app.extensions["database"].dispose()
 
 
 def test_each_request_gets_its_own_csp_nonce_even_in_one_app_context(app, client, connect):

@@ -26,7 +26,6 @@ from cryptography.x509.oid import NameOID
 from flask import request
 from packaging.version import Version
 
-from app import create_app
 from app.config import ConfigError, load_config
 from app.sessions import CONNECTION_KEY
 
@@ -121,13 +120,10 @@ def test_session_cookie_is_httponly_and_samesite_lax(client):
     assert not any(flag.startswith("domain=") for flag in flags)
 
 
-def test_production_session_cookie_is_secure_with_the_host_prefix(settings, vcita):
-    app = create_app(
-        {
-            **settings,
-            "APP_ENV": "production",
-            "VCITA_REDIRECT_URI": "https://connect.example.com/callback",
-        }
+def test_production_session_cookie_is_secure_with_the_host_prefix(make_app, vcita):
+    app = make_app(
+        APP_ENV="production",
+        VCITA_REDIRECT_URI="https://connect.example.com/callback",
     )
     response = app.test_client().get("/connect", base_url="https://connect.example.com")
     header = set_cookie_header(response, "__Host-vcita_connect=")
@@ -136,7 +132,6 @@ def test_production_session_cookie_is_secure_with_the_host_prefix(settings, vcit
     # __Host-: Secure, Path=/ and no Domain, so no other host can set or read it.
     assert not any(flag.startswith("domain=") for flag in flags)
     assert "Strict-Transport-Security" in response.headers
-    app.extensions["database"].dispose()
 
 
 # --- Production mode -------------------------------------------------------------------
@@ -173,9 +168,9 @@ def test_production_refuses_to_start_naming_every_problem(tmp_path):
 # --- Proxies ---------------------------------------------------------------------------
 
 
-def probed_app(settings, proxies: str):
+def probed_app(make_app, proxies: str):
     """The app with one extra page that shows what it believes about the request."""
-    app = create_app({**settings, "TRUSTED_PROXY_COUNT": proxies})
+    app = make_app(TRUSTED_PROXY_COUNT=proxies)
 
     def probe():
         return {"remote_addr": request.remote_addr, "scheme": request.scheme, "host": request.host}
@@ -192,28 +187,24 @@ FORWARDED = {
 }
 
 
-def test_forwarded_headers_are_ignored_without_trusted_proxy_count(settings, vcita):
-    app = probed_app(settings, "0")
+def test_forwarded_headers_are_ignored_without_trusted_proxy_count(make_app):
+    app = probed_app(make_app, "0")
     response = app.test_client().get("/probe", headers=FORWARDED)
     assert response.json == {"remote_addr": "127.0.0.1", "scheme": "http", "host": "localhost"}
     assert "Strict-Transport-Security" not in response.headers
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize(
     ("proxies", "client_address"), [("1", "203.0.113.7"), ("2", "198.51.100.66")]
 )
-def test_trusted_proxy_count_trusts_exactly_that_many_hops(
-    settings, vcita, proxies, client_address
-):
-    app = probed_app(settings, proxies)
+def test_trusted_proxy_count_trusts_exactly_that_many_hops(make_app, proxies, client_address):
+    app = probed_app(make_app, proxies)
     response = app.test_client().get("/probe", headers=FORWARDED)
     # Each trusted proxy appends the address it saw: only the last N entries are believed.
     assert response.json["remote_addr"] == client_address
     assert response.json["scheme"] == "https"
     assert response.json["host"] == "connect.example.com"
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
-    app.extensions["database"].dispose()
 
 
 # --- TLS to vcita ----------------------------------------------------------------------
@@ -317,7 +308,7 @@ def self_signed_vcita(tmp_path):
     ids=["token-endpoint", "userinfo-endpoint", "trusted-control"],
 )
 def test_tls_is_verified_for_every_call_to_vcita(
-    settings, person, vcita, self_signed_vcita, monkeypatch, self_signed, trusted
+    make_app, person, vcita, self_signed_vcita, monkeypatch, self_signed, trusted
 ):
     # requests lets these variables override a session's own `verify`: clear them, so
     # that what is tested is the app's choice, not this machine's environment.
@@ -328,7 +319,7 @@ def test_tls_is_verified_for_every_call_to_vcita(
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self_signed_vcita.certificate))
     url = self_signed_vcita.url
     endpoints = {f"VCITA_{name.upper()}_URL": f"{url}/oauth/{name}" for name in self_signed}
-    app = create_app({**settings, **endpoints})
+    app = make_app(**endpoints)
     client = app.test_client()
     response = client.get(person.approve(client.get("/connect").location))
     assert self_signed_vcita.handshakes_attempted >= 1
@@ -341,7 +332,6 @@ def test_tls_is_verified_for_every_call_to_vcita(
         assert "vcita did not answer" in response.text
         assert self_signed_vcita.requests_answered == 0
         assert store(app).count_connections() == 0
-    app.extensions["database"].dispose()
 
 
 # --- Tokens at rest --------------------------------------------------------------------
@@ -372,31 +362,29 @@ def test_raw_database_row_does_not_hold_the_token(app, client, connect):
 
 
 def test_another_encryption_key_cannot_read_the_stored_token(
-    app, client, connect, settings, vcita
+    app, client, connect, make_app, vcita
 ):
     connect()
     cookie = session_cookie(client)
     userinfo_calls = len(vcita.userinfo_requests)
-    other = create_app({**settings, "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+    other = make_app(TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode())
     response = browser_with_cookie(other, cookie).get("/dashboard")
     assert response.status_code == 302  # not connected: the token cannot be read
     assert len(vcita.userinfo_requests) == userinfo_calls
     assert store(other).count_connections() == 1  # kept for the deployment that has the key
-    other.extensions["database"].dispose()
 
 
 def test_rotated_keys_read_old_rows_and_reencrypt_them_with_the_newest(
-    app, client, connect, settings, vcita
+    make_app, app, client, connect, settings, vcita
 ):
     connect()
     token = stored_token(app, client)
     cookie = session_cookie(client)
     old_key, new_key = settings["TOKEN_ENCRYPTION_KEY"], Fernet.generate_key().decode()
-    rotated = create_app({**settings, "TOKEN_ENCRYPTION_KEY": f"{new_key},{old_key}"})
+    rotated = make_app(TOKEN_ENCRYPTION_KEY=f"{new_key},{old_key}")
     response = browser_with_cookie(rotated, cookie).get("/dashboard")
     assert response.status_code == 200
     assert vcita.userinfo_requests[-1]["headers"]["Authorization"] == f"Bearer {token}"
-    rotated.extensions["database"].dispose()
     ciphertext = next(
         column for column in raw_rows(app)[0] if isinstance(column, str) and column[:4] == "gAAA"
     )

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from app import create_app, flows, vcita
+from app import flows, vcita
 from app.sandbox.server import ServerThread
 
 from .security_support import (
@@ -251,37 +251,35 @@ def vcita_issuer(vcita_server, monkeypatch) -> str:
     return issuer
 
 
-def test_callback_with_the_configured_issuer_connects(settings, person, vcita, vcita_issuer):
-    app = create_app({**settings, "VCITA_ISSUER": vcita_issuer})
+def test_callback_with_the_configured_issuer_connects(make_app, person, vcita, vcita_issuer):
+    app = make_app(VCITA_ISSUER=vcita_issuer)
     client = app.test_client()
     callback = approved_callback(client, person)
     assert "iss=" in callback
     assert client.get(callback).status_code == 303
     assert store(app).count_connections() == 1
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize("sent", ["configured-elsewhere", "forged-in-the-url"])
 def test_callback_with_a_mismatching_issuer_is_rejected(
-    settings, person, vcita, vcita_issuer, sent
+    make_app, person, vcita, vcita_issuer, sent
 ):
     configured = f"https://{EVIL}" if sent == "configured-elsewhere" else vcita_issuer
-    app = create_app({**settings, "VCITA_ISSUER": configured})
+    app = make_app(VCITA_ISSUER=configured)
     client = app.test_client()
     callback = approved_callback(client, person)
     if sent == "forged-in-the-url":
         callback = callback.replace(f"iss={quote(vcita_issuer, safe='')}", f"iss=https://{EVIL}")
     response = client.get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
-    app.extensions["database"].dispose()
 
 
 @pytest.mark.parametrize("sent", ["no-iss", "empty-iss"])
 def test_callback_without_iss_is_rejected_when_an_issuer_is_configured(
-    settings, person, vcita, vcita_issuer, sent
+    make_app, person, vcita, vcita_issuer, sent
 ):
     # RFC 9207 §2.4: a client that expects `iss` refuses a response that lacks it.
-    app = create_app({**settings, "VCITA_ISSUER": vcita_issuer})
+    app = make_app(VCITA_ISSUER=vcita_issuer)
     client = app.test_client()
     callback = approved_callback(client, person)
     issued = f"iss={quote(vcita_issuer, safe='')}"
@@ -289,17 +287,15 @@ def test_callback_without_iss_is_rejected_when_an_issuer_is_configured(
     callback = callback.replace(issued, "" if sent == "no-iss" else "iss=")
     response = client.get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
-    app.extensions["database"].dispose()
 
 
 # --- PKCE (RFC 7636, RFC 9700 §2.1.1) --------------------------------------------------
 
 
 @pytest.fixture
-def pkce_app(settings, vcita):
-    app = create_app({**settings, "VCITA_USE_PKCE": "true"})
+def pkce_app(make_app, vcita):
+    app = make_app(VCITA_USE_PKCE="true")
     yield app
-    app.extensions["database"].dispose()
 
 
 def s256(verifier: str) -> str:

@@ -17,7 +17,6 @@ import requests
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app import create_app
 from app.errors import HTTP_PAGES, PAGES
 
 from .security_support import state_of
@@ -110,13 +109,12 @@ def answers(shaped):
 
 
 @pytest.fixture
-def scripted(settings, vcita):
+def scripted(make_app, vcita):
     """The app with its transport to vcita replaced by a scripted one, and the flow trace on."""
-    app = create_app({**settings, "SHOW_FLOW_TRACE": "true"})
+    app = make_app(SHOW_FLOW_TRACE="true")
     transport = ScriptedVcita()
     app.extensions["vcita"].transport = transport
     yield app, transport
-    app.extensions["database"].dispose()
 
 
 def assert_documented_page(response) -> None:
