@@ -8,7 +8,13 @@ import pytest
 from app import flows
 from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, change_vcita_settings
+from .conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REDIRECT_URI,
+    approved_callback,
+    change_vcita_settings,
+)
 from .sandbox_person import SandboxPerson
 
 
@@ -86,7 +92,7 @@ def test_client_secret_basic_form_encodes_id_and_secret_as_rfc_6749_says(
     )
     client = app.test_client()
     with SandboxPerson(server.url) as person:
-        response = client.get(person.approve(client.get("/connect").location))
+        response = client.get(approved_callback(client, person))
 
     assert response.status_code == 303
     sent = server.sandbox.extensions["vcita_sandbox"].token_requests[0]["headers"]
@@ -125,7 +131,7 @@ def test_callback_without_a_known_state_is_rejected_without_token_request(client
 
 
 def test_expired_state_is_rejected_without_token_request(client, person, vcita, monkeypatch):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     later = flows.time.time() + flows.FLOW_LIFETIME.total_seconds() + 1
     monkeypatch.setattr(flows.time, "time", lambda: later)
     response = client.get(callback)
@@ -134,7 +140,7 @@ def test_expired_state_is_rejected_without_token_request(client, person, vcita, 
 
 
 def test_code_is_exchanged_once_and_a_reload_is_rejected(client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     assert client.get(callback).status_code == 303
     reload = client.get(callback)
     assert reload.status_code == 400
@@ -143,7 +149,7 @@ def test_code_is_exchanged_once_and_a_reload_is_rejected(client, person, vcita):
 
 def test_replaying_the_callback_with_an_old_cookie_is_rejected(app, person, vcita):
     browser = app.test_client()
-    callback = person.approve(browser.get("/connect").location)
+    callback = approved_callback(browser, person)
     copied = app.test_client()
     cookie = browser.get_cookie("vcita_connect")
     copied.set_cookie(cookie.key, cookie.value, domain="localhost")
@@ -154,7 +160,7 @@ def test_replaying_the_callback_with_an_old_cookie_is_rejected(app, person, vcit
 
 
 def test_state_is_consumed_before_the_exchange(client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     vcita.set_fault("token", status=500, json={"error": "server_error"})
     assert client.get(callback).status_code == 502
     vcita.clear_faults()
@@ -163,7 +169,7 @@ def test_state_is_consumed_before_the_exchange(client, person, vcita):
 
 
 def test_expired_code_shows_the_approval_expired_page(app, client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     vcita.set_fault(
         "token", status=400, json={"error": "invalid_grant", "error_description": "expired"}
     )
@@ -179,7 +185,7 @@ def test_rejected_client_credentials_show_a_configuration_page_without_the_secre
 ):
     app = make_app(VCITA_CLIENT_SECRET="wrong-secret-3f9a")
     client = app.test_client()
-    response = client.get(person.approve(client.get("/connect").location))
+    response = client.get(approved_callback(client, person))
     assert response.status_code == 500
     assert "not set up correctly" in response.text
     assert "wrong-secret-3f9a" not in response.text
@@ -200,7 +206,7 @@ def test_rejected_client_credentials_show_a_configuration_page_without_the_secre
     ids=["500", "502-html", "not-json", "no-access-token", "not-bearer", "json-list"],
 )
 def test_broken_token_answers_show_vcita_did_not_answer(app, client, person, vcita, fault):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     vcita.set_fault("token", **fault)
     response = client.get(callback)
     assert response.status_code == 502
@@ -212,7 +218,7 @@ def test_token_endpoint_timeout_shows_vcita_did_not_answer(
     app, client, person, vcita, monkeypatch
 ):
     change_vcita_settings(app, exchange_timeout=(1, 0.2))
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     vcita.set_fault("token", delay=1)
     response = client.get(callback)
     assert response.status_code == 502
@@ -223,7 +229,7 @@ def test_token_endpoint_timeout_shows_vcita_did_not_answer(
 def test_unreachable_token_endpoint_shows_vcita_did_not_answer(make_app, person, vcita):
     app = make_app(VCITA_TOKEN_URL="http://127.0.0.1:9/oauth/token")
     client = app.test_client()
-    response = client.get(person.approve(client.get("/connect").location))
+    response = client.get(approved_callback(client, person))
     assert response.status_code == 502
     assert "vcita did not answer" in response.text
     assert app.extensions["token_store"].count_connections() == 0

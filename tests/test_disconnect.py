@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from app.database import connections
 from app.sessions import CONNECTION_KEY
 
+from .conftest import approved_callback
 from .sandbox_person import SandboxPerson
 
 
@@ -57,7 +58,7 @@ def test_dashboard_is_unreachable_after_disconnect_even_with_the_old_cookie(app,
 def connect_as(client, vcita_server, staff: str) -> None:
     """Connect this browser as `staff`, logging in to vcita afresh (another vcita login)."""
     with SandboxPerson(vcita_server.url) as person:
-        response = client.get(person.approve(client.get("/connect").location, staff=staff))
+        response = client.get(approved_callback(client, person, staff=staff))
     assert response.status_code == 303
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from app.sessions import CONNECTION_KEY
 
-from .conftest import CLIENT_SECRET, change_vcita_settings
+from .conftest import CLIENT_SECRET, approved_callback, change_vcita_settings
 
 UNAVAILABLE = "vcita did not answer"
 EXPIRED = "The approval expired — vcita codes last 30 seconds"
@@ -49,7 +49,7 @@ def approved(client, person):
     """Return a callback URL carrying a fresh code, as vcita sends the person back."""
 
     def approved(**choice) -> str:
-        return person.approve(client.get("/connect").location, **choice)
+        return approved_callback(client, person, **choice)
 
     return approved
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from app import trace
 from app.sessions import CONNECTION_KEY
 
+from .conftest import approved_callback
 from .sandbox_person import SandboxPerson
 from .security_support import decode_session, session_cookie, state_of
 from .test_disconnect import csrf_token
@@ -190,7 +191,7 @@ def test_a_trace_is_only_shown_with_the_connection_it_describes(settings, app, v
     first, second = app.test_client(), app.test_client()
     for browser, staff in ((first, None), (second, "Priya Raman")):
         with SandboxPerson(vcita_server.url) as person:
-            browser.get(person.approve(browser.get("/connect").location, staff=staff))
+            browser.get(approved_callback(browser, person, staff=staff))
     assert (
         decode_session(app, session_cookie(first))[CONNECTION_KEY]
         != (decode_session(app, session_cookie(second))[CONNECTION_KEY])

@@ -12,7 +12,7 @@ import pytest
 
 from app.sessions import CONNECTION_KEY
 
-from .conftest import REDIRECT_URI
+from .conftest import REDIRECT_URI, approved_callback
 from .security_support import (
     EVIL,
     Links,
@@ -102,7 +102,7 @@ def test_next_that_is_a_path_on_this_site_is_followed_after_the_callback(client,
 
 
 def test_next_on_the_callback_itself_is_ignored(client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     response = client.get(f"{callback}&next=//{EVIL}")
     assert response.status_code == 303
     assert response.location == "/dashboard"
@@ -112,7 +112,7 @@ def test_next_on_the_callback_itself_is_ignored(client, person, vcita):
 
 
 def test_callback_answers_with_no_referrer_and_no_store(client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     success = client.get(callback)
     failure = client.get(callback)  # the same URL again: a used state
     assert (success.status_code, failure.status_code) == (303, 400)
@@ -122,7 +122,7 @@ def test_callback_answers_with_no_referrer_and_no_store(client, person, vcita):
 
 
 def test_callback_loads_no_third_party_resource(client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     for response in (client.get(callback), client.get(callback)):
         links = Links(response.text)
         assert links.foreign_urls() == []
@@ -131,7 +131,7 @@ def test_callback_loads_no_third_party_resource(client, person, vcita):
 
 
 def test_successful_callback_redirects_to_a_url_without_code_or_state(client, person, vcita):
-    callback = person.approve(client.get("/connect").location)
+    callback = approved_callback(client, person)
     code, state = query_of(callback)["code"][0], query_of(callback)["state"][0]
     response = client.get(callback)
     assert response.status_code == 303

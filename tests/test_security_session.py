@@ -29,6 +29,7 @@ from packaging.version import Version
 from app.config import ConfigError, load_config
 from app.sessions import CONNECTION_KEY
 
+from .conftest import approved_callback
 from .security_support import decode_session, session_cookie, stored_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ def test_disconnect_requires_this_sessions_csrf_token(app, client, connect, pers
     connect()
     assert client.get("/dashboard").status_code == 200
     other = app.test_client()
-    other.get(person.approve(other.get("/connect").location))
+    other.get(approved_callback(other, person))
     tokens = {
         "missing": None,
         "empty": "",
@@ -321,7 +322,7 @@ def test_tls_is_verified_for_every_call_to_vcita(
     endpoints = {f"VCITA_{name.upper()}_URL": f"{url}/oauth/{name}" for name in self_signed}
     app = make_app(**endpoints)
     client = app.test_client()
-    response = client.get(person.approve(client.get("/connect").location))
+    response = client.get(approved_callback(client, person))
     assert self_signed_vcita.handshakes_attempted >= 1
     if trusted:
         assert response.status_code == 303

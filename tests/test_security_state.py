@@ -15,6 +15,7 @@ import requests
 from app import flows, vcita
 from app.sandbox.server import ServerThread
 
+from .conftest import approved_callback
 from .security_support import (
     EVIL,
     Links,
@@ -31,11 +32,6 @@ INVALID_LINK = "This sign-in link is no longer valid"
 
 def store(app):
     return app.extensions["token_store"]
-
-
-def approved_callback(client, person) -> str:
-    """Start a flow in `client`'s browser and return vcita's callback URL for it."""
-    return person.approve(client.get("/connect").location)
 
 
 def assert_refused_before_the_exchange(response, app, vcita):
