@@ -3,6 +3,8 @@
 Every line written while a request is served carries that request's id, so the steps
 of one connect flow can be read together. Codes, states and tokens are never logged,
 and query strings are cut from access-log lines, where a callback URL would carry them.
+Control characters in any logged value are escaped (`\n`, `\u2028`), so nothing a
+client sends (a decoded `%0A` in a path) can start a forged line of its own.
 """
 
 import logging
@@ -18,6 +20,34 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 # the path, so vcita's error_description=%22no%22 or %C2%A0 must not end the cut
 # before the state.
 QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/)|[^ ]*)")
+
+
+def escape_controls(text: str) -> str:
+    """Return `text` with every non-printable character escaped, so it stays one line.
+
+    Non-printable is Unicode's view: control and format characters, line and paragraph
+    separators (which str.splitlines() and many log viewers break on), unassigned ones.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        character if character.isprintable() else character.encode("unicode_escape").decode()
+        for character in text
+    )
+
+
+class ControlCharacterFilter(logging.Filter):
+    """Render a record's message with its values, then escape its control characters.
+
+    Escaping the rendered line, not each value, covers every way a value reaches it
+    (%s, %r, an exception's text, gunicorn's atoms). A traceback (exc_info) is
+    formatted apart and keeps its own lines.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = escape_controls(record.getMessage())
+        record.args = None
+        return True
 
 
 class RequestIdFilter(logging.Filter):
@@ -53,10 +83,14 @@ def init_app(app: Flask) -> None:
     app.logger.handlers[:] = [handler]
     app.logger.setLevel(logging.INFO)
     app.logger.propagate = False
-    for access_log in ("werkzeug", "gunicorn.access"):
-        logger = logging.getLogger(access_log)
-        if not any(isinstance(known, QueryStringFilter) for known in logger.filters):
-            logger.addFilter(QueryStringFilter())
+    for name in ("werkzeug", "gunicorn.access", "gunicorn.error", app.logger.name):
+        logger = logging.getLogger(name)
+        filters = (QueryStringFilter, ControlCharacterFilter)
+        if name == app.logger.name:
+            filters = (ControlCharacterFilter,)
+        for kind in filters:
+            if not any(isinstance(known, kind) for known in logger.filters):
+                logger.addFilter(kind())
     app.before_request(assign_request_id)
     app.after_request(expose_request_id)
 

@@ -128,3 +128,21 @@ def test_make_serve_runs_a_connect_flow_under_gunicorn(served):
     assert any(line.endswith(f"[{callback_id}]") for line in access_lines)
     assert f"[{callback_id}] app: Connected business" in log
     assert "Logging error" not in log
+
+
+def test_make_serve_access_log_cannot_be_forged(served):
+    forged = "2026-11-28 17:59:59,000 INFO [abcdef012345] app: Connected business FORGED"
+    targets = [
+        f"/x{line_break}{forged.replace(' ', '%20')}" for line_break in ("%0A", "%E2%80%A8")
+    ]
+    for target in targets:
+        with socket.create_connection(("127.0.0.1", served.app_port), timeout=5) as connection:
+            connection.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            assert b" 404 " in connection.recv(65536).split(b"\r\n")[0] + b" "
+    served.stop()
+
+    lines = served.log().splitlines()
+    assert not [line for line in lines if line.startswith("2026-11-28 17:59:59,000")]
+    # gunicorn hands the path on as Latin-1 (PEP 3333): U+2028 arrives as â\x80¨.
+    escaped = [line for line in lines if '"GET /x\\n2026-11-28' in line or "/xâ\\x80¨" in line]
+    assert len(escaped) == 2, "\n".join(lines[-20:])
