@@ -5,6 +5,7 @@ missing or malformed variable at once, so an operator fixes them in one go.
 `.env.example` documents each variable read here; a test keeps the two in sync.
 """
 
+import base64
 import ipaddress
 import json
 import os
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from .database import SUPPORTED_BACKENDS
 
 VCITA_AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
 VCITA_TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
@@ -33,6 +36,15 @@ APP_ENVS = ("development", "production")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 MIN_PRODUCTION_SECRET_BYTES = 32
+# A key a person typed ("a" * 32, "0123456789abcdef" * 2) has too little variety to be
+# secret; generated ones always have plenty. Thresholds a generated key never misses:
+MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
+MIN_FERNET_KEY_DISTINCT_BYTES = 16
+MAX_TRUSTED_PROXIES = 10
+SECRET_KEY_COMMAND = "python -c 'import secrets; print(secrets.token_hex(32))'"  # noqa: S105
+FERNET_KEY_COMMAND = (
+    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
 
 
 # gunicorn's "App failed to load" exit code: a worker exiting with it stops gunicorn
@@ -95,7 +107,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "DATABASE_URL": reader.database_url(
             "DATABASE_URL", default=f"sqlite:///{Path(instance_path) / 'vcita_connect.db'}"
         ),
-        "TRUSTED_PROXY_COUNT": reader.count("TRUSTED_PROXY_COUNT"),
+        "TRUSTED_PROXY_COUNT": reader.count("TRUSTED_PROXY_COUNT", maximum=MAX_TRUSTED_PROXIES),
         "SHOW_FLOW_TRACE": reader.flag("SHOW_FLOW_TRACE"),
     }
     secret_key = reader.text("SECRET_KEY")
@@ -107,15 +119,10 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         secret_key = secret_key or generated["SECRET_KEY"]
         encryption_keys = encryption_keys or [generated["TOKEN_ENCRYPTION_KEY"]]
     if not secret_key:
-        reader.problem(
-            "SECRET_KEY is not set: generate one with `python -c "
-            "'import secrets; print(secrets.token_hex(32))'`"
-        )
+        reader.problem(f"SECRET_KEY is not set: generate one with `{SECRET_KEY_COMMAND}`")
     if not encryption_keys and "TOKEN_ENCRYPTION_KEY" not in reader.reported:
         reader.problem(
-            "TOKEN_ENCRYPTION_KEY is not set: generate one with `python -c "
-            "'from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())'`"
+            f"TOKEN_ENCRYPTION_KEY is not set: generate one with `{FERNET_KEY_COMMAND}`"
         )
     config["SECRET_KEY"] = secret_key
     config["TOKEN_ENCRYPTION_KEYS"] = encryption_keys
@@ -159,15 +166,41 @@ def _check_production(config: dict, environ: Mapping[str, str], reader: "_Reader
         url = config[name]
         if url and urlsplit(url).scheme == "http" and not _is_loopback(url):
             reader.problem(f"{name} must use https:// when APP_ENV=production")
-    if config["SECRET_KEY"] and len(config["SECRET_KEY"].encode()) < MIN_PRODUCTION_SECRET_BYTES:
+    secret_key = config["SECRET_KEY"]
+    if secret_key and len(secret_key.encode()) < MIN_PRODUCTION_SECRET_BYTES:
         reader.problem(
             f"SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes when "
             "APP_ENV=production"
         )
+    elif secret_key and _too_little_variety(secret_key, MIN_SECRET_KEY_DISTINCT_CHARACTERS):
+        reader.problem(
+            "SECRET_KEY has too little variety to be secret (repeated or patterned "
+            f"characters): generate one with `{SECRET_KEY_COMMAND}`"
+        )
+    for position, key in enumerate(config["TOKEN_ENCRYPTION_KEYS"], start=1):
+        raw = base64.urlsafe_b64decode(key)
+        if _too_little_variety(raw, MIN_FERNET_KEY_DISTINCT_BYTES):
+            reader.problem(
+                f"TOKEN_ENCRYPTION_KEY key #{position} has too little variety to be secret "
+                f"(repeated or patterned bytes): generate one with `{FERNET_KEY_COMMAND}`"
+            )
+    if config["SHOW_FLOW_TRACE"]:
+        # The trace is for a developer watching the wire, not for every business that
+        # connects; in production, read the logs instead.
+        reader.problem("SHOW_FLOW_TRACE must be off when APP_ENV=production")
     for name in ("AUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_INSECURE_TRANSPORT"):
         # Either switch lets OAuth libraries talk to vcita over plain HTTP.
         if name in environ:
             reader.problem(f"{name} must not be set when APP_ENV=production")
+
+
+def _too_little_variety(key: str | bytes, minimum_distinct: int) -> bool:
+    """Say whether a key is obviously not random: few distinct symbols, or a repeated unit.
+
+    `key in (key + key)[1:-1]` holds exactly when the key is a shorter unit repeated
+    ("abab…"). A key made by `secrets` or Fernet.generate_key() never fails either test.
+    """
+    return len(set(key)) < minimum_distinct or key in (key + key)[1:-1]
 
 
 def _is_loopback(url: str) -> bool:
@@ -229,10 +262,12 @@ class _Reader:
             return default
         return value
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, maximum: int) -> int:
         value = self.text(name) or "0"
-        if not value.isdigit():
-            self.problem(f"{name} must be a whole number of 0 or more, not {value!r}", name)
+        # ASCII digits only: "²".isdigit() is true, and int() refuses it.
+        digits = value.isascii() and value.isdigit() and len(value) <= len(str(maximum))
+        if not digits or int(value) > maximum:
+            self.problem(f"{name} must be a whole number from 0 to {maximum}, not {value!r}", name)
             return 0
         return int(value)
 
@@ -253,23 +288,35 @@ class _Reader:
             hint = " (or set VCITA_SANDBOX=true to run on the built-in sandbox)"
             self.problem(f"{name} is not set{hint if sandbox_hint else ''}", name)
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        try:
+            parts = urlsplit(value)
+            well_formed = (
+                parts.scheme in ("http", "https") and parts.hostname and not parts.fragment
+            )
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:  # "http://[::1": an unclosed IPv6 literal
+            well_formed = False
+        if not well_formed:
             self.problem(f"{name} must be an absolute http(s) URL without a #fragment", name)
+            return None
         return value
 
     def database_url(self, name: str, default: str) -> str:
         value = self.text(name) or default
         try:
-            make_url(value)
-        except ArgumentError:
+            backend = make_url(value).get_backend_name()
+        except (ArgumentError, ValueError):
             self.problem(f"{name} is not a valid SQLAlchemy database URL", name)
+            return value
+        if backend not in SUPPORTED_BACKENDS:
+            self.problem(f"{name} must name SQLite or PostgreSQL, not {backend!r}", name)
         return value
 
     def fernet_keys(self, name: str) -> list[str]:
         # Several keys, newest first, separated by commas: old rows stay readable
         # while they are re-encrypted with the newest key (key rotation).
         keys = [key.strip() for key in self.text(name).split(",") if key.strip()]
+        valid = []
         for position, key in enumerate(keys, start=1):
             try:
                 Fernet(key)
@@ -279,4 +326,6 @@ class _Reader:
                     "(32 url-safe base64-encoded bytes)",
                     name,
                 )
-        return keys
+            else:
+                valid.append(key)
+        return valid

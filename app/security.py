@@ -32,11 +32,13 @@ def init_app(app: Flask) -> None:
     hops = app.config["TRUSTED_PROXY_COUNT"]
     if hops:
         # Only when the operator says how many proxies stand in front: otherwise a
-        # client could claim any host or scheme with X-Forwarded-* headers.
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
-        )
+        # client could claim any host or scheme with X-Forwarded-* headers. And only
+        # the headers a deployment needs: a client-sent X-Forwarded-Prefix that a proxy
+        # passes on unchanged ("/evil.example") would turn every redirect into
+        # //evil.example/…, and the port belongs in X-Forwarded-Host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.before_request(refuse_undecodable_query)
+    app.after_request(keep_redirects_on_this_site)
     app.after_request(add_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["csp_nonce"] = csp_nonce
@@ -52,6 +54,19 @@ def refuse_undecodable_query() -> None:
         request.query_string.decode()
     except UnicodeDecodeError:
         abort(400)
+
+
+def keep_redirects_on_this_site(response):
+    """Never send a scheme-relative Location (`//host/…`, `/\\host/…`): it leaves the site.
+
+    Every redirect the app makes is to one of its own paths or to vcita; a path that
+    starts with two slashes can only come from a forwarded prefix or a mangled path,
+    and browsers read it as another host.
+    """
+    location = response.headers.get("Location", "")
+    if location.startswith(("//", "/\\")):
+        response.headers["Location"] = "/" + location.lstrip("/\\")
+    return response
 
 
 def add_security_headers(response):

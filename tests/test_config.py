@@ -16,7 +16,7 @@ PRODUCTION = {
     "VCITA_CLIENT_ID": "client",
     "VCITA_CLIENT_SECRET": "secret",
     "VCITA_REDIRECT_URI": "https://connect.example.com/callback",
-    "SECRET_KEY": "k" * 32,
+    "SECRET_KEY": "5f0c9e2a7b1d48e3a6c2f7094b8d1e6a",  # 32 bytes, as a generator makes them
     "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
 }
 
