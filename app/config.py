@@ -24,7 +24,7 @@ VCITA_AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
 VCITA_TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
 VCITA_USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
 
-# What `make run` and `python -m app.sandbox` serve, and the client the sandbox registers
+# What `make run` and `python -m sandbox` serve, and the client the sandbox registers
 # out of the box. Public demo values: they only ever unlock the local emulator.
 SANDBOX_URL = "http://127.0.0.1:5001"
 SANDBOX_CLIENT_ID = "vcita-connect-sandbox"

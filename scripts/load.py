@@ -50,10 +50,9 @@ from urllib3.util.retry import Retry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
-from app.sandbox.server import ServerThread  # noqa: E402
-from app.sandbox.settings import DEFAULT_BUSINESSES_FILE  # noqa: E402
-from tests.sandbox_person import SandboxPerson  # noqa: E402
+from sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
+from sandbox.settings import DEFAULT_BUSINESSES_FILE  # noqa: E402
+from sandbox.testing import SandboxPerson, ServerThread  # noqa: E402
 
 CLIENT_ID = "vcita-connect-load"
 CLIENT_SECRET = secrets.token_hex(16)  # for this run's sandbox only
@@ -304,6 +303,18 @@ class SandboxProcess:
         return counts
 
 
+class ConnectionCounter:
+    """Count the TCP connections a WSGI app is reached on, by their peer address and port."""
+
+    def __init__(self, wsgi_app) -> None:
+        self.wsgi_app = wsgi_app
+        self.peers: set[tuple[str, str]] = set()
+
+    def __call__(self, environ, start_response):
+        self.peers.add((environ["REMOTE_ADDR"], environ["REMOTE_PORT"]))  # waitress sets both
+        return self.wsgi_app(environ, start_response)
+
+
 def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
     """Serve the sandbox's pages and its API on two ports until told to stop."""
     sandbox = create_sandbox(
@@ -314,14 +325,15 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
             "SANDBOX_BUSINESSES_FILE": businesses_file,
         }
     )
-    with ServerThread(sandbox) as pages, ServerThread(sandbox) as api:
+    pages_counter, api_counter = ConnectionCounter(sandbox), ConnectionCounter(sandbox)
+    with ServerThread(pages_counter) as pages, ServerThread(api_counter) as api:
         pipe.send((pages.url, api.url))
         pipe.recv()
         state = sandbox.extensions["vcita_sandbox"]
         pipe.send(
             {
-                "pages": pages.connections_accepted,
-                "api": api.connections_accepted,
+                "pages": len(pages_counter.peers),
+                "api": len(api_counter.peers),
                 "token_requests": len(state.token_requests),
                 "userinfo_requests": len(state.userinfo_requests),
             }

@@ -42,7 +42,7 @@ def main() -> int:
         env.setdefault("VCITA_SANDBOX_URL", f"http://127.0.0.1:{SANDBOX_PORT}")
         children.append(
             subprocess.Popen(
-                [sys.executable, "-m", "app.sandbox", "--port", SANDBOX_PORT], cwd=ROOT, env=env
+                [sys.executable, "-m", "sandbox", "--port", SANDBOX_PORT], cwd=ROOT, env=env
             )
         )
         print(f"vcita sandbox: http://127.0.0.1:{SANDBOX_PORT}  (no vcita account needed)")

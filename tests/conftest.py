@@ -10,11 +10,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.sandbox import create_sandbox
-from app.sandbox.server import ServerThread
+from sandbox import create_sandbox
+from sandbox.testing import SandboxPerson, ServerThread
 
 from . import postgres
-from .sandbox_person import SandboxPerson
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-7463f1a2b9c0144b"

@@ -11,8 +11,7 @@ import pytest
 import requests
 
 from app import create_app
-
-from .sandbox_person import SandboxPerson
+from sandbox.testing import SandboxPerson
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,6 +7,7 @@ import pytest
 
 from app import flows
 from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
+from sandbox.testing import SandboxPerson
 
 from .conftest import (
     CLIENT_ID,
@@ -15,7 +16,6 @@ from .conftest import (
     approved_callback,
     change_vcita_settings,
 )
-from .sandbox_person import SandboxPerson
 
 
 def store(app):

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.sandbox import create_sandbox
-from app.sandbox.server import ServerThread
+from sandbox import create_sandbox
+from sandbox.testing import SandboxPerson, ServerThread
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
-from .sandbox_person import SandboxPerson
 
 CLIENT_MODULE = Path(__file__).resolve().parent.parent / "app" / "vcita.py"
 ALLOWED_IMPORTS = {"authlib", "requests"} | set(sys.stdlib_module_names)

@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 
 from app import create_app
 from app.config import ConfigError, load_config
-from app.sandbox.settings import SETTING_NAMES as SANDBOX_SETTINGS
+from sandbox.settings import SETTING_NAMES as SANDBOX_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {

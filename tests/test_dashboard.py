@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from app.sandbox.settings import DEFAULT_BUSINESSES_FILE
 from app.sessions import CONNECTION_KEY
+from sandbox.settings import DEFAULT_BUSINESSES_FILE
 
 
 def store(app):

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 
 from app.database import connections
 from app.sessions import CONNECTION_KEY
+from sandbox.testing import SandboxPerson
 
 from .conftest import approved_callback
-from .sandbox_person import SandboxPerson
 
 
 def csrf_token(page: str) -> str:

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from app import trace
 from app.sessions import CONNECTION_KEY
+from sandbox.testing import SandboxPerson
 
 from .conftest import approved_callback
-from .sandbox_person import SandboxPerson
 from .security_support import decode_session, session_cookie, state_of
 from .test_disconnect import csrf_token
 

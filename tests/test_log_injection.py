@@ -4,19 +4,19 @@ A path like `/x%0A2026-11-28 17:59:59,000 INFO [abcdef012345] app: Connected bus
 FORGED` is decoded by the servers before they log it; unescaped, its newline would start
 a line identical to the app's own. Proven for any text by a property, and for each
 server the project runs: Flask's development server (`make run`) here, gunicorn
-(`make serve`) in tests/test_serve.py, the sandbox in tests/sandbox/.
+(`make serve`) in tests/test_serve.py, the sandbox in sandbox/tests/.
 """
 
 import logging
 import socket
-import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from werkzeug.serving import make_server
 
 from app.logs import ControlCharacterFilter, escape_controls
+
+from .servers import development_server
 
 FORGED = "2026-11-28 17:59:59,000 INFO [abcdef012345] app: Connected business FORGED"
 # Each decodes to a character that ends a line for someone: a log file, str.splitlines().
@@ -59,15 +59,10 @@ def test_a_record_is_rendered_as_one_line_whatever_its_values(message, args):
 
 
 @pytest.fixture
-def development_server(app):
+def served(app):
     """The app under Werkzeug's development server, as `make run` (flask run) serves it."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with development_server(app) as server:
+        yield server
 
 
 def send_raw(port: int, target: str) -> None:
@@ -78,11 +73,11 @@ def send_raw(port: int, target: str) -> None:
 
 
 @pytest.mark.parametrize("line_break", LINE_BREAKS)
-def test_development_server_access_log_cannot_be_forged(development_server, caplog, line_break):
+def test_development_server_access_log_cannot_be_forged(served, caplog, line_break):
     caplog.set_level(logging.INFO, logger="werkzeug")
     forged = FORGED.replace(" ", "%20")
 
-    send_raw(development_server.port, f"/x{line_break}{forged}")
+    send_raw(served.port, f"/x{line_break}{forged}")
 
     lines = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
     assert len(lines) == 1

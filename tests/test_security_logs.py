@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
+from werkzeug.serving import BaseWSGIServer
 
 from app import create_app
-from app.sandbox.server import ServerThread
 
 from .conftest import change_vcita_settings
 from .security_support import (
@@ -24,6 +24,7 @@ from .security_support import (
     query_of,
     state_of,
 )
+from .servers import development_server
 
 REQUEST_ID_LINE = re.compile(r" \[[0-9a-f]{12}\] ")
 KNOWN_TOKEN = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f"
@@ -32,17 +33,17 @@ KNOWN_TOKEN = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f"
 class LogRecorder(logging.Handler):
     """Keep the records written at the app's start and on the threads serving it.
 
-    Not the test's HTTP client's records: that is the browser's log, not the app's.
+    Not the test's HTTP client's records (the browser's log), nor the sandbox's own
+    (waitress's threads: vcita's log), but the app's, on its server's request threads.
     """
 
     def __init__(self):
         super().__init__(level=logging.DEBUG)
-        self.app_port: int | None = None
         self.records: list[logging.LogRecord] = []
         self.formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
 
     def emit(self, record: logging.LogRecord) -> None:
-        on_app_thread = record.threadName.startswith(f"ServerThread:{self.app_port} ")
+        on_app_thread = record.threadName.endswith("(process_request_thread)")
         app_startup = record.threadName == "MainThread" and not record.name.startswith("urllib3")
         if on_app_thread or app_startup:
             self.records.append(record)
@@ -57,7 +58,7 @@ class ServedApp:
     """The client app served over HTTP, a browser for it, and everything it logged."""
 
     app: object
-    server: ServerThread
+    server: BaseWSGIServer
     recorder: LogRecorder
     app_lines: io.StringIO
     browser: requests.Session = field(default_factory=requests.Session)
@@ -147,8 +148,7 @@ def serve(settings, vcita, caplog):
         app_lines = io.StringIO()
         app.logger.handlers[0].setStream(app_lines)
         try:
-            with ServerThread(app, quiet=False) as server:
-                recorder.app_port = server.port
+            with development_server(app) as server:
                 served = ServedApp(app, server, recorder, app_lines)
                 with served.browser:
                     yield served

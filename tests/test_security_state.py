@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from app import flows, vcita
-from app.sandbox.server import ServerThread
+from sandbox.testing import ServerThread
 
 from .conftest import approved_callback
 from .security_support import (

@@ -19,9 +19,8 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from app.sandbox.settings import DEFAULT_BUSINESSES_FILE
-
-from .sandbox_person import SandboxPerson
+from sandbox.settings import DEFAULT_BUSINESSES_FILE
+from sandbox.testing import SandboxPerson
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30

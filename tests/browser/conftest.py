@@ -22,8 +22,8 @@ from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from app import create_app
-from app.sandbox import SandboxState, create_sandbox
-from app.sandbox.server import ServerThread
+from sandbox import SandboxState, create_sandbox
+from sandbox.testing import ServerThread
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Running as root needs --no-sandbox. The rest keep Chromium from calling home: these

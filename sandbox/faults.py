@@ -4,25 +4,42 @@ A fault either **replaces** the answer (`status`, `body` or `json`: the request 
 but not processed, as when a proxy in front of vcita answers), or **alters** the real
 answer (`json_merge`, `headers`, `content_type`, and `status` together with `json_merge`:
 the request is processed, so a code is spent). `delay` waits first, then carries on — a
-code can expire meanwhile. `reset` sends the status line, the headers and half the body,
-then resets the TCP connection (needs a real socket: `ServerThread` or
-`python -m app.sandbox`). `times` limits how many requests the fault affects.
+code can expire meanwhile. `reset` sends the status line, the headers (promising the
+whole body) and half the body, then the server drops the connection, as a connection
+broken mid-response looks to a client. `times` limits how many requests the fault affects.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Response
-
-from .server import ConnectionAbort
+from flask import Flask, Response
 
 FAULT_ENDPOINTS = ("token", "userinfo")
 # The longest delay worth waiting for: client timeouts are a few seconds.
 MAX_DELAY = 120.0
+
+
+class ConnectionDropped(Exception):
+    """Raised by a response body to make the server drop the connection mid-response."""
+
+
+class _QuietAboutDroppedConnections(logging.Filter):
+    """Keep waitress from logging a traceback for a connection the sandbox drops on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
+
+
+def init_app(app: Flask) -> None:
+    """Silence the server's complaint about a fault's dropped connection, once."""
+    server_log = logging.getLogger("waitress")
+    if not any(isinstance(known, _QuietAboutDroppedConnections) for known in server_log.filters):
+        server_log.addFilter(_QuietAboutDroppedConnections())
 
 
 class Fault:
@@ -87,14 +104,14 @@ class Fault:
 
 
 def _cut_short(response: Response) -> Response:
-    """Send the headers (promising the full length) and half the body, then reset."""
+    """Send the headers (promising the full length) and half the body, then drop it."""
     body = response.get_data()
 
-    def half_then_reset() -> Iterator[bytes]:
+    def half_then_drop() -> Iterator[bytes]:
         yield body[: len(body) // 2]
-        raise ConnectionAbort("sandbox fault: connection reset mid-response")
+        raise ConnectionDropped("sandbox fault: connection dropped mid-response")
 
-    return Response(half_then_reset(), status=response.status, headers=list(response.headers))
+    return Response(half_then_drop(), status=response.status, headers=list(response.headers))
 
 
 SPEC_TYPES: dict[str, tuple[type, ...]] = {

@@ -205,7 +205,7 @@ class SandboxState:
     # --- Faults ------------------------------------------------------------------------
 
     def set_fault(self, endpoint: str, **spec: Any) -> Fault:
-        """Inject a fault into "token" or "userinfo" (see app.sandbox.faults)."""
+        """Inject a fault into "token" or "userinfo" (see sandbox.faults)."""
         fault = Fault(endpoint, **spec)
         with self._lock:
             self._faults[endpoint] = fault

@@ -1,4 +1,4 @@
-"""Serve the vcita sandbox on its own: `python -m app.sandbox [--host H] [--port P]`.
+"""Serve the vcita sandbox on its own: `python -m sandbox [--host H] [--port P]`.
 
 Integrators can point their own client at it. Settings come from the environment (and
 `.env`), as described in README.md beside this file.
@@ -9,22 +9,25 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 
 from dotenv import load_dotenv
+from waitress.server import create_server
 
 from . import create_sandbox
-from .server import ServerThread
+from .access_log import AccessLog, log_to_console
 from .settings import SandboxConfigError, secret_for_display
+
+# Threads answering requests: a few browsers and a client app's pooled connections.
+THREADS = 16
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, then serve until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m app.sandbox",
+        prog="python -m sandbox",
         description="Serve the vcita sandbox: a local emulator of vcita's OAuth 2.0 "
         "authorize page, token and userinfo endpoints. Configured by SANDBOX_* "
-        "environment variables (see app/sandbox/README.md).",
+        "environment variables (see sandbox/README.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5001, help="port to listen on")
@@ -36,14 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    if not options.quiet:
+        log_to_console()
+    # waitress: a well-kept WSGI server that keeps HTTP/1.1 connections alive, as vcita's do.
+    server = create_server(
+        AccessLog(sandbox), host=options.host, port=options.port, threads=THREADS
+    )
     # `make run` stops its servers with SIGINT or SIGTERM; treat both as Ctrl+C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with ServerThread(sandbox, options.host, options.port, quiet=options.quiet) as server:
-        print(describe(server.url, sandbox.config), flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("Stopping the vcita sandbox.", flush=True)
+    print(describe(f"http://{options.host}:{server.effective_port}", sandbox.config), flush=True)
+    try:
+        server.run()  # until Ctrl+C or SIGTERM, which waitress catches and returns on
+    finally:
+        print("Stopping the vcita sandbox.", flush=True)
+        server.close()
     return 0
 
 

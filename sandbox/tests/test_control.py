@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from app.sandbox import create_sandbox
+from sandbox import create_sandbox
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, token_body
 

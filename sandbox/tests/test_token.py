@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from app.sandbox.state import s256
+from sandbox.state import s256
 
 from .conftest import (
     CLIENT_ID,

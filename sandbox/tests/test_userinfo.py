@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.sandbox.settings import DEFAULT_BUSINESSES_FILE
+from sandbox.settings import DEFAULT_BUSINESSES_FILE
 
 from .conftest import OWNER_UID, STAFF_UID
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from app.sandbox import SandboxConfigError, SandboxState, create_sandbox
-from app.sandbox.settings import DEFAULT_BUSINESSES_FILE, load_settings
+from sandbox import SandboxConfigError, SandboxState, create_sandbox
+from sandbox.settings import DEFAULT_BUSINESSES_FILE, load_settings
 
 
 def test_defaults_register_the_demo_client():

@@ -1,4 +1,4 @@
-"""The sandbox against vcita's own OpenAPI file (tests/sandbox/data/oauth-openapi.json).
+"""The sandbox against vcita's own OpenAPI file (sandbox/tests/data/oauth-openapi.json).
 
 The request requirements and the example bodies of the vendor's file are the contract:
 each required token field, when missing, gives 400 invalid_request; the 200/400/401 token

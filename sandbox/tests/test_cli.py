@@ -1,4 +1,4 @@
-"""`python -m app.sandbox`: serve the sandbox on its own, for integrators' clients."""
+"""`python -m sandbox`: serve the sandbox on its own, for integrators' clients."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import requests
 
-from app.sandbox.__main__ import describe
-from app.sandbox.settings import load_settings
+from sandbox.__main__ import describe
+from sandbox.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "app.sandbox", *args],
+        [sys.executable, "-m", "sandbox", *args],
         cwd=ROOT,
         env={**clean, **(env or {})},
         stdout=subprocess.PIPE,

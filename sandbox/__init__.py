@@ -1,8 +1,8 @@
 """The vcita sandbox: a local emulator of vcita's authorize page, token and userinfo endpoints.
 
 A WSGI app of its own. It shares nothing with the client app in `app/`: the client reaches
-it only over HTTP, as it reaches vcita. Serve it with `python -m app.sandbox`, or in tests
-with `ServerThread(create_sandbox(...))`. See README.md beside this file.
+it only over HTTP, as it reaches vcita. Serve it with `python -m sandbox`, or in tests
+with `sandbox.testing.ServerThread(create_sandbox(...))`. See README.md beside this file.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from typing import Any
 
 from flask import Flask
 
-from . import authorize, control, pages, tokens, userinfo
-from .server import ServerThread
+from . import authorize, control, faults, pages, tokens, userinfo
 from .settings import SandboxConfigError, load_settings
 from .state import SandboxState
 
-__all__ = ["SandboxConfigError", "SandboxState", "ServerThread", "create_sandbox"]
+__all__ = ["SandboxConfigError", "SandboxState", "create_sandbox"]
 
 # The sandbox's forms and JSON bodies are small; anything bigger is a mistake.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -27,6 +26,7 @@ def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     configure(app, test_config)
     app.extensions["vcita_sandbox"] = SandboxState(app.config["SANDBOX_CODE_LIFETIME"])
+    faults.init_app(app)
     pages.init_app(app)
     app.register_blueprint(authorize.bp)
     app.register_blueprint(tokens.bp)

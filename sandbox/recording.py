@@ -36,6 +36,9 @@ def describe_request() -> dict[str, Any]:
     """Return the current request as plain data: method, path, headers, parsed body."""
     return {
         "method": request.method,
+        # The client's address and port name its TCP connection: a test can count how
+        # many connections a client opened from the requests alone.
+        "peer": f"{request.remote_addr}:{request.environ.get('REMOTE_PORT', '?')}",
         "path": request.path,
         "query_string": request.query_string.decode("latin-1"),
         "headers": dict(request.headers),

@@ -1,19 +1,110 @@
-"""A scripted business owner for the sandbox: signs in, then allows or denies.
+"""Tools for testing a client against the sandbox: a server thread and a scripted person.
 
-Integrators can use it to drive the sandbox's authorize pages from their own tests or
-load scripts, over real HTTP, without a browser:
+Not part of the emulated vcita. `ServerThread` serves any WSGI app (the sandbox, or a
+client app) over real HTTP/1.1 with keep-alive on a background thread, using waitress;
+`SandboxPerson` is a business owner who signs in on the sandbox's pages and allows or
+denies, over real HTTP, without a browser:
 
-    with SandboxPerson("http://127.0.0.1:5001") as person:
+    with ServerThread(create_sandbox()) as vcita, SandboxPerson(vcita.url) as person:
         callback_url = person.approve(authorize_url, staff="Dana Levi")
 
-It fills the sandbox's own forms as a person would, and returns the URL the sandbox
-redirects back to (the client's callback with `code` and `state`, or with `error`).
+`scripts/load.py` uses both as well.
 """
 
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from waitress import wasyncore
+from waitress.server import create_server
+
+# Enough worker threads for a browser's parallel requests plus a client app's own calls.
+THREADS = 16
+
+
+class ServerThread:
+    """Serve a WSGI app on 127.0.0.1 (a free port by default) until stopped."""
+
+    def __init__(
+        self,
+        wsgi_app: Callable[..., Iterable[bytes]],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        threads: int = THREADS,
+    ) -> None:
+        self.wsgi_app = wsgi_app
+        self.host = host
+        self.requested_port = port
+        self.threads = threads
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """Return the port the server listens on (picked by the OS when 0 was asked)."""
+        return int(self._running_server().effective_port)
+
+    @property
+    def url(self) -> str:
+        """Return the base URL, e.g. http://127.0.0.1:51234."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServerThread:
+        """Bind the socket and start serving on a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("this ServerThread is already started")
+        self._server = create_server(
+            self.wsgi_app,
+            host=self.host,
+            port=self.requested_port,
+            threads=self.threads,
+            ident="vcita-sandbox",
+        )
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._serve, name=f"ServerThread:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        """Run waitress's loop until asked to stop, then close everything on this thread."""
+        server = self._server
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=1.0, map=server._map, count=1)
+        # The loop's sockets belong to this thread: closing them from another one races
+        # with its select().
+        wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown()
+
+    def stop(self) -> None:
+        """Close the listening socket and every open connection, then the worker threads."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()
+        server.pull_trigger()  # wakes the loop at once, rather than at its next timeout
+        thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _running_server(self) -> Any:
+        if self._server is None:
+            raise RuntimeError("the ServerThread is not running: call start() first")
+        return self._server
+
 
 MAX_PAGES = 6
 

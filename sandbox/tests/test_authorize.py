@@ -6,7 +6,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
-from app.sandbox.state import s256
+from sandbox.state import s256
 
 from .conftest import (
     CLIENT_ID,

@@ -17,7 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.sandbox import SandboxState, ServerThread, create_sandbox
+from sandbox import SandboxState, create_sandbox
+from sandbox.testing import ServerThread
 
 CLIENT_ID = "test-sandbox-client"
 CLIENT_SECRET = "test-sandbox-secret-0f3c9a"
