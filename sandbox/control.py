@@ -2,22 +2,64 @@
 
 Registered only when SANDBOX_CONTROL is true; otherwise these paths are 404 like any
 unknown one. They do over HTTP what in-process tests do on `SandboxState` directly.
+
+Even when on, they answer only this machine: a loopback peer that names a loopback host
+(so a web page cannot reach them through DNS rebinding), never a cross-site request
+(a page's form post or fetch), and what they return has every credential masked.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from .recording import sandbox_state
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 
 MASK = "********"
-# client_secret=... or "client_secret": "..." inside a body the sandbox could not parse.
-SECRET_IN_TEXT = re.compile(r"""(client_secret["']?\s*[:=]\s*["']?)[^&"'\s,}]+""")
+# Fields and headers that hold a credential or a one-time value, wherever they appear.
+CREDENTIALS = {
+    "client_secret",
+    "code",
+    "state",
+    "code_verifier",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_assertion",
+    "password",
+    "authorization",
+    "cookie",
+}
+# name=... or "name": "..." inside a body the sandbox could not parse.
+CREDENTIAL_IN_TEXT = re.compile(
+    rf"""((?:{"|".join(sorted(CREDENTIALS))})["']?\s*[:=]\s*["']?)[^&"'\s,}}]+""",
+    re.IGNORECASE,
+)
+
+
+@bp.before_request
+def only_from_this_machine() -> tuple[Response, int] | None:
+    """Answer only loopback peers naming a loopback host, and never a cross-site request."""
+    if not (
+        _is_loopback(request.remote_addr) and _is_loopback(urlsplit(f"//{request.host}").hostname)
+    ):
+        abort(404)  # for anyone else, these endpoints do not exist
+    fetched_from = request.headers.get("Sec-Fetch-Site", "none")
+    origin = request.headers.get("Origin")
+    if fetched_from not in ("none", "same-origin") or (
+        origin is not None and origin != request.host_url.rstrip("/")
+    ):
+        return control_error("Control endpoints refuse cross-site requests.", 403)
+    if request.content_length and not request.is_json:
+        # A page can post a form or text/plain across sites without asking; not JSON.
+        return control_error("Send control requests as application/json.", 415)
+    return None
 
 
 @bp.post("/faults")
@@ -42,12 +84,12 @@ def clear_faults() -> tuple[str, int]:
 
 @bp.get("/requests")
 def recorded_requests() -> Response:
-    """Return what the token and userinfo endpoints received, with the secret masked."""
-    secret = current_app.config["SANDBOX_CLIENT_SECRET"]
+    """Return what the token and userinfo endpoints received, every credential masked."""
     state = sandbox_state()
+    known = {current_app.config["SANDBOX_CLIENT_SECRET"], *state.issued_secrets()}
     return jsonify(
-        token=[masked(record, secret) for record in state.token_requests],
-        userinfo=[masked(record, secret) for record in state.userinfo_requests],
+        token=[masked(record, known) for record in state.token_requests],
+        userinfo=[masked(record, known) for record in state.userinfo_requests],
     )
 
 
@@ -64,28 +106,44 @@ def revoke() -> Response:
     return jsonify(revoked=sandbox_state().revoke_all_tokens())
 
 
-def control_error(description: str) -> tuple[Response, int]:
-    """Return a 400 JSON error for a malformed control request."""
-    return jsonify(error="invalid_request", error_description=description), 400
+def control_error(description: str, status: int = 400) -> tuple[Response, int]:
+    """Return a JSON error for a control request that is malformed or refused."""
+    return jsonify(error="invalid_request", error_description=description), status
 
 
-def masked(value: Any, secret: str) -> Any:
-    """Return a copy with client secrets hidden: fields, Basic credentials, the secret itself."""
+def masked(value: Any, known: set[str]) -> Any:
+    """Return a copy with every credential masked: by field name first, then known values.
+
+    A credential field's value is masked whatever it holds; the query string is parsed
+    and masked the same way; a body that could not be parsed has name=value pairs and
+    every known secret (the client secret, issued codes and tokens) masked in its text.
+    """
     if isinstance(value, dict):
-        return {
-            key: MASK if key == "client_secret" else _masked_entry(key, item, secret)
-            for key, item in value.items()
-        }
+        return {key: _masked_entry(key, item, known) for key, item in value.items()}
     if isinstance(value, list):
-        return [masked(item, secret) for item in value]
+        return [masked(item, known) for item in value]
     if isinstance(value, str):
-        return SECRET_IN_TEXT.sub(rf"\g<1>{MASK}", value.replace(secret, MASK))
+        for secret in sorted(filter(None, known), key=len, reverse=True):
+            value = value.replace(secret, MASK)
+        return CREDENTIAL_IN_TEXT.sub(rf"\g<1>{MASK}", value)
     return value
 
 
-def _masked_entry(key: str, value: Any, secret: str) -> Any:
-    if key.lower() == "authorization" and isinstance(value, str):
-        scheme, _, _ = value.partition(" ")
-        if scheme.lower() == "basic":
-            return f"{scheme} {MASK}"
-    return masked(value, secret)
+def _masked_entry(key: str, value: Any, known: set[str]) -> Any:
+    if key.lower() in CREDENTIALS:
+        if key.lower() == "authorization" and isinstance(value, str) and " " in value:
+            return f"{value.split(' ', 1)[0]} {MASK}"  # the scheme says what kind it was
+        return MASK
+    if key == "query_string" and isinstance(value, str):
+        pairs = parse_qsl(value, keep_blank_values=True)
+        return "&".join(f"{k}={MASK if k.lower() in CREDENTIALS else v}" for k, v in pairs)
+    return masked(value, known)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False

@@ -6,6 +6,7 @@ up waiting can still see what the provider received.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from flask import Response, current_app, request
 
 from .state import SandboxState
+
+MAX_RECORDED_BODY = 4096  # bytes of a body kept in the recording
 
 
 def sandbox_state() -> SandboxState:
@@ -50,14 +53,32 @@ def describe_request() -> dict[str, Any]:
 
 
 def parsed_body() -> Any:
-    """Return the body as a JSON value, a form dict (repeated fields as lists) or text."""
+    """Return the body as a JSON value, a form dict (repeated fields as lists) or text.
+
+    A body over MAX_RECORDED_BODY bytes is kept as the start of its text only, so the
+    recording stays small whatever a client sends.
+    """
     raw = request.get_data(cache=True)
+    if len(raw) > MAX_RECORDED_BODY:
+        return raw[:MAX_RECORDED_BODY].decode("utf-8", "replace") + "…"
     if request.is_json:
-        body = request.get_json(silent=True)
-        return raw.decode("utf-8", "replace") if body is None and raw.strip() != b"null" else body
+        parsed, body = json_body()
+        return body if parsed else raw.decode("utf-8", "replace")
     if request.mimetype == "application/x-www-form-urlencoded":
         return {
             name: values[0] if len(values) == 1 else values
             for name, values in request.form.lists()
         }
     return raw.decode("utf-8", "replace")
+
+
+def json_body() -> tuple[bool, Any]:
+    """Return (True, the body as JSON), or (False, None) when it is no JSON we can hold.
+
+    Deep nesting would exhaust Python's recursion in the parser (a RecursionError, not
+    the ValueError Flask expects): it is malformed input like any other.
+    """
+    try:
+        return True, json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):
+        return False, None

@@ -14,6 +14,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from .faults import Fault
 
 # How long a person may take on the login and consent pages.
 PENDING_LIFETIME = 600.0
+# Requests kept per endpoint for tests to read; the oldest go first.
+MAX_RECORDED_REQUESTS = 1000
 # Used and expired codes are remembered this long, so a replay is recognised and the
 # token issued for the code is revoked (RFC 6749 §4.1.2) rather than answered "unknown".
 SPENT_CODE_MEMORY = 600.0
@@ -77,7 +80,11 @@ class SandboxState:
         self._pending: dict[str, PendingAuthorization] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AccessToken] = {}
-        self._requests: dict[str, list[dict[str, Any]]] = {"token": [], "userinfo": []}
+        # The newest requests only: a sandbox left running must not grow without end.
+        self._requests: dict[str, deque[dict[str, Any]]] = {
+            endpoint: deque(maxlen=MAX_RECORDED_REQUESTS) for endpoint in ("token", "userinfo")
+        }
+        self._received = dict.fromkeys(self._requests, 0)
         self._faults: dict[str, Fault] = {}
         # Every fault set since the last clear, used up or not: clearing wakes their delays.
         self._faults_set: list[Fault] = []
@@ -193,9 +200,20 @@ class SandboxState:
             return [dict(record) for record in self._requests[endpoint]]
 
     def record_request(self, endpoint: str, record: dict[str, Any]) -> None:
-        """Keep a request as it arrived; its status is noted once answered."""
+        """Keep a request as it arrived (the oldest kept one goes); its status comes later."""
         with self._lock:
             self._requests[endpoint].append(record)
+            self._received[endpoint] += 1
+
+    def issued_secrets(self) -> set[str]:
+        """Return every code and access token issued and still remembered."""
+        with self._lock:
+            return {*self._codes, *self._tokens}
+
+    def requests_received(self, endpoint: str) -> int:
+        """Return how many requests one endpoint received, kept in the recording or not."""
+        with self._lock:
+            return self._received[endpoint]
 
     def note_status(self, record: dict[str, Any], status: int) -> None:
         """Note the status a recorded request was answered with."""
@@ -239,6 +257,7 @@ class SandboxState:
             self._tokens.clear()
             for records in self._requests.values():
                 records.clear()
+            self._received = dict.fromkeys(self._requests, 0)
 
     def _forget_stale(self, now: float) -> None:
         """Drop abandoned authorize requests and long-dead codes (lock held)."""

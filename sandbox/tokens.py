@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .recording import sandbox_state, serve_observed
+from .recording import json_body, sandbox_state, serve_observed
 from .state import InvalidGrant
 
 bp = Blueprint("tokens", __name__)
@@ -99,7 +99,7 @@ def token_request_parameters() -> tuple[dict[str, str], bool]:
 def body_parameters() -> dict[str, str]:
     """Return the JSON or form body as text fields; refuse anything else."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        _, body = json_body()
         if not isinstance(body, dict):
             raise TokenError(400, "invalid_request", "The body must be a JSON object.")
         fields: dict[str, Any] = body

@@ -334,8 +334,8 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
             {
                 "pages": len(pages_counter.peers),
                 "api": len(api_counter.peers),
-                "token_requests": len(state.token_requests),
-                "userinfo_requests": len(state.userinfo_requests),
+                "token_requests": state.requests_received("token"),
+                "userinfo_requests": state.requests_received("userinfo"),
             }
         )
 

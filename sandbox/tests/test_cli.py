@@ -69,3 +69,27 @@ def test_a_custom_secret_is_never_printed():
     text = describe("http://127.0.0.1:5001", settings)
     assert "my-real-secret-123" not in text
     assert "not shown" in text
+
+
+def test_the_access_log_masks_state_and_code_and_cannot_be_forged():
+    process = run_cli("--port", "0")
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline()).group(0)
+        with requests.Session() as http:
+            http.get(f"{url}/app/oauth/authorize?client_id=x&state=LIVE-STATE-1234", timeout=5)
+            http.get(f"{url}/oauth/token?code=LIVE-CODE-5678", timeout=5)
+            forged = "2026-11-28 17:59:59 sandbox: 127.0.0.1 FORGED"
+            http.get(f"{url}/x%0A{forged.replace(' ', '%20')}", timeout=5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    out = process.stdout.read()
+    process.stdout.close()
+    process.stderr.close()
+
+    access = [line for line in out.splitlines() if line.startswith("sandbox: ")]
+    assert len(access) == 3, out
+    assert "LIVE-STATE-1234" not in out and "LIVE-CODE-5678" not in out
+    assert "state=…" in access[0] and "code=…" in access[1]
+    assert "/x\\n2026-11-28" in access[2]
+    assert not any(line.startswith("2026-11-28") for line in out.splitlines())

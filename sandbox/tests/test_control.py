@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sandbox import create_sandbox
 
@@ -77,7 +79,7 @@ def test_get_requests_lists_both_endpoints_with_the_secret_masked(browser, new_c
     assert CLIENT_SECRET not in text and basic not in text and "typo-secret" not in text
     json_body, basic_request, broken, plain = recorded["token"]
     assert json_body["body"]["client_secret"] == "********"
-    assert json_body["body"]["code"] == code and json_body["status"] == 200
+    assert json_body["body"]["code"] == "********" and json_body["status"] == 200
     assert basic_request["headers"]["Authorization"] == "Basic ********"
     assert "client_secret" in broken["body"] and "client_secret=********" in plain["body"]
     assert [r["status"] for r in recorded["userinfo"]] == [401]
@@ -99,3 +101,87 @@ def test_post_revoke_revokes_every_token(browser, new_token):
     for token in tokens:
         headers = {"Authorization": f"Bearer {token}"}
         assert browser.get("/oauth/userinfo", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("peer", "host", "answered"),
+    [
+        ("127.0.0.1", "localhost", True),
+        ("127.0.0.1", "127.0.0.1:5001", True),
+        ("::1", "[::1]:5001", True),
+        ("10.0.0.5", "localhost", False),  # another machine
+        ("127.0.0.1", "evil.example", False),  # DNS rebinding: a page's own host name
+        ("127.0.0.1", "localhost.evil.example:5001", False),
+    ],
+)
+def test_control_endpoints_answer_only_this_machine(browser, state, peer, host, answered):
+    response = browser.post(
+        "/_sandbox/revoke", environ_overrides={"REMOTE_ADDR": peer, "HTTP_HOST": host}
+    )
+
+    assert (response.status_code == 200) is answered
+    if not answered:
+        assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+    ],
+)
+def test_control_endpoints_refuse_cross_site_requests(browser, new_token, state, headers):
+    token = new_token()
+
+    response = browser.post("/_sandbox/revoke", headers=headers)
+
+    assert response.status_code == 403
+    assert state.is_token_active(token)  # nothing was done
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
+)
+def test_control_endpoints_refuse_a_body_a_page_could_post(browser, state, content_type):
+    response = browser.post(
+        "/_sandbox/faults",
+        data='{"endpoint": "userinfo", "status": 503}',
+        content_type=content_type,
+    )
+
+    assert response.status_code == 415
+    assert browser.get("/oauth/userinfo").status_code == 401  # no fault was set
+
+
+def runs_of(secret: str, length: int = 6) -> set[str]:
+    return {secret[start : start + length] for start in range(len(secret) - length + 1)}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    secret=st.text(alphabet="QXZJKqxzjkVW", min_size=6, max_size=40),  # no word, no digit
+    field=st.sampled_from(["client_secret", "code", "code_verifier", "access_token", "state"]),
+)
+def test_recorded_requests_show_no_run_of_any_credential(browser, state, new_token, secret, field):
+    state.reset()
+    token = new_token()
+    browser.post("/oauth/token", json={"grant_type": "authorization_code", field: secret})
+    browser.post(
+        "/oauth/token", data={field: secret}, content_type="application/x-www-form-urlencoded"
+    )
+    browser.post(
+        "/oauth/token", data=f'{{"{field}": "{secret}", ', content_type="application/json"
+    )
+    browser.get(f"/oauth/userinfo?{field}={secret}", headers={"Authorization": f"Bearer {secret}"})
+    browser.get("/oauth/userinfo", headers={"Authorization": f"Bearer {token}"})
+
+    text = browser.get("/_sandbox/requests").get_data(as_text=True)
+
+    for credential in (secret, token):
+        assert not [run for run in runs_of(credential) if run in text], credential
+    assert CLIENT_SECRET not in text
