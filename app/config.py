@@ -7,9 +7,6 @@ missing or malformed variable at once, so an operator fixes them in one go.
 
 import base64
 import ipaddress
-import json
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,24 +15,14 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from . import vcita
 from .database import SUPPORTED_BACKENDS
 
-VCITA_AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
-VCITA_TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
-VCITA_USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
-
-# What `make run` and `python -m sandbox` serve, and the client the sandbox registers
-# out of the box. Public demo values: they only ever unlock the local emulator.
-SANDBOX_URL = "http://127.0.0.1:5001"
-SANDBOX_CLIENT_ID = "vcita-connect-sandbox"
-SANDBOX_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - public demo credential
-SANDBOX_REDIRECT_URI = "http://localhost:5000/callback"
-
-TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
 APP_ENVS = ("development", "production")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 MIN_PRODUCTION_SECRET_BYTES = 32
+SANDBOX_HINT = " (or run `make run`, which serves the app on the built-in sandbox)"
 # A key a person typed ("a" * 32, "0123456789abcdef" * 2) has too little variety to be
 # secret; generated ones always have plenty. Thresholds a generated key never misses:
 MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
@@ -71,35 +58,20 @@ class ConfigError(SystemExit):
 def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
     """Return the app's settings read from `environ`, or raise ConfigError."""
     reader = _Reader(environ)
-    sandbox = reader.flag("VCITA_SANDBOX")
     app_env = reader.choice("APP_ENV", APP_ENVS, default="development")
-    sandbox_url = reader.url("VCITA_SANDBOX_URL", default=SANDBOX_URL)
-
-    def endpoint(name: str, vcita_default: str) -> str | None:
-        # In sandbox mode the vcita endpoints default to the same paths on the emulator.
-        path = urlsplit(vcita_default).path
-        return reader.url(name, default=f"{sandbox_url}{path}" if sandbox else vcita_default)
-
     config = {
         "APP_ENV": app_env,
-        "SANDBOX": sandbox,
-        "VCITA_SANDBOX_URL": sandbox_url,
-        "VCITA_CLIENT_ID": reader.required(
-            "VCITA_CLIENT_ID", sandbox_default=SANDBOX_CLIENT_ID, sandbox=sandbox
-        ),
-        "VCITA_CLIENT_SECRET": reader.required(
-            "VCITA_CLIENT_SECRET", sandbox_default=SANDBOX_CLIENT_SECRET, sandbox=sandbox
-        ),
-        "VCITA_REDIRECT_URI": reader.url(
-            "VCITA_REDIRECT_URI",
-            default=SANDBOX_REDIRECT_URI if sandbox else None,
-            sandbox_hint=not sandbox,
-        ),
-        "VCITA_AUTHORIZE_URL": endpoint("VCITA_AUTHORIZE_URL", VCITA_AUTHORIZE_URL),
-        "VCITA_TOKEN_URL": endpoint("VCITA_TOKEN_URL", VCITA_TOKEN_URL),
-        "VCITA_USERINFO_URL": endpoint("VCITA_USERINFO_URL", VCITA_USERINFO_URL),
+        # Only what the pages say and show (a banner, the flow trace): the sandbox's
+        # URLs and demo client are settings like any other, which `make run` sets.
+        "SANDBOX": reader.flag("VCITA_SANDBOX"),
+        "VCITA_CLIENT_ID": reader.required("VCITA_CLIENT_ID"),
+        "VCITA_CLIENT_SECRET": reader.required("VCITA_CLIENT_SECRET"),
+        "VCITA_REDIRECT_URI": reader.url("VCITA_REDIRECT_URI", default=None),
+        "VCITA_AUTHORIZE_URL": reader.url("VCITA_AUTHORIZE_URL", default=vcita.AUTHORIZE_URL),
+        "VCITA_TOKEN_URL": reader.url("VCITA_TOKEN_URL", default=vcita.TOKEN_URL),
+        "VCITA_USERINFO_URL": reader.url("VCITA_USERINFO_URL", default=vcita.USERINFO_URL),
         "VCITA_TOKEN_AUTH_METHOD": reader.choice(
-            "VCITA_TOKEN_AUTH_METHOD", TOKEN_AUTH_METHODS, default="client_secret_json"
+            "VCITA_TOKEN_AUTH_METHOD", vcita.TOKEN_AUTH_METHODS, default="client_secret_json"
         ),
         "VCITA_SCOPE": reader.text("VCITA_SCOPE") or None,
         "VCITA_USE_PKCE": reader.flag("VCITA_USE_PKCE"),
@@ -112,12 +84,6 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
     }
     secret_key = reader.text("SECRET_KEY")
     encryption_keys = reader.fernet_keys("TOKEN_ENCRYPTION_KEY")
-    if sandbox and not (secret_key and encryption_keys):
-        # The sandbox may run with no secrets configured: make them once and keep
-        # them in instance/, so sessions and stored tokens survive a restart.
-        generated = _sandbox_secrets(Path(instance_path))
-        secret_key = secret_key or generated["SECRET_KEY"]
-        encryption_keys = encryption_keys or [generated["TOKEN_ENCRYPTION_KEY"]]
     if not secret_key:
         reader.problem(f"SECRET_KEY is not set: generate one with `{SECRET_KEY_COMMAND}`")
     if not encryption_keys and "TOKEN_ENCRYPTION_KEY" not in reader.reported:
@@ -213,24 +179,6 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def _sandbox_secrets(instance_path: Path) -> dict:
-    """Return the sandbox's generated secrets, creating them on first use."""
-    path = instance_path / "sandbox-secrets.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        pass
-    generated = {
-        "SECRET_KEY": secrets.token_hex(32),
-        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-    }
-    instance_path.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(generated, file)
-    return generated
-
-
 class _Reader:
     """Read typed values from the environment, collecting every problem found."""
 
@@ -271,22 +219,16 @@ class _Reader:
             return 0
         return int(value)
 
-    def required(self, name: str, sandbox_default: str, sandbox: bool) -> str | None:
+    def required(self, name: str) -> str | None:
         value = self.text(name)
-        if value:
-            return value
-        if sandbox:
-            return sandbox_default
-        self.problem(
-            f"{name} is not set (or set VCITA_SANDBOX=true to run on the built-in sandbox)", name
-        )
-        return None
+        if not value:
+            self.problem(f"{name} is not set{SANDBOX_HINT}", name)
+        return value or None
 
-    def url(self, name: str, default: str | None, sandbox_hint: bool = False) -> str | None:
+    def url(self, name: str, default: str | None) -> str | None:
         value = self.text(name) or default
         if value is None:
-            hint = " (or set VCITA_SANDBOX=true to run on the built-in sandbox)"
-            self.problem(f"{name} is not set{hint if sandbox_hint else ''}", name)
+            self.problem(f"{name} is not set{SANDBOX_HINT}", name)
             return None
         try:
             parts = urlsplit(value)

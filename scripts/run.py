@@ -6,14 +6,20 @@ Reads .env like the app does. With no VCITA_CLIENT_ID (or with VCITA_SANDBOX=tru
 starts the vcita sandbox as its own HTTP server on port 5001 beside the app on 5000.
 """
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sandbox.settings import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_PORT = os.environ.get("PORT", "5000")
@@ -36,10 +42,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     children = []
     if use_sandbox:
-        env["VCITA_SANDBOX"] = "true"
-        env.setdefault("SANDBOX_REDIRECT_URIS", f"http://localhost:{APP_PORT}/callback")
-        env.setdefault("VCITA_REDIRECT_URI", f"http://localhost:{APP_PORT}/callback")
-        env.setdefault("VCITA_SANDBOX_URL", f"http://127.0.0.1:{SANDBOX_PORT}")
+        env.update(sandbox_settings(env))
         children.append(
             subprocess.Popen(
                 [sys.executable, "-m", "sandbox", "--port", SANDBOX_PORT], cwd=ROOT, env=env
@@ -71,6 +74,47 @@ def main() -> int:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def sandbox_settings(env: dict[str, str]) -> dict[str, str]:
+    """Return the settings that point the app at the sandbox, as its registered client.
+
+    The app reads them like any other settings; only what starts the sandbox knows its
+    demo client and where it listens.
+    """
+    sandbox_url = f"http://127.0.0.1:{SANDBOX_PORT}"
+    redirect_uri = env.get("VCITA_REDIRECT_URI") or f"http://localhost:{APP_PORT}/callback"
+    given = {name: env[name] for name in ("SECRET_KEY", "TOKEN_ENCRYPTION_KEY") if env.get(name)}
+    if len(given) < 2:
+        given = {**kept_secrets(ROOT / "instance" / "sandbox-secrets.json"), **given}
+    return {
+        "VCITA_SANDBOX": "true",
+        "VCITA_CLIENT_ID": env.get("SANDBOX_CLIENT_ID") or DEFAULT_CLIENT_ID,
+        "VCITA_CLIENT_SECRET": env.get("SANDBOX_CLIENT_SECRET") or DEFAULT_CLIENT_SECRET,
+        "VCITA_REDIRECT_URI": redirect_uri,
+        "SANDBOX_REDIRECT_URIS": env.get("SANDBOX_REDIRECT_URIS") or redirect_uri,
+        "VCITA_AUTHORIZE_URL": f"{sandbox_url}/app/oauth/authorize",
+        "VCITA_TOKEN_URL": f"{sandbox_url}/oauth/token",
+        "VCITA_USERINFO_URL": f"{sandbox_url}/oauth/userinfo",
+        **given,
+    }
+
+
+def kept_secrets(path: Path) -> dict[str, str]:
+    """Return the sandbox run's secrets, made once and kept, so sessions survive a restart."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        pass
+    made = {
+        "SECRET_KEY": secrets.token_hex(32),
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(made, file)
+    return made
 
 
 if __name__ == "__main__":

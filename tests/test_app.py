@@ -1,5 +1,6 @@
 """The app as a whole: start-up, every page's chrome and headers, the CLI, `make run`."""
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -32,12 +33,43 @@ def clean_environment(**extra) -> dict:
     return {**keep, **extra}
 
 
-def test_sandbox_mode_says_so_on_every_page(settings, vcita, tmp_path):
-    app = create_app({"VCITA_SANDBOX": "true", "DATABASE_URL": settings["DATABASE_URL"]})
-    client = app.test_client()
+def test_sandbox_mode_says_so_on_every_page(make_app):
+    client = make_app(VCITA_SANDBOX="true").test_client()
     for path in ("/", "/nowhere", "/callback?state=x&code=y"):
         assert "Sandbox — not connected to vcita.com" in client.get(path).text
-    app.extensions["database"].dispose()
+
+
+def load_run_script(root: Path):
+    """Import scripts/run.py, with `root` standing for the project's folder."""
+    spec = importlib.util.spec_from_file_location("run_script", ROOT / "scripts" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.ROOT = root
+    return module
+
+
+def test_make_run_points_the_app_at_the_sandbox_as_its_registered_client(tmp_path):
+    run = load_run_script(tmp_path)
+
+    settings = run.sandbox_settings({})
+
+    assert settings["VCITA_CLIENT_ID"] == "vcita-connect-sandbox"
+    assert settings["VCITA_TOKEN_URL"] == f"http://127.0.0.1:{run.SANDBOX_PORT}/oauth/token"
+    assert settings["VCITA_REDIRECT_URI"] == settings["SANDBOX_REDIRECT_URIS"]
+    assert settings["VCITA_REDIRECT_URI"] == f"http://localhost:{run.APP_PORT}/callback"
+    assert len(settings["SECRET_KEY"]) >= 32
+
+
+def test_make_run_makes_the_sandbox_secrets_once_and_keeps_them(tmp_path):
+    run = load_run_script(tmp_path)
+
+    first, second = run.sandbox_settings({}), run.sandbox_settings({})
+
+    assert first["SECRET_KEY"] == second["SECRET_KEY"]
+    assert first["TOKEN_ENCRYPTION_KEY"] == second["TOKEN_ENCRYPTION_KEY"]
+    assert (tmp_path / "instance" / "sandbox-secrets.json").stat().st_mode & 0o077 == 0
+    given = {"SECRET_KEY": "s" * 40, "TOKEN_ENCRYPTION_KEY": "k"}
+    assert run.sandbox_settings(given)["SECRET_KEY"] == "s" * 40
 
 
 def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(client):

@@ -170,7 +170,6 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     "VCITA_CLIENT_ID": CLIENT_ID,
                     "VCITA_CLIENT_SECRET": CLIENT_SECRET,
                     "VCITA_REDIRECT_URI": f"{app_url}/callback",
-                    "VCITA_SANDBOX_URL": sandbox_server.url,
                     "VCITA_AUTHORIZE_URL": f"{sandbox_server.url}/app/oauth/authorize",
                     "VCITA_TOKEN_URL": f"{sandbox_server.url}/oauth/token",
                     "VCITA_USERINFO_URL": f"{sandbox_server.url}/oauth/userinfo",
