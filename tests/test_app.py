@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from app import create_app
 from sandbox.testing import SandboxPerson
 
 ROOT = Path(__file__).resolve().parent.parent
