@@ -30,10 +30,7 @@ import multiprocessing
 import os
 import re
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
 from sandbox.settings import DEFAULT_BUSINESSES_FILE  # noqa: E402
 from sandbox.testing import SandboxPerson, ServerThread  # noqa: E402
+from tests.servers import ServerProcess, free_port  # noqa: E402
 
 CLIENT_ID = "vcita-connect-load"
 CLIENT_SECRET = secrets.token_hex(16)  # for this run's sandbox only
@@ -340,7 +338,7 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
         )
 
 
-class MakeServe:
+class MakeServe(ServerProcess):
     """`scripts/run.py --gunicorn` (what `make serve` runs), with the sandbox as vcita."""
 
     def __init__(self, port: int, sandbox: SandboxProcess, workdir: Path):
@@ -368,32 +366,15 @@ class MakeServe:
             "DATABASE_URL": self.database,
         }
         self.database = self.database.split("://")[0].split("+")[0]
-        self.log_path = workdir / "serve.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "scripts/run.py", "--gunicorn"],
-                cwd=ROOT,
-                env=environ,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_until_serving()
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"make serve exited:\n{self.log()}")
-            workers = self.worker_pids()
-            try:
-                if requests.get(self.url, timeout=2).status_code == 200 and len(workers) == int(
-                    self.workers
-                ):
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"make serve did not start:\n{self.log()}")
+        super().__init__(
+            [sys.executable, "scripts/run.py", "--gunicorn"],
+            environ,
+            workdir / "serve.log",
+            urls=[self.url],
+            startup_timeout=STARTUP_TIMEOUT,
+        )
+        # Measure only once every worker has booted.
+        self.wait_until_serving(ready=lambda: len(self.worker_pids()) == int(self.workers))
 
     def worker_pids(self) -> list[int]:
         """Return the gunicorn workers: the children of gunicorn's master process."""
@@ -416,18 +397,6 @@ class MakeServe:
                 peaks[pid] = int(match.group(1))
         return peaks
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
 
 def child_pids() -> dict[int, list[int]]:
     """Return every process's children, read from /proc (parent pid -> child pids)."""
@@ -448,11 +417,6 @@ def command_of(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        return listener.getsockname()[1]
 
 
 if __name__ == "__main__":

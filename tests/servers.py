@@ -1,12 +1,22 @@
-"""Servers the tests start: a free port, the app as `make run` serves it, a server process."""
+"""Servers the tests start: a free port, the app as `make run` serves it, a server process.
 
+`scripts/load.py` uses the same ServerProcess to run `make serve`.
+"""
+
+import signal
 import socket
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import requests
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -32,3 +42,81 @@ def development_server(app: Flask) -> Iterator[BaseWSGIServer]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+class ServerProcess:
+    """A server command running in the background, its output in a file, until stopped.
+
+    `make run`, `make serve` and bare gunicorn instances are started this way by the
+    tests and by `make load`: `wait_until_serving` returns once every URL answers (and
+    `ready()` agrees), or raises with the server's output.
+    """
+
+    def __init__(
+        self,
+        command: list[str],
+        environ: dict[str, str],
+        log_path: Path,
+        urls: list[str],
+        *,
+        cwd: Path = ROOT,
+        pass_fds: tuple[int, ...] = (),
+        stop_signal: int = signal.SIGTERM,
+        startup_timeout: float = 30,
+    ) -> None:
+        self.urls = urls
+        self.log_path = log_path
+        self.stop_signal = stop_signal
+        self.startup_timeout = startup_timeout
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=environ,
+                pass_fds=pass_fds,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_until_serving(self, ready: Callable[[], bool] = lambda: True) -> None:
+        """Wait until every URL answers and `ready()` holds; raise with the output if not."""
+        deadline = time.monotonic() + self.startup_timeout
+        waiting_for = list(self.urls)
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.process.args} exited:\n{self.log()}")
+            try:
+                while waiting_for:
+                    requests.get(waiting_for[0], timeout=2)
+                    waiting_for.pop(0)
+                if ready():
+                    return
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or still loading the app
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.process.args} did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        """Stop it as a service manager would; kill it if it does not stop in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        """Return what the server wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> "ServerProcess":
+        try:
+            self.wait_until_serving()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

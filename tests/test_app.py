@@ -2,10 +2,8 @@
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,13 +11,9 @@ import requests
 
 from sandbox.testing import SandboxPerson
 
+from .servers import ServerProcess, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def clean_environment(**extra) -> dict:
@@ -133,17 +127,6 @@ def test_servers_refuse_to_start_without_credentials_or_sandbox_switch(tmp_path,
     assert "Traceback" not in output
 
 
-def wait_for(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up")
-
-
 def test_make_run_serves_a_complete_flow_on_the_sandbox(tmp_path):
     app_port, sandbox_port = free_port(), free_port()
     env = clean_environment(
@@ -151,30 +134,19 @@ def test_make_run_serves_a_complete_flow_on_the_sandbox(tmp_path):
         SANDBOX_PORT=str(sandbox_port),
         DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}",
     )
-    server = subprocess.Popen(
-        [sys.executable, "scripts/run.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://localhost:{app_port}"
-        wait_for(f"{base}/")
-        with (
-            requests.Session() as browser,
-            SandboxPerson(f"http://127.0.0.1:{sandbox_port}") as person,
-        ):
-            landing = browser.get(f"{base}/")
-            assert "Sandbox — not connected to vcita.com" in landing.text
-            start = browser.get(f"{base}/connect", allow_redirects=False)
-            callback = person.approve(start.headers["Location"])
-            dashboard = browser.get(callback)
-            assert dashboard.url == f"{base}/dashboard"
-            assert dashboard.status_code == 200
-            assert "Connected to vcita" in dashboard.text
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=20)
-    assert "Traceback" not in output
+    base = f"http://localhost:{app_port}"
+    command = [sys.executable, "scripts/run.py"]
+    with (
+        ServerProcess(command, env, tmp_path / "run.log", urls=[f"{base}/"]) as served,
+        requests.Session() as browser,
+        SandboxPerson(f"http://127.0.0.1:{sandbox_port}") as person,
+    ):
+        landing = browser.get(f"{base}/")
+        assert "Sandbox — not connected to vcita.com" in landing.text
+        start = browser.get(f"{base}/connect", allow_redirects=False)
+        callback = person.approve(start.headers["Location"])
+        dashboard = browser.get(callback)
+        assert dashboard.url == f"{base}/dashboard"
+        assert dashboard.status_code == 200
+        assert "Connected to vcita" in dashboard.text
+    assert "Traceback" not in served.log()

@@ -7,7 +7,6 @@ flow through it against the sandbox, over HTTP.
 
 import ast
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from sandbox import create_sandbox
 from sandbox.testing import SandboxPerson, ServerThread
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
+from .servers import free_port
 
 CLIENT_MODULE = Path(__file__).resolve().parent.parent / "app" / "vcita.py"
 ALLOWED_IMPORTS = {"authlib", "requests"} | set(sys.stdlib_module_names)
@@ -76,12 +76,6 @@ INTEGRATORS_APP = textwrap.dedent(
     server.serve_forever()
     '''
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_client_module_imports_only_authlib_requests_and_the_standard_library():

@@ -14,9 +14,7 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,9 +23,7 @@ import requests
 import sqlalchemy as sa
 
 from . import postgres
-
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 30
+from .servers import ServerProcess
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,7 +35,7 @@ pytestmark = [
 ]
 
 
-class Instance:
+class Instance(ServerProcess):
     """One gunicorn process serving the app, on a port of its own."""
 
     def __init__(self, name: str, environ: dict[str, str], log_path: Path):
@@ -48,41 +44,16 @@ class Instance:
         # before it starts and no other process can take it in between.
         listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        self.log_path = log_path
-        with listener, open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
+        with listener:
+            super().__init__(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-                cwd=ROOT,
-                env={**environ, "BIND": f"fd://{listener.fileno()}"},
-                pass_fds=[listener.fileno()],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                {**environ, "BIND": f"fd://{listener.fileno()}"},
+                log_path,
+                urls=[self.url],
+                pass_fds=(listener.fileno(),),
+                # SIGINT: gunicorn's quick shutdown; nothing is in flight once a test is over.
+                stop_signal=signal.SIGINT,
             )
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"instance {self.name} exited:\n{self.log()}")
-            try:
-                if requests.get(self.url, timeout=2).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # not listening yet, or still loading the app
-            time.sleep(0.1)
-        raise AssertionError(f"instance {self.name} did not start:\n{self.log()}")
-
-    def stop(self) -> None:
-        # SIGINT: gunicorn's quick shutdown; nothing is in flight once a test is over.
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

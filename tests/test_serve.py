@@ -8,11 +8,8 @@ import html
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,63 +19,24 @@ from cryptography.fernet import Fernet
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import SandboxPerson
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 30
+from .servers import ServerProcess, free_port
+
 WORKERS = 2
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        return listener.getsockname()[1]
-
-
-class Served:
-    """`scripts/run.py --gunicorn` running in the background, its output in a file."""
+class Served(ServerProcess):
+    """`scripts/run.py --gunicorn` running in the background, on free ports."""
 
     def __init__(self, environ: dict[str, str], log_path: Path):
         self.app_port, self.sandbox_port = free_port(), free_port()
         self.app_url = f"http://localhost:{self.app_port}"
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "scripts/run.py", "--gunicorn"],
-                cwd=ROOT,
-                env={
-                    **environ,
-                    "PORT": str(self.app_port),
-                    "SANDBOX_PORT": str(self.sandbox_port),
-                },
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        waiting_for = [self.app_url, self.sandbox_url]
-        while waiting_for and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"make serve exited:\n{self.log()}")
-            try:
-                requests.get(waiting_for[0], timeout=2)
-                waiting_for.pop(0)
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
-        if waiting_for:
-            raise AssertionError(f"make serve did not start:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Stop it as a service manager would (SIGTERM); it stops its own servers."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(
+            [sys.executable, "scripts/run.py", "--gunicorn"],
+            {**environ, "PORT": str(self.app_port), "SANDBOX_PORT": str(self.sandbox_port)},
+            log_path,
+            urls=[self.app_url, self.sandbox_url],
+        )
 
 
 @pytest.fixture
@@ -93,12 +51,8 @@ def served(empty_database_url, tmp_path):
         "WEB_CONCURRENCY": str(WORKERS),
         "GUNICORN_THREADS": "2",
     }
-    server = Served(environ, tmp_path / "serve.log")
-    try:
-        server.wait_until_serving()
+    with Served(environ, tmp_path / "serve.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_make_serve_runs_a_connect_flow_under_gunicorn(served):
