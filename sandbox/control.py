@@ -93,17 +93,17 @@ def recorded_requests() -> Response:
     )
 
 
+@bp.post("/revoke")
+def revoke() -> Response:
+    """Revoke every access token, as when the business removes the app."""
+    return jsonify(revoked=sandbox_state().revoke_all_tokens())
+
+
 @bp.post("/reset")
 def reset() -> tuple[str, int]:
     """Forget every request, code, token, recording and fault."""
     sandbox_state().reset()
     return "", 204
-
-
-@bp.post("/revoke")
-def revoke() -> Response:
-    """Revoke every access token, as when the business removes the app."""
-    return jsonify(revoked=sandbox_state().revoke_all_tokens())
 
 
 def control_error(description: str, status: int = 400) -> tuple[Response, int]:
