@@ -12,7 +12,7 @@ DOCUMENTS = [
     *sorted((ROOT / "docs").glob("*.md")),
     *sorted(ROOT.glob("*/README.md")),
 ]
-TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)")
+TEST_REFERENCE = re.compile(r"(?<![\w/])((?:\w+/)*tests/[\w/]+\.py)::(test_\w+)")
 
 
 def defined_tests(path: Path) -> set[str]:
