@@ -49,8 +49,10 @@ PAGES = {
         "redeem it. Nothing was connected; approving again takes a few seconds.",
         "connect",
     ),
+    # 502, as for every refusal from vcita: vcita answered, and turned this app down. The
+    # page tells whoever runs the app that the fault is in its settings.
     vcita.ClientRejected: ErrorPage(
-        500,
+        502,
         "vcita Connect is not set up correctly",
         "vcita did not accept this app's client credentials. The administrator should "
         "check VCITA_CLIENT_ID and VCITA_CLIENT_SECRET. Nothing was connected.",

@@ -186,7 +186,7 @@ def test_rejected_client_credentials_show_a_configuration_page_without_the_secre
     app = make_app(VCITA_CLIENT_SECRET="wrong-secret-3f9a")
     client = app.test_client()
     response = client.get(approved_callback(client, person))
-    assert response.status_code == 500
+    assert response.status_code == 502
     assert "not set up correctly" in response.text
     assert "wrong-secret-3f9a" not in response.text
     assert CLIENT_SECRET not in response.text

@@ -156,7 +156,7 @@ TOKEN_FAULTS = {
             "status": 401,
             "json": {"error": "invalid_client", "error_description": "Client auth failed."},
         },
-        500,
+        502,
         MISCONFIGURED,
         "ClientRejected on /callback: invalid_client",
     ),

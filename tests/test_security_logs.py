@@ -17,7 +17,7 @@ from werkzeug.serving import BaseWSGIServer
 
 from app import create_app
 
-from .conftest import change_vcita_settings
+from .conftest import approved_callback, change_vcita_settings
 from .security_support import (
     decode_session,
     path_and_query,
@@ -80,9 +80,7 @@ class ServedApp:
 
     def start(self, person, allow: bool = True) -> str:
         """Click Connect, answer vcita's page, and return the callback's path and query."""
-        start = self.get("/connect")
-        assert start.status_code == 302
-        callback = person.approve(start.headers["Location"], allow=allow)
+        callback = approved_callback(self, person, allow=allow)
         self.note_callback(callback)
         return path_and_query(callback)
 
@@ -272,7 +270,7 @@ FAILURES = [
         id="code-rejected",
     ),
     pytest.param(
-        token_fault(status=401, json={"error": "invalid_client"}), 500, id="client-rejected"
+        token_fault(status=401, json={"error": "invalid_client"}), 502, id="client-rejected"
     ),
     pytest.param(
         token_fault(status=400, json={"error": "unauthorized_client"}), 502, id="vcita-refused"
