@@ -58,6 +58,13 @@ def sandbox_with_secret(request):
     with ServerThread(sandbox) as server:
         server.sandbox = sandbox
         server.client_secret = secret
+        # The settings that make an app this sandbox's client.
+        server.app_settings = {
+            "VCITA_CLIENT_SECRET": secret,
+            "VCITA_AUTHORIZE_URL": f"{server.url}/app/oauth/authorize",
+            "VCITA_TOKEN_URL": f"{server.url}/oauth/token",
+            "VCITA_USERINFO_URL": f"{server.url}/oauth/userinfo",
+        }
         yield server
 
 

@@ -84,10 +84,7 @@ def test_client_secret_basic_form_encodes_id_and_secret_as_rfc_6749_says(
 ):
     server = sandbox_with_secret
     app = make_app(
-        VCITA_CLIENT_SECRET=server.client_secret,
-        VCITA_AUTHORIZE_URL=f"{server.url}/app/oauth/authorize",
-        VCITA_TOKEN_URL=f"{server.url}/oauth/token",
-        VCITA_USERINFO_URL=f"{server.url}/oauth/userinfo",
+        **server.app_settings,
         VCITA_TOKEN_AUTH_METHOD="client_secret_basic",
     )
     client = app.test_client()

@@ -56,10 +56,7 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
 ):
     server = sandbox_with_secret
     app = make_app(
-        VCITA_CLIENT_SECRET=server.client_secret,
-        VCITA_AUTHORIZE_URL=f"{server.url}/app/oauth/authorize",
-        VCITA_TOKEN_URL=f"{server.url}/oauth/token",
-        VCITA_USERINFO_URL=f"{server.url}/oauth/userinfo",
+        **server.app_settings,
         VCITA_TOKEN_AUTH_METHOD=auth_method,
         VCITA_USE_PKCE="true",
         SHOW_FLOW_TRACE="true",
