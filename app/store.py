@@ -154,6 +154,18 @@ class TokenStore:
         except InvalidToken:
             return None  # written under a key this deployment no longer has
 
+    def count_existing(self, connection_ids: list[str]) -> int:
+        """Return how many of these connections are still stored."""
+        ids = [known for known in connection_ids if _could_be_stored(known)]
+        if not ids:
+            return 0
+        with self.database.transaction() as db:
+            return db.execute(
+                sa.select(sa.func.count())
+                .select_from(connections)
+                .where(connections.c.id.in_(ids))
+            ).scalar_one()
+
     def count_connections(self) -> int:
         """Return how many connections are stored."""
         with self.database.transaction() as db:

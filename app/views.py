@@ -102,6 +102,10 @@ def dashboard():
         userinfo=userinfo,
         userinfo_json=json.dumps(userinfo, indent=2, sort_keys=True, ensure_ascii=False),
         flow_trace=trace.last_trace(connection.id),
+        # Disconnect removes them too: the page says so before the person presses it.
+        other_connections=get_store().count_existing(
+            [known for known in connections_in_session() if known != connection.id]
+        ),
     )
 
 

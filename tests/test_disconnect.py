@@ -79,8 +79,10 @@ def test_disconnect_removes_every_connection_this_browser_made(app, client, vcit
     connect_as(client, vcita_server, "Leo Martins")  # another staff member, another token
     connect_as(client, vcita_server, "Priya Raman")  # another business
     assert len(stored_pairs(app)) == 3
+    dashboard = client.get("/dashboard").text
+    assert "and the 2 other vcita logins connected from this browser" in dashboard
 
-    response = disconnect(client)
+    response = disconnect(client, page=dashboard)
 
     assert response.status_code == 303
     assert stored_pairs(app) == set()
@@ -104,8 +106,10 @@ def test_disconnect_of_one_connection_says_the_business_has_no_token_left(
     app, client, vcita_server
 ):
     connect_as(client, vcita_server, "Maya Goldberg")
+    dashboard = client.get("/dashboard").text
+    assert "other vcita login" not in dashboard
 
-    disconnect(client)
+    disconnect(client, page=dashboard)
 
     assert stored_pairs(app) == set()
     assert "no longer keeps a token for your business" in client.get("/").text
@@ -139,3 +143,15 @@ def test_a_revoked_connection_leaves_the_browsers_other_connections_for_disconne
     assert "no longer accepts this connection" in client.get("/").text
     disconnect(client, page=dashboard)
     assert stored_pairs(app) == set()
+
+
+def test_the_dashboard_counts_only_the_other_connections_still_kept(app, client, vcita_server):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    with client.session_transaction() as session:
+        maya = session[CONNECTION_KEY]
+    connect_as(client, vcita_server, "Priya Raman")
+    assert "and the 1 other vcita login connected" in client.get("/dashboard").text
+
+    app.extensions["token_store"].delete_connection(maya)  # say, revoked in another tab
+
+    assert "other vcita login" not in client.get("/dashboard").text
