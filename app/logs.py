@@ -4,12 +4,14 @@ Every line written while a request is served carries that request's id, so the s
 of one connect flow can be read together. Codes, states and tokens are never logged,
 and query strings are cut from access-log lines, where a callback URL would carry them.
 Control characters in any logged value are escaped (`\n`, `\u2028`), so nothing a
-client sends (a decoded `%0A` in a path) can start a forged line of its own.
+client sends (a decoded `%0A` in a path) can start a forged line of its own; a
+traceback keeps its lines, each indented.
 """
 
 import logging
 import re
 import secrets
+import traceback
 from collections.abc import Mapping
 
 from flask import Flask, g, has_request_context
@@ -20,6 +22,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 # the path, so vcita's error_description=%22no%22 or %C2%A0 must not end the cut
 # before the state.
 QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/)|[^ ]*)")
+# The colours Werkzeug's development server gives its access lines (ANSI SGR codes). It
+# escapes the request's own control characters first, so every such code is its own.
+WERKZEUG_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def escape_controls(text: str) -> str:
@@ -40,14 +45,33 @@ class ControlCharacterFilter(logging.Filter):
     """Render a record's message with its values, then escape its control characters.
 
     Escaping the rendered line, not each value, covers every way a value reaches it
-    (%s, %r, an exception's text, gunicorn's atoms). A traceback (exc_info) is
-    formatted apart and keeps its own lines.
+    (%s, %r, an exception's text, gunicorn's atoms). `drop` removes a server's own
+    decoration first (Werkzeug's colours), which would otherwise show as `\x1b[33m`.
     """
 
+    def __init__(self, drop: re.Pattern | None = None):
+        super().__init__()
+        self.drop = drop
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = escape_controls(record.getMessage())
+        message = record.getMessage()
+        if self.drop:
+            message = self.drop.sub("", message)
+        record.msg = escape_controls(message)
         record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = indented_traceback(record.exc_info)
         return True
+
+
+def indented_traceback(exc_info) -> str:
+    """Return the traceback of `exc_info` with its own lines, each indented and escaped.
+
+    An exception's message can carry a newline of its own ("unknown uid b1\n2026-…"):
+    indented, that line cannot pass for a log line. Formatters use this text as it is.
+    """
+    lines = "".join(traceback.format_exception(*exc_info)).rstrip("\n").split("\n")
+    return "\n".join(f"  {escape_controls(line)}" for line in lines)
 
 
 class RequestIdFilter(logging.Filter):
@@ -80,19 +104,27 @@ def init_app(app: Flask) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(RequestIdFilter())
+    # On the handler too: lines of app.database and app.store reach it by propagation,
+    # which skips the filters of the "app" logger itself.
+    handler.addFilter(ControlCharacterFilter())
     app.logger.handlers[:] = [handler]
     app.logger.setLevel(logging.INFO)
     app.logger.propagate = False
-    for name in ("werkzeug", "gunicorn.access", "gunicorn.error", app.logger.name):
+    _add_once(app.logger, ControlCharacterFilter())
+    # The servers' own loggers: each writes through handlers of its own.
+    for name in ("werkzeug", "gunicorn.access", "gunicorn.error"):
         logger = logging.getLogger(name)
-        filters = (QueryStringFilter, ControlCharacterFilter)
-        if name == app.logger.name:
-            filters = (ControlCharacterFilter,)
-        for kind in filters:
-            if not any(isinstance(known, kind) for known in logger.filters):
-                logger.addFilter(kind())
+        _add_once(logger, QueryStringFilter())
+        colours = WERKZEUG_COLOURS if name == "werkzeug" else None
+        _add_once(logger, ControlCharacterFilter(drop=colours))
     app.before_request(assign_request_id)
     app.after_request(expose_request_id)
+
+
+def _add_once(logger: logging.Logger, new: logging.Filter) -> None:
+    # Once per process, however many apps are created (tests create hundreds).
+    if not any(type(known) is type(new) for known in logger.filters):
+        logger.addFilter(new)
 
 
 def assign_request_id() -> None:
