@@ -42,10 +42,14 @@ def documented_variables() -> set[str]:
     return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
 
 
+# How gunicorn.conf.py and scripts/ read a variable: environ.get("X") or whole_number("X").
+READ_BY_SCRIPT = re.compile(r"(?:environ\.get|whole_number)\(\s*\"([A-Z_]+)\"")
+
+
 def variables_read_by_scripts() -> set[str]:
     names = set()
     for path in [ROOT / "gunicorn.conf.py", *ROOT.glob("scripts/*.py")]:
-        names |= set(re.findall(r"environ\.get\(\s*\"([A-Z_]+)\"", path.read_text()))
+        names |= set(READ_BY_SCRIPT.findall(path.read_text()))
     return names
 
 

@@ -8,7 +8,7 @@ import html
 import json
 import os
 import re
-import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +19,8 @@ from cryptography.fernet import Fernet
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import SandboxPerson
 
-from .servers import ServerProcess, free_port
+from .servers import ROOT, ServerProcess, free_port
+from .test_log_injection import FORGED, is_one_clean_line, send_raw
 
 WORKERS = 2
 
@@ -84,18 +85,38 @@ def test_make_serve_runs_a_connect_flow_under_gunicorn(served):
 
 
 def test_make_serve_access_log_cannot_be_forged(served):
-    forged = "2026-11-28 17:59:59,000 INFO [abcdef012345] app: Connected business FORGED"
-    targets = [
-        f"/x{line_break}{forged.replace(' ', '%20')}" for line_break in ("%0A", "%E2%80%A8")
-    ]
-    for target in targets:
-        with socket.create_connection(("127.0.0.1", served.app_port), timeout=5) as connection:
-            connection.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-            assert b" 404 " in connection.recv(65536).split(b"\r\n")[0] + b" "
+    forged = FORGED.replace(" ", "%20")
+    decoded_by_gunicorn = ["%0A", "%0D", "%E2%80%A8", "%C2%85", "%1B"]
+    for line_break in decoded_by_gunicorn:
+        assert b" 404 " in send_raw(served.app_port, f"/x{line_break}{forged}")
+    # A raw control character: gunicorn refuses the request itself, and says so.
+    assert b" 400 " in send_raw(served.app_port, f"/x\x1b[8m{forged}")
     served.stop()
 
     lines = served.log().splitlines()
     assert not [line for line in lines if line.startswith("2026-11-28 17:59:59,000")]
+    access_lines = [line for line in lines if line.startswith('127.0.0.1 "GET /x')]
+    assert len(access_lines) == len(decoded_by_gunicorn), "\n".join(lines[-20:])
+    assert all(is_one_clean_line(line) for line in access_lines)
     # gunicorn hands the path on as Latin-1 (PEP 3333): U+2028 arrives as â\x80¨.
-    escaped = [line for line in lines if '"GET /x\\n2026-11-28' in line or "/xâ\\x80¨" in line]
-    assert len(escaped) == 2, "\n".join(lines[-20:])
+    assert any('"GET /x\\n2026-11-28' in line for line in access_lines)
+    assert any("/xâ\\x80¨2026-11-28" in line for line in access_lines)
+    [refused] = [line for line in lines if "Invalid HTTP request line" in line]
+    assert is_one_clean_line(refused)
+
+
+@pytest.mark.parametrize("value", ["²", "0", "four", "65", "-1"])
+def test_make_serve_names_a_thread_count_it_cannot_use(value):
+    check = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--check-config", "app"],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GUNICORN_THREADS": value},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert check.returncode == 1
+    assert check.stderr.strip() == (
+        f"GUNICORN_THREADS must be a whole number from 1 to 64, not {value!r}"
+    )
