@@ -8,6 +8,7 @@ missing or malformed variable at once, so an operator fixes them in one go.
 import base64
 import ipaddress
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -85,10 +86,13 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
     secret_key = reader.text("SECRET_KEY")
     encryption_keys = reader.fernet_keys("TOKEN_ENCRYPTION_KEY")
     if not secret_key:
-        reader.problem(f"SECRET_KEY is not set: generate one with `{SECRET_KEY_COMMAND}`")
-    if not encryption_keys and "TOKEN_ENCRYPTION_KEY" not in reader.reported:
-        reader.problem(
-            f"TOKEN_ENCRYPTION_KEY is not set: generate one with `{FERNET_KEY_COMMAND}`"
+        reader.missing(
+            "SECRET_KEY", f"SECRET_KEY is not set: generate one with `{SECRET_KEY_COMMAND}`"
+        )
+    if not encryption_keys:
+        reader.missing(
+            "TOKEN_ENCRYPTION_KEY",
+            f"TOKEN_ENCRYPTION_KEY is not set: generate one with `{FERNET_KEY_COMMAND}`",
         )
     config["SECRET_KEY"] = secret_key
     config["TOKEN_ENCRYPTION_KEYS"] = encryption_keys
@@ -161,12 +165,19 @@ def _check_production(config: dict, environ: Mapping[str, str], reader: "_Reader
 
 
 def _too_little_variety(key: str | bytes, minimum_distinct: int) -> bool:
-    """Say whether a key is obviously not random: few distinct symbols, or a repeated unit.
+    """Say whether a key is obviously not random: few symbols, few steps, or a unit repeated.
 
-    `key in (key + key)[1:-1]` holds exactly when the key is a shorter unit repeated
-    ("abab…"). A key made by `secrets` or Fernet.generate_key() never fails either test.
+    A run such as "abcdefghijklmnopqrstuvwxyz012345" has many symbols but one step between
+    neighbours; `key in (key + key)[1:-1]` holds exactly when the key is a shorter unit
+    repeated ("abab…"). A key made by `secrets` or Fernet.generate_key() never fails.
     """
-    return len(set(key)) < minimum_distinct or key in (key + key)[1:-1]
+    symbols = [ord(character) for character in key] if isinstance(key, str) else list(key)
+    steps = {after - before for before, after in pairwise(symbols)}
+    return (
+        len(set(symbols)) < minimum_distinct
+        or len(steps) < minimum_distinct
+        or key in (key + key)[1:-1]
+    )
 
 
 def _is_loopback(url: str) -> bool:
@@ -192,8 +203,21 @@ class _Reader:
         if name:
             self.reported.add(name)
 
+    def missing(self, name: str, message: str) -> None:
+        """Say that `name` is not set, unless its value was already refused."""
+        if name not in self.reported:
+            self.problem(message, name)
+
     def text(self, name: str) -> str:
-        return self.environ.get(name, "").strip()
+        value = self.environ.get(name, "").strip()
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            # os.environ keeps bytes that are not UTF-8 as lone surrogates ("\udcff"),
+            # which any later use of the value (a signature, a URL) would choke on.
+            self.problem(f"{name} is not valid UTF-8 text", name)
+            return ""
+        return value
 
     def flag(self, name: str) -> bool:
         value = self.text(name).lower()
@@ -222,13 +246,13 @@ class _Reader:
     def required(self, name: str) -> str | None:
         value = self.text(name)
         if not value:
-            self.problem(f"{name} is not set{SANDBOX_HINT}", name)
+            self.missing(name, f"{name} is not set{SANDBOX_HINT}")
         return value or None
 
     def url(self, name: str, default: str | None) -> str | None:
         value = self.text(name) or default
         if value is None:
-            self.problem(f"{name} is not set{SANDBOX_HINT}", name)
+            self.missing(name, f"{name} is not set{SANDBOX_HINT}")
             return None
         try:
             parts = urlsplit(value)
@@ -246,12 +270,30 @@ class _Reader:
     def database_url(self, name: str, default: str) -> str:
         value = self.text(name) or default
         try:
-            backend = make_url(value).get_backend_name()
+            url = make_url(value)
         except (ArgumentError, ValueError):
             self.problem(f"{name} is not a valid SQLAlchemy database URL", name)
             return value
-        if backend not in SUPPORTED_BACKENDS:
-            self.problem(f"{name} must name SQLite or PostgreSQL, not {backend!r}", name)
+        if url.get_backend_name() not in SUPPORTED_BACKENDS:
+            self.problem(
+                f"{name} must name SQLite or PostgreSQL (sqlite:///… or "
+                f"postgresql+psycopg://…), not {url.get_backend_name()!r}",
+                name,
+            )
+            return value
+        # Load the driver now: an unknown, missing or asyncio one would otherwise stop
+        # the app with a traceback when it opens the database.
+        try:
+            dialect = url.get_dialect()
+            dialect.import_dbapi()
+        except ArgumentError:  # NoSuchModuleError: "postgresql+nosuchdriver://"
+            self.problem(f"{name} names an unknown driver {url.drivername!r}", name)
+        except ImportError as error:
+            package = error.name or url.get_driver_name()
+            self.problem(f"{name} needs {package!r}, which is not installed", name)
+        else:
+            if dialect.is_async:
+                self.problem(f"{name} must use a synchronous driver, not {url.drivername!r}", name)
         return value
 
     def fernet_keys(self, name: str) -> list[str]:

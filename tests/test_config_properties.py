@@ -12,7 +12,9 @@ import pytest
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import make_url
 
+from app import create_app
 from app.config import ConfigError, load_config
 
 from .test_config import PRODUCTION, documented_variables
@@ -24,17 +26,22 @@ APP_VARIABLES = sorted(
     and name not in {"PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"}
 )
 odd_values = st.one_of(
-    st.text(max_size=80),
+    # Lone surrogates too: os.environ keeps bytes that are not UTF-8 as "\udcff".
+    st.text(st.characters(exclude_categories=()), max_size=80),
     st.sampled_from(
         [
             "²",
             "٣",
             "1" * 5000,
             "-1",
+            "\udcff" * 40,
             "mysql://user@host/db",
             "oracle://x",
             "sqlite:///:memory:",
             "postgresql://",
+            "postgres://user@localhost/db",
+            "postgresql+nosuchdriver://user@localhost/db",
+            "postgresql+asyncpg://user@localhost/db",
             "://",
             "http://[::1",
             "true\n",
@@ -75,6 +82,8 @@ def test_any_settings_give_a_config_or_the_one_message(tmp_path, changes, produc
         ("TRUSTED_PROXY_COUNT", "1" * 5000),
         ("DATABASE_URL", "mysql://user@localhost/vcita"),
         ("DATABASE_URL", "oracle+oracledb://scott@localhost/xe"),
+        # os.environ's view of a value that is not UTF-8: "secret\xff…" as bytes.
+        ("SECRET_KEY", "5f0c9e2a7b1d48e3a6c2f7094b8d1e6a\udcff"),
     ],
 )
 def test_settings_that_crashed_are_named_instead(tmp_path, name, value):
@@ -84,8 +93,23 @@ def test_settings_that_crashed_are_named_instead(tmp_path, name, value):
     assert any(problem.startswith(name) for problem in raised.value.problems)
 
 
-WEAK_SECRET_KEYS = ["a" * 32, "ab" * 16, "0123456789abcdef" * 2, "password" * 4, "x" * 64]
-WEAK_FERNET_KEYS = [bytes(32), b"\x01" * 32, b"ab" * 16, bytes(range(8)) * 4]
+WEAK_SECRET_KEYS = [
+    "a" * 32,
+    "ab" * 16,
+    "0123456789abcdef" * 2,
+    "password" * 4,
+    "x" * 64,
+    "abcdefghijklmnopqrstuvwxyz012345",  # many characters, one step between them
+    "0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+]
+WEAK_FERNET_KEYS = [
+    pytest.param(bytes(32), id="zeros"),
+    pytest.param(b"\x01" * 32, id="ones"),
+    pytest.param(b"ab" * 16, id="ab-repeated"),
+    pytest.param(bytes(range(8)) * 4, id="0-to-7-repeated"),
+    pytest.param(bytes(range(32)), id="0-to-31"),
+    pytest.param(bytes(range(0, 256, 8)), id="steps-of-8"),
+]
 
 
 @pytest.mark.parametrize("key", WEAK_SECRET_KEYS)
@@ -121,6 +145,37 @@ def test_generated_keys_always_pass(tmp_path, seed):
     }
 
     assert load_config(environ, str(tmp_path))["SECRET_KEY"] == environ["SECRET_KEY"]
+
+
+# A driver SQLAlchemy does not know, or one not installed: each stopped the app with a
+# traceback when it opened the database, after the settings were read.
+UNUSABLE_DATABASE_URLS = [
+    ("postgresql+nosuchdriver://user@127.0.0.1:9/db", "names an unknown driver"),
+    ("sqlite+pysqlcipher://:key@/connect.db", "needs 'pysqlcipher3', which is not installed"),
+]
+
+
+@pytest.mark.parametrize(("url", "complaint"), UNUSABLE_DATABASE_URLS)
+def test_a_database_url_the_app_cannot_open_is_named_before_it_starts(settings, url, complaint):
+    with pytest.raises(ConfigError) as raised:
+        create_app({**settings, "DATABASE_URL": url})
+
+    [problem] = raised.value.problems
+    assert problem.startswith(f"DATABASE_URL {complaint}")
+
+
+def test_an_asyncio_database_driver_is_refused(tmp_path, monkeypatch):
+    # As if asyncpg were installed: the app's engine is synchronous all the same.
+    dialect = make_url("postgresql+asyncpg://").get_dialect()
+    monkeypatch.setattr(dialect, "import_dbapi", classmethod(lambda cls: None))
+    url = "postgresql+asyncpg://user@127.0.0.1:9/db"
+
+    with pytest.raises(ConfigError) as raised:
+        load_config({**PRODUCTION, "DATABASE_URL": url}, str(tmp_path))
+
+    assert raised.value.problems == [
+        "DATABASE_URL must use a synchronous driver, not 'postgresql+asyncpg'"
+    ]
 
 
 def test_production_refuses_the_flow_trace(tmp_path):
