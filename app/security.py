@@ -9,6 +9,7 @@ import secrets
 
 from flask import Flask, abort, g, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.urls import iri_to_uri
 
 CSRF_SESSION_KEY = "csrf_token"
 CSRF_FORM_FIELD = "csrf_token"
@@ -57,15 +58,20 @@ def refuse_undecodable_query() -> None:
 
 
 def keep_redirects_on_this_site(response):
-    """Never send a scheme-relative Location (`//host/…`, `/\\host/…`): it leaves the site.
+    """Never send a scheme-relative Location (`//host/…`): browsers read it as another host.
 
     Every redirect the app makes is to one of its own paths or to vcita; a path that
-    starts with two slashes can only come from a forwarded prefix or a mangled path,
-    and browsers read it as another host.
+    starts with two slashes can only come from a forwarded prefix or a mangled path.
     """
-    location = response.headers.get("Location", "")
-    if location.startswith(("//", "/\\")):
-        response.headers["Location"] = "/" + location.lstrip("/\\")
+    if "Location" not in response.headers:
+        return response
+    # Check the value Werkzeug will send, not the one set. Like browsers, it drops tabs,
+    # newlines and leading spaces or control characters: "/\t/evil.example" would go
+    # out as //evil.example. It quotes backslashes, so "/\\evil.example" goes out as a path.
+    location = iri_to_uri(response.headers["Location"])
+    if location.startswith("//"):
+        location = "/" + location.lstrip("/")
+    response.headers["Location"] = location
     return response
 
 
