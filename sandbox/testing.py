@@ -45,6 +45,8 @@ class ServerThread:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Held while stop() wakes the loop, so the loop cannot close the trigger under it.
+        self._waking = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -80,8 +82,10 @@ class ServerThread:
         while not self._stopping.is_set():
             wasyncore.loop(timeout=1.0, map=server._map, count=1)
         # The loop's sockets belong to this thread: closing them from another one races
-        # with its select().
-        wasyncore.close_all(server._map)
+        # with its select(). The loop may also see the stop on its own timeout while stop()
+        # is still pulling the trigger: close it only once stop() is done with it.
+        with self._waking:
+            wasyncore.close_all(server._map)
         server.task_dispatcher.shutdown()
 
     def stop(self) -> None:
@@ -89,8 +93,9 @@ class ServerThread:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        self._stopping.set()
-        server.pull_trigger()  # wakes the loop at once, rather than at its next timeout
+        with self._waking:
+            self._stopping.set()
+            server.pull_trigger()  # wakes the loop at once, rather than at its next timeout
         thread.join(timeout=10)
         self._server = self._thread = None
 

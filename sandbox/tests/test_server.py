@@ -138,6 +138,20 @@ def test_stop_frees_the_port_and_is_idempotent():
         assert http.get(f"{again.url}/", timeout=5).status_code == 200
 
 
+def test_stop_never_wakes_a_loop_that_already_closed_its_trigger():
+    """The loop can see the stop on its own timeout while stop() is still waking it."""
+    server = ServerThread(hello_app).start()
+    waitress_server = server._server
+    wake = waitress_server.pull_trigger
+
+    def slow_wake(*args):
+        time.sleep(1.5)  # longer than the loop's timeout: it notices the stop on its own
+        wake(*args)
+
+    waitress_server.pull_trigger = slow_wake
+    server.stop()  # without the lock: OSError, Bad file descriptor
+
+
 def test_url_before_start_is_an_error():
     server = ServerThread(hello_app)
     with pytest.raises(RuntimeError, match="start"):
