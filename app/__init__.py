@@ -1,7 +1,8 @@
 """vcita Connect: connect a business to vcita with OAuth 2.0, the way vcita documents it.
 
 `create_app` reads like the table of contents of the app: settings, logs, database,
-used states, token store, vcita client, security headers, pages, error pages.
+used states, token store, handoffs, vcita client, framing, security headers, pages,
+error pages.
 """
 
 import os
@@ -10,7 +11,19 @@ import sys
 from dotenv import load_dotenv
 from flask import Flask, g
 
-from . import client, database, errors, formatting, logs, security, store, used_states, views
+from . import (
+    client,
+    database,
+    errors,
+    formatting,
+    framing,
+    handoffs,
+    logs,
+    security,
+    store,
+    used_states,
+    views,
+)
 from .config import ConfigError, load_config
 
 
@@ -38,7 +51,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     database.init_app(app)
     used_states.init_app(app)
     store.init_app(app)
+    handoffs.init_app(app)
     client.init_app(app)
+    framing.init_app(app)
     security.init_app(app)
     formatting.init_app(app)
     app.register_blueprint(views.bp)

@@ -2,7 +2,7 @@
 
 from flask import Flask, current_app
 
-from . import trace
+from . import trace, vcita
 from .vcita import VcitaClient, VcitaSettings
 
 
@@ -20,6 +20,8 @@ def init_app(app: Flask) -> None:
         scope=config["VCITA_SCOPE"],
         use_pkce=config["VCITA_USE_PKCE"],
         issuer=config["VCITA_ISSUER"],
+        brand_hosts=config["VCITA_BRAND_HOSTS"],
+        brand_authorize_url=config["VCITA_BRAND_AUTHORIZE_URL"] or vcita.BRAND_AUTHORIZE_URL,
     )
     # The flow trace watches the wire through the client's response hook; the client
     # itself does not know the trace exists.

@@ -7,6 +7,7 @@ missing or malformed variable at once, so an operator fixes them in one go.
 
 import base64
 import ipaddress
+import re
 from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
@@ -29,6 +30,10 @@ SANDBOX_HINT = " (or run `make run`, which serves the app on the built-in sandbo
 MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
 MIN_FERNET_KEY_DISTINCT_BYTES = 16
 MAX_TRUSTED_PROXIES = 10
+# Where vcita's own UI shows installed apps in its frame.
+VCITA_APP_ORIGIN = "https://app.vcita.com"
+# A CSP host-source naming one origin: scheme://host[:port], the host maybe "*.domain".
+ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
 SECRET_KEY_COMMAND = "python -c 'import secrets; print(secrets.token_hex(32))'"  # noqa: S105
 FERNET_KEY_COMMAND = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
@@ -77,12 +82,21 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "VCITA_SCOPE": reader.text("VCITA_SCOPE") or None,
         "VCITA_USE_PKCE": reader.flag("VCITA_USE_PKCE"),
         "VCITA_ISSUER": reader.text("VCITA_ISSUER") or None,
+        "VCITA_BRAND_HOSTS": reader.host_patterns("VCITA_BRAND_HOSTS"),
+        "VCITA_BRAND_AUTHORIZE_URL": reader.brand_url_template(
+            "VCITA_BRAND_AUTHORIZE_URL", default=vcita.BRAND_AUTHORIZE_URL
+        ),
         "DATABASE_URL": reader.database_url(
             "DATABASE_URL", default=f"sqlite:///{Path(instance_path) / 'vcita_connect.db'}"
         ),
         "TRUSTED_PROXY_COUNT": reader.count("TRUSTED_PROXY_COUNT", maximum=MAX_TRUSTED_PROXIES),
         "SHOW_FLOW_TRACE": reader.flag("SHOW_FLOW_TRACE"),
     }
+    # vcita's own pages, and its white-label partners' pages, show the app in a frame.
+    config["VCITA_FRAME_ANCESTORS"] = reader.origins(
+        "VCITA_FRAME_ANCESTORS",
+        default=(VCITA_APP_ORIGIN, *(f"https://{host}" for host in config["VCITA_BRAND_HOSTS"])),
+    )
     secret_key = reader.text("SECRET_KEY")
     encryption_keys = reader.fernet_keys("TOKEN_ENCRYPTION_KEY")
     if not secret_key:
@@ -136,6 +150,15 @@ def _check_production(config: dict, environ: Mapping[str, str], reader: "_Reader
         url = config[name]
         if url and urlsplit(url).scheme == "http" and not _is_loopback(url):
             reader.problem(f"{name} must use https:// when APP_ENV=production")
+    template = config["VCITA_BRAND_AUTHORIZE_URL"]
+    if template and not template.startswith("https://"):
+        reader.problem("VCITA_BRAND_AUTHORIZE_URL must use https:// when APP_ENV=production")
+    for origin in config["VCITA_FRAME_ANCESTORS"]:
+        if origin.startswith("http://") and not _is_loopback(origin.replace("*.", "", 1)):
+            reader.problem(
+                f"VCITA_FRAME_ANCESTORS must name https:// origins when APP_ENV=production, "
+                f"not {origin!r}"
+            )
     secret_key = config["SECRET_KEY"]
     if secret_key and len(secret_key.encode()) < MIN_PRODUCTION_SECRET_BYTES:
         reader.problem(
@@ -266,6 +289,66 @@ class _Reader:
             self.problem(f"{name} must be an absolute http(s) URL without a #fragment", name)
             return None
         return value
+
+    def host_patterns(self, name: str) -> tuple[str, ...]:
+        """Read host names, or `*.domain` patterns, separated by spaces or commas."""
+        patterns = []
+        for item in self.text(name).replace(",", " ").split():
+            pattern = item.lower()
+            host = pattern[2:] if pattern.startswith("*.") else pattern
+            if not vcita.HOST_NAME.fullmatch(host) or len(host) > vcita.MAX_HOST_NAME:
+                self.problem(
+                    f"{name} must list host names or *.domain patterns "
+                    f"(partner.example, *.partner.example), not {item!r}",
+                    name,
+                )
+                continue
+            patterns.append(pattern)
+        return tuple(patterns)
+
+    def brand_url_template(self, name: str, default: str) -> str | None:
+        """Read a URL whose host is the `{brand_host}` placeholder."""
+        template = self.text(name) or default
+        example = "brand.example"
+        filled = template.replace("{brand_host}", example)
+        try:
+            parts = urlsplit(filled)
+            well_formed = (
+                template.count("{brand_host}") == 1
+                and parts.scheme in ("http", "https")
+                and parts.hostname == example
+                and not parts.username
+                and not parts.fragment
+                and "{" not in filled
+            )
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            well_formed = False
+        if not well_formed:
+            self.problem(
+                f"{name} must be an http(s) URL whose host is {{brand_host}}, like {default}",
+                name,
+            )
+            return None
+        return template
+
+    def origins(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Read origins (scheme://host[:port], `*.` allowed) separated by spaces or commas."""
+        value = self.text(name)
+        if not value:
+            return default
+        origins = []
+        for item in value.replace(",", " ").split():
+            origin = item.lower().rstrip("/")
+            if not ORIGIN.fullmatch(origin):
+                self.problem(
+                    f"{name} must list origins such as https://app.vcita.com or "
+                    f"https://*.partner.example, not {item!r}",
+                    name,
+                )
+                continue
+            origins.append(origin)
+        return tuple(origins)
 
     def database_url(self, name: str, default: str) -> str:
         value = self.text(name) or default

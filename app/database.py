@@ -85,6 +85,22 @@ used_states = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    # sha256 of a one-time code a popup hands to vcita's frame (app/handoffs.py).
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    # sha256 of the secret in the frame's session: only that session can redeem it.
+    sa.Column("binding", sa.String(64), nullable=False),
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
 flow_traces = sa.Table(
     "flow_traces",
     metadata,

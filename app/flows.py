@@ -44,19 +44,28 @@ class PendingFlow:
     started_at: float
     code_verifier: str | None = None
     next_url: str | None = None
+    brand_host: str | None = None  # the white-label consent page it was sent to
+    handoff: str | None = None  # a popup's: the binding of vcita's frame (handoffs.py)
 
     @property
     def expired(self) -> bool:
         return time.time() - self.started_at > FLOW_LIFETIME.total_seconds()
 
 
-def start_flow(use_pkce: bool, next_url: str | None = None) -> PendingFlow:
+def start_flow(
+    use_pkce: bool,
+    next_url: str | None = None,
+    brand_host: str | None = None,
+    handoff: str | None = None,
+) -> PendingFlow:
     """Create a flow for this browser and remember it in the session."""
     flow = PendingFlow(
         state=new_state(),
         started_at=time.time(),
         code_verifier=new_code_verifier() if use_pkce else None,
         next_url=next_url,
+        brand_host=brand_host,
+        handoff=handoff,
     )
     flows = _live_flows()
     flows[flow.state] = asdict(flow)
@@ -171,6 +180,8 @@ def _flow_from(data) -> PendingFlow | None:
         isinstance(flow.state, str)
         and isinstance(flow.code_verifier, str | None)
         and isinstance(flow.next_url, str | None)
+        and isinstance(flow.brand_host, str | None)
+        and isinstance(flow.handoff, str | None)
         and isinstance(started_at, int | float)
         and not isinstance(started_at, bool)
         # Not in the future beyond any clock skew between instances (nor NaN).

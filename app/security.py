@@ -1,7 +1,8 @@
 """What every response carries, and the CSRF token for the app's one form.
 
-Headers follow OWASP ASVS V3/V14 and RFC 9700 §4.2.4: no inline script, no framing,
-no sniffing, and no Referer that could carry a code or state to another site.
+Headers follow OWASP ASVS V3/V14 and RFC 9700 §4.2.4: no inline script, no framing
+but by vcita (`framing`), no sniffing, and no Referer that could carry a code or state
+to another site.
 """
 
 import hmac
@@ -10,6 +11,8 @@ import secrets
 from flask import Flask, abort, g, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.urls import iri_to_uri
+
+from . import framing
 
 CSRF_SESSION_KEY = "csrf_token"
 CSRF_FORM_FIELD = "csrf_token"
@@ -81,11 +84,15 @@ def add_security_headers(response):
     if "csp_nonce" in g:
         # A page that styles itself with vcita's brand colours allows its one <style>.
         policy = policy.replace("style-src 'self'", f"style-src 'self' 'nonce-{g.csp_nonce}'")
+    ancestors = framing.frame_ancestors()
+    policy = policy.replace("frame-ancestors 'none'", f"frame-ancestors {ancestors}")
     response.headers.setdefault("Content-Security-Policy", policy)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if ancestors == "'none'":
+        # Browsers that predate frame-ancestors; it cannot name the origins allowed.
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", framing.opener_policy())
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.endpoint != "static":

@@ -8,7 +8,7 @@ orphans no token.
 
 from flask import g, session
 
-from . import flows
+from . import flows, launch
 from .store import Connection, get_store
 
 CONNECTION_KEY = "connection_id"  # the connection the dashboard shows: the newest
@@ -44,13 +44,35 @@ def rotate_session(connection_id: str) -> None:
     never grants the dashboard, and Disconnect still finds every connection.
     """
     carried = flows.pending_flows()
+    launched = session.get(launch.SESSION_KEY)
     known = [known for known in connections_in_session() if known != connection_id]
     session.clear()
     if carried:
         session[flows.SESSION_KEY] = carried
+    if launched:
+        session[launch.SESSION_KEY] = launched  # what vcita opened this page for
     session[CONNECTIONS_KEY] = [*known, connection_id][-MAX_CONNECTIONS_PER_BROWSER:]
     session[CONNECTION_KEY] = connection_id
     flows.fit_session_cookie()
+
+
+def choose_connection(connection: Connection) -> None:
+    """Show `connection`, one this browser made before, on the dashboard."""
+    session[CONNECTION_KEY] = connection.id
+    g.connection = connection
+
+
+def connection_for(business_uid: str, staff_uid: str | None) -> Connection | None:
+    """Return this browser's connection to the business (the staff member's first).
+
+    Only connections this browser made are looked at: a launch parameter that names a
+    business never shows that business's data to a browser that did not connect it.
+    """
+    store = get_store()
+    mine = [store.get_connection(known) for known in reversed(connections_in_session())]
+    of_business = [found for found in mine if found and found.business_uid == business_uid]
+    of_staff = [found for found in of_business if found.staff_uid == staff_uid]
+    return (of_staff or of_business or [None])[0]
 
 
 def forget_in_session(connection_id: str) -> None:

@@ -50,6 +50,8 @@ from authlib.integrations.requests_client import OAuth2Session, OAuthError
 AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
 TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
 USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
+# White-label businesses sign in on their partner's host (vcita's `brand_host`).
+BRAND_AUTHORIZE_URL = "https://{brand_host}/app/oauth/authorize"
 TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
 
 # (connect, read) seconds. vcita's codes live 30 seconds, so the exchange must give up
@@ -67,6 +69,11 @@ MAX_JSON_DEPTH = 32
 # vcita's tokens live about 20 years; created_at may differ from our clock by this much.
 LONGEST_TOKEN_LIFETIME = timedelta(days=365 * 100)
 PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
+# A DNS name as a browser would send it: ASCII letters, digits and hyphens in dotted
+# labels, nothing else (no port, userinfo, path, fragment, trailing dot or Unicode).
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+MAX_HOST_NAME = 253
 RETRY_AFTER = re.compile(r"[0-9]{1,9}")  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
 
 
@@ -130,6 +137,9 @@ class VcitaSettings:
     scope: str | None = None
     use_pkce: bool = False  # vcita: "PKCE support may vary"
     issuer: str | None = None  # set it when vcita sends `iss` (RFC 9207)
+    # Hosts a `brand_host` may name, exactly or as "*.partner.example" (one label).
+    brand_hosts: tuple[str, ...] = ()
+    brand_authorize_url: str = BRAND_AUTHORIZE_URL
     exchange_timeout: tuple[float, float] = TIMEOUT
     api_timeout: tuple[float, float] = TIMEOUT
 
@@ -142,6 +152,30 @@ class AccessToken:
     token_type: str
     issued_at: datetime
     expires_at: datetime | None
+
+
+def allowed_brand_host(value: object, patterns: tuple[str, ...]) -> str | None:
+    """Return `value` as a host name if `patterns` allow it, else None.
+
+    `brand_host` comes unsigned in the query string that opened the app, so it is
+    checked before it can become a redirect target: a plain ASCII host name (DNS is
+    case-insensitive, so upper case is read as lower), equal to a pattern or one label
+    under a `*.` pattern's domain. Anything else (`evil.example#.partner.example`, a
+    port, `user@host`, a Unicode look-alike, a trailing dot) is not a host we know.
+    """
+    if not isinstance(value, str) or not value.isascii() or len(value) > MAX_HOST_NAME:
+        return None
+    host = value.lower()
+    if not HOST_NAME.fullmatch(host):
+        return None
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            label, _, domain = host.partition(".")
+            if domain == pattern[2:] and label:
+                return host
+        elif host == pattern:
+            return host
+    return None
 
 
 def new_state() -> str:
@@ -177,10 +211,21 @@ class VcitaClient:
         # Called with every response from vcita, for whoever wants to watch the wire.
         self.response_hook = response_hook
 
-    def authorization_url(self, state: str, code_verifier: str | None = None) -> str:
-        """Step 2: build the URL that sends the browser to vcita's consent page."""
+    def authorization_url(
+        self, state: str, code_verifier: str | None = None, brand_host: str | None = None
+    ) -> str:
+        """Step 2: build the URL that sends the browser to vcita's consent page.
+
+        With a `brand_host` the settings allow (see `allowed_brand_host`), the consent
+        page is the business's white-label one; any other value is not used.
+        """
+        authorize_url = self.settings.authorize_url
+        host = allowed_brand_host(brand_host, self.settings.brand_hosts)
+        if host is not None:
+            # replace, not format(): the template is the operator's, the host is checked.
+            authorize_url = self.settings.brand_authorize_url.replace("{brand_host}", host)
         url, _ = self._oauth_session().create_authorization_url(
-            self.settings.authorize_url, state=state, code_verifier=code_verifier
+            authorize_url, state=state, code_verifier=code_verifier
         )
         return url
 

@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -18,10 +19,13 @@ from flask import (
     url_for,
 )
 
-from . import flows, trace
+from . import flows, framing, launch, trace
 from .client import get_client
+from .handoffs import binding_for_this_session, get_handoffs, is_binding
 from .security import require_csrf_token
 from .sessions import (
+    choose_connection,
+    connection_for,
     connections_in_session,
     current_connection,
     forget_in_session,
@@ -29,26 +33,65 @@ from .sessions import (
 )
 from .store import get_store
 from .used_states import get_used_states
-from .vcita import AccessRevoked
+from .vcita import AccessRevoked, allowed_brand_host
 
 bp = Blueprint("connect", __name__)
 
 
+HANDOFF_CODE_KEY = "handoff_code"  # the popup's, between /callback and /connected
+
+
 @bp.get("/")
 def index():
-    """Show the landing page, or a way to the dashboard for a connected browser."""
-    return render_template("connect/index.html", connection=current_connection())
+    """The landing page: vcita opens it from its App Market, in its frame or a new tab.
+
+    A launch that names a business this browser already connected goes straight to its
+    dashboard; any other business's data stays hidden, whatever the query says.
+    """
+    launched = launch.read_launch(request.args)
+    launch.remember(launched)
+    connection = current_connection()
+    if launched.business_uid:
+        known = connection_for(launched.business_uid, launched.staff_uid)
+        if known is not None:
+            choose_connection(known)
+            return redirect(url_for(".dashboard"))
+    other_business = bool(connection and launched.business_uid)
+    popup_url = None
+    if framing.in_frame():
+        # vcita's sign-in page refuses frames: Connect opens a popup bound to this session.
+        popup_url = url_for(
+            ".start", brand_host=launched.brand_host, handoff=binding_for_this_session()
+        )
+    return render_template(
+        "connect/index.html",
+        connection=None if other_business else connection,
+        other_business=other_business,
+        connect_url=url_for(".start", brand_host=launched.brand_host),
+        popup_url=popup_url,
+    )
 
 
 @bp.get("/connect")
 def start():
     """Step 2: start a flow and send the browser to vcita's consent page."""
     client = get_client()
+    brand_host = allowed_brand_host(request.args.get("brand_host"), client.settings.brand_hosts)
+    if request.args.get("brand_host") and brand_host is None:
+        current_app.logger.info(
+            "Ignored a brand_host that is not in VCITA_BRAND_HOSTS; using VCITA_AUTHORIZE_URL"
+        )
+    handoff = request.args.get("handoff")
     flow = flows.start_flow(
-        use_pkce=client.settings.use_pkce, next_url=flows.safe_next_url(request.args.get("next"))
+        use_pkce=client.settings.use_pkce,
+        next_url=flows.safe_next_url(request.args.get("next")),
+        brand_host=brand_host,
+        handoff=handoff if is_binding(handoff) else None,
     )
+    if flow.handoff:
+        framing.keep_opener()
     current_app.logger.info("Connect flow started; redirecting to vcita")
-    return redirect(client.authorization_url(flow.state, flow.code_verifier), 302)
+    return redirect(client.authorization_url(flow.state, flow.code_verifier, brand_host), 302)
 
 
 @bp.get("/callback")
@@ -72,9 +115,44 @@ def callback():
     rotate_session(connection.id)
     if trace.enabled():
         # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
-        trace.keep(client.authorization_url(flow.state, flow.code_verifier), connection.id)
+        trace.keep(
+            client.authorization_url(flow.state, flow.code_verifier, flow.brand_host),
+            connection.id,
+        )
+    if flow.handoff:
+        # A popup opened by vcita's frame: its last page hands the connection back.
+        session[HANDOFF_CODE_KEY] = get_handoffs().offer(flow.handoff, connection.id)
+        framing.keep_opener()
+        return redirect(url_for(".connected"), 303)
     # 303: the browser GETs the dashboard, and the code leaves the address bar.
     return redirect(flow.next_url or url_for(".dashboard"), 303)
+
+
+@bp.get("/connected")
+def connected():
+    """The popup's last page: hand the connection to vcita's frame, then close."""
+    framing.keep_opener()
+    code = session.pop(HANDOFF_CODE_KEY, None)
+    connection = current_connection()
+    if connection is None:
+        return redirect(url_for(".index"))
+    return render_template(
+        "connect/connected.html", handoff_code=code if isinstance(code, str) else None
+    )
+
+
+@bp.post("/handoff")
+def handoff():
+    """Redeem a popup's one-time code in vcita's frame: only the session that opened it can."""
+    require_csrf_token()
+    connection_id = get_handoffs().redeem(request.form.get("code", ""))
+    connection = get_store().get_connection(connection_id) if connection_id else None
+    if connection is None:
+        current_app.logger.info("Refused a handoff: unknown, used, expired or not this session's")
+        return jsonify(connected=False), 403
+    rotate_session(connection.id)
+    current_app.logger.info("Connection handed over to vcita's frame")
+    return jsonify(connected=True, location=url_for(".dashboard"))
 
 
 @bp.get("/dashboard")
@@ -96,11 +174,17 @@ def dashboard():
             "warning",
         )
         return redirect(url_for(".index"))
+    launched = launch.remembered()
     return render_template(
         "connect/dashboard.html",
         connection=connection,
         userinfo=userinfo,
         userinfo_json=json.dumps(userinfo, indent=2, sort_keys=True, ensure_ascii=False),
+        launched=launched,
+        # vcita opened the app for one business; the person approved with another.
+        launched_for_another=bool(
+            launched.business_uid and launched.business_uid != connection.business_uid
+        ),
         flow_trace=trace.last_trace(connection.id),
         # Disconnect removes them too: the page says so before the person presses it.
         other_connections=get_store().count_existing(

@@ -356,6 +356,7 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
     path = sqlite_path
     with closing(sqlite3.connect(path)) as db:
         db.execute("DROP TABLE flow_traces")
+        db.execute("DROP TABLE handoffs")
         db.execute("DROP TABLE connections")
         db.execute("DROP TABLE used_states")
     assert sqlite_tables(path) == set()
@@ -364,7 +365,7 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
 
     assert result.exit_code == 0
     assert str(path) in result.output
-    assert sqlite_tables(path) >= {"connections", "used_states"}
+    assert sqlite_tables(path) >= {"connections", "used_states", "handoffs"}
 
 
 def test_workers_starting_together_on_an_empty_database_all_start(make_store, key, store_log):
