@@ -1,0 +1,468 @@
+"""Opened from vcita's App Market: launch parameters, white-label hosts, vcita's frame.
+
+vcita appends unsigned context to the landing page's URL; these tests hold the app to
+reading it as hints. Inside vcita's frame the session lives in a partitioned cookie,
+and a popup hands the connection back with a one-time code that only the frame's own
+session redeems: the attempts to bind a connection to someone else's session fail.
+The browser proof (a real Chromium with third-party cookies blocked) is in
+tests/browser/test_app_market.py.
+"""
+
+import logging
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from app import handoffs
+from app.vcita import allowed_brand_host
+from sandbox.testing import SandboxPerson
+
+from .conftest import approved_callback
+
+HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg, Leo Martins
+CEDAR = "9da2a88d42e6ff59"  # Cedar & Pine Law Office: Daniel O'Brien, Priya Raman
+MAYA, LEO = "1beb795be66146bb", "41555f2fa81ceb05"
+BRAND_HOSTS = "*.myclients.me studio.partner.example"
+FRAMED = {"Sec-Fetch-Dest": "iframe"}  # what Chromium sends when a frame loads a page
+
+
+@pytest.fixture
+def branded_app(make_app):
+    return make_app(VCITA_BRAND_HOSTS=BRAND_HOSTS)
+
+
+def connect_as(client, vcita_server, staff: str) -> None:
+    """Connect `client` as `staff`, who signs in to vcita afresh."""
+    with SandboxPerson(vcita_server.url) as person:
+        response = client.get(approved_callback(client, person, staff=staff))
+    assert response.status_code == 303, response.text[:300]
+
+
+def popup_url_of(page: str) -> str:
+    match = re.search(r'data-popup-url="([^"]+)"', page)
+    assert match, "the framed landing page opens Connect in a popup"
+    return match.group(1).replace("&amp;", "&")
+
+
+# --- 1. The launch page: hints, never proof ---------------------------------------------
+
+
+def test_a_launch_naming_a_business_shows_a_stranger_nothing_of_it(client):
+    response = client.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}&language=en")
+    assert response.status_code == 200
+    assert "Connect vcita" in response.text
+    assert "Harbor Light Yoga" not in response.text
+    assert client.get("/dashboard").status_code == 302  # and no dashboard either
+
+
+def test_a_browser_connected_to_the_launched_business_goes_straight_to_its_dashboard(
+    client, vcita_server
+):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    response = client.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard"
+
+
+def test_a_launch_chooses_among_the_businesses_this_browser_connected(client, vcita_server):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    connect_as(client, vcita_server, "Daniel O'Brien")  # the newest: Cedar & Pine
+    assert "Cedar &amp; Pine" in client.get("/dashboard").text
+
+    assert client.get(f"/?business_uid={HARBOR}").headers["Location"] == "/dashboard"
+    dashboard = client.get("/dashboard").text
+    assert "Harbor Light Yoga" in dashboard
+    assert "vcita opened this app for another business" not in dashboard
+
+
+def test_a_launch_prefers_the_staff_members_own_connection(client, vcita_server):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    connect_as(client, vcita_server, "Leo Martins")
+    client.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
+    assert MAYA in client.get("/dashboard").text
+
+
+def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its_data(
+    client, vcita_server
+):
+    connect_as(client, vcita_server, "Maya Goldberg")
+    response = client.get(f"/?business_uid={CEDAR}")
+    assert response.status_code == 200
+    assert "connected to a different vcita business" in response.text
+    assert "Harbor Light Yoga" not in response.text
+    assert "Go to your dashboard" not in response.text
+    assert "Connect vcita" in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "business_uid=abc%0Adef",  # a control character
+        "business_uid=" + "a" * 65,  # over-long
+        "staff_uid=%3Cscript%3E",
+        "language=xx",  # not an App Market locale
+        "language=en%00",
+        "brand_host=" + "a" * 254,
+        "staff_role=owner%0D%0A2026-11-28%20INFO%20forged",
+        "business_uid=a&business_uid=b",  # repeated
+    ],
+)
+def test_a_malformed_launch_parameter_is_ignored_with_a_log_line(client, caplog, query):
+    caplog.set_level(logging.INFO, logger="app.launch")
+    response = client.get(f"/?{query}")
+    assert response.status_code == 200
+    name = query.partition("=")[0]
+    assert f"Ignored the launch parameter {name}" in caplog.text
+    assert "forged" not in caplog.text  # the value itself is never logged
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["business_uid", "staff_uid", "staff_role", "language", "brand_host", "package"]
+            ),
+            st.text(max_size=300),
+        ),
+        max_size=6,
+    )
+)
+def test_any_launch_query_gives_the_landing_page_never_an_error(branded_app, launch):
+    client = branded_app.test_client()
+    response = client.get("/", query_string=launch)
+    assert response.status_code == 200
+    connect = client.get("/connect", query_string=launch)
+    assert connect.status_code == 302
+
+
+def test_the_dashboard_says_when_the_approved_business_is_not_the_launched_one(
+    client, vcita_server
+):
+    client.get(f"/?business_uid={CEDAR}&staff_uid=6df31cfb24107721")
+    connect_as(client, vcita_server, "Maya Goldberg")  # approved with Harbor Light Yoga instead
+    dashboard = client.get("/dashboard").text
+    assert "vcita opened this app for another business" in dashboard
+    assert CEDAR in dashboard
+
+
+def test_the_dashboard_says_nothing_when_the_launched_business_was_approved(client, vcita_server):
+    client.get(f"/?business_uid={HARBOR}")
+    connect_as(client, vcita_server, "Maya Goldberg")
+    assert "vcita opened this app for another business" not in client.get("/dashboard").text
+
+
+# --- 2. White-label hosts ---------------------------------------------------------------
+
+# The `next=` tests' open-redirect payloads, and the ways a host check is fooled.
+HOSTILE_BRAND_HOSTS = [
+    "evil.example",
+    "//evil.example",
+    "https://evil.example",
+    "evil.com#.myclients.me",
+    "evil.com?.myclients.me",
+    "evil.com/.myclients.me",
+    "evil.com\\.myclients.me",
+    "myclients.me.evil.com",
+    "a.myclients.me.evil.com",
+    "user@a.myclients.me",
+    "a.myclients.me@evil.com",
+    "a.myclients.me:8443",
+    "a.myclients.me.",
+    "a.b.myclients.me",  # two labels under a one-label pattern
+    ".myclients.me",
+    "myclients.me",
+    "\u0430.myclients.me",  # Cyrillic a
+    "a.myclients.m\u0435",  # Cyrillic e
+    "xn--80a.myclients.me.evil.com",
+    "a.myclients.me%2F@evil.com",
+    "a.myclients.me\t",
+    " a.myclients.me",
+    "a.myclients.me\x00.evil.com",
+    "-a.myclients.me",
+    "127.0.0.1",
+    "[::1]",
+    "",
+]
+
+
+@pytest.mark.parametrize("brand_host", HOSTILE_BRAND_HOSTS)
+def test_a_brand_host_off_the_list_falls_back_to_the_configured_consent_page(
+    branded_app, vcita_server, caplog, brand_host
+):
+    caplog.set_level(logging.INFO, logger="app")
+    response = branded_app.test_client().get("/connect", query_string={"brand_host": brand_host})
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}" == vcita_server.url
+    if brand_host:
+        assert "Ignored a brand_host" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("brand_host", "expected"),
+    [
+        ("3e2929cf6c34632e.myclients.me", "3e2929cf6c34632e.myclients.me"),
+        ("ACME.MyClients.ME", "acme.myclients.me"),  # DNS names are case-insensitive
+        ("studio.partner.example", "studio.partner.example"),
+        ("xn--80a.myclients.me", "xn--80a.myclients.me"),  # an IDN, as DNS spells it
+    ],
+)
+def test_a_brand_host_on_the_list_gets_its_own_consent_page(branded_app, brand_host, expected):
+    response = branded_app.test_client().get("/connect", query_string={"brand_host": brand_host})
+    location = urlsplit(response.headers["Location"])
+    assert (location.scheme, location.netloc, location.path) == (
+        "https",
+        expected,
+        "/app/oauth/authorize",
+    )
+    assert parse_qs(location.query)["client_id"] == ["test-client"]
+
+
+def test_the_brand_consent_page_comes_from_the_template_and_the_rest_stays(
+    make_app, person, vcita, vcita_server
+):
+    port = urlsplit(vcita_server.url).port
+    app = make_app(
+        VCITA_BRAND_HOSTS="*.myclients.localhost",
+        VCITA_BRAND_AUTHORIZE_URL=f"http://{{brand_host}}:{port}/app/oauth/authorize",
+    )
+    client = app.test_client()
+    start = client.get("/connect?brand_host=acme.myclients.localhost")
+    location = start.headers["Location"]
+    assert location.startswith(f"http://acme.myclients.localhost:{port}/app/oauth/authorize?")
+    # The token and userinfo endpoints stay the configured ones.
+    sandbox_url = location.replace("acme.myclients.localhost", "127.0.0.1")
+    callback = person.approve(sandbox_url)
+    assert client.get(callback).status_code == 303
+    assert len(vcita.token_requests) == 1
+    assert len(vcita.userinfo_requests) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.builds(
+            lambda prefix, suffix: prefix + suffix,
+            st.text(max_size=20),
+            st.sampled_from([".myclients.me", "myclients.me", ".partner.example", ""]),
+        ),
+        st.sampled_from(HOSTILE_BRAND_HOSTS),
+    )
+)
+@example("studio.partner.example")
+def test_any_brand_host_is_refused_or_is_exactly_a_listed_host(value):
+    patterns = ("*.myclients.me", "studio.partner.example")
+    template = "https://{brand_host}/app/oauth/authorize"
+    host = allowed_brand_host(value, patterns)
+    if host is None:
+        return
+    url = urlsplit(template.replace("{brand_host}", host))
+    assert url.netloc == url.hostname == host
+    assert host == "studio.partner.example" or (
+        host.endswith(".myclients.me") and "." not in host.removesuffix(".myclients.me")
+    )
+
+
+# --- 3. Inside vcita's frame ------------------------------------------------------------
+
+
+def session_cookie_header(response) -> str:
+    (header,) = [value for value in response.headers.getlist("Set-Cookie")]
+    return header
+
+
+def test_inside_a_frame_the_session_is_a_partitioned_cookie(client):
+    header = session_cookie_header(client.get("/", headers=FRAMED))
+    assert header.startswith("vcita_connect_framed=")
+    assert "; Secure" in header
+    assert "; SameSite=None" in header
+    assert "; Partitioned" in header
+    assert "; HttpOnly" in header
+
+
+def test_as_a_page_of_its_own_the_session_stays_lax_and_unpartitioned(client):
+    client.get("/connect", headers={"Sec-Fetch-Dest": "document"})
+    header = session_cookie_header(client.get("/connect", headers={"Sec-Fetch-Dest": "document"}))
+    assert header.startswith("vcita_connect=")
+    assert "; SameSite=Lax" in header
+    assert "Partitioned" not in header
+
+
+def test_a_frames_script_request_uses_the_frames_cookie(app, client):
+    page = client.get("/", headers=FRAMED)
+    # fetch() from the frame says "empty", and carries only the partitioned cookie.
+    answer = client.post("/handoff", data={"code": "x", "csrf_token": csrf_token_of(page.text)})
+    assert answer.status_code == 403  # the CSRF token matched: the code did not
+    assert answer.json == {"connected": False}
+
+
+def csrf_token_of(page: str) -> str:
+    return re.search(r'data-csrf="([^"]+)"', page).group(1)
+
+
+@pytest.mark.parametrize(
+    ("path", "framed"),
+    [("/", True), ("/dashboard", True), ("/connect", False), ("/callback", False)],
+)
+def test_only_the_pages_shown_in_vcita_may_be_framed_and_only_by_its_origins(
+    make_app, path, framed
+):
+    app = make_app(VCITA_FRAME_ANCESTORS="https://app.vcita.com https://*.myclients.me")
+    response = app.test_client().get(path, headers=FRAMED)
+    policy = response.headers["Content-Security-Policy"]
+    if framed:
+        assert policy.endswith("frame-ancestors https://app.vcita.com https://*.myclients.me")
+        assert "X-Frame-Options" not in response.headers
+    else:
+        assert policy.endswith("frame-ancestors 'none'")
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_default_frame_ancestors_are_vcita_and_the_brand_hosts(branded_app):
+    policy = branded_app.test_client().get("/").headers["Content-Security-Policy"]
+    assert policy.endswith(
+        "frame-ancestors https://app.vcita.com https://*.myclients.me "
+        "https://studio.partner.example"
+    )
+
+
+# --- The popup's handoff: only the frame's own session redeems it ------------------------
+
+
+class Frame:
+    """vcita's frame in one browser: its partitioned session, and the popup it opens."""
+
+    def __init__(self, app, person: SandboxPerson):
+        self.client = app.test_client()
+        self.person = person
+        landing = self.client.get("/", headers=FRAMED)
+        self.popup_url = popup_url_of(landing.text)
+        self.csrf = csrf_token_of(landing.text)
+
+    def connect_in_popup(self, popup=None, popup_url=None, staff="Maya Goldberg") -> str:
+        """Run the flow in a popup window (a top-level browser); return its handoff code."""
+        popup = popup or self.client.application.test_client()
+        start = popup.get(popup_url or self.popup_url, headers={"Sec-Fetch-Dest": "document"})
+        callback = self.person.approve(start.headers["Location"], staff=staff)
+        answer = popup.get(callback)
+        assert answer.headers["Location"] == "/connected"
+        page = popup.get("/connected")
+        return re.search(r'data-code="([^"]+)"', page.text).group(1)
+
+    def redeem(self, code: str, csrf: str | None = None):
+        return self.client.post(
+            "/handoff", data={"code": code, "csrf_token": csrf or self.csrf}, headers=FRAMED
+        )
+
+
+def test_a_popup_connects_the_frame_it_was_opened_from(app, person):
+    frame = Frame(app, person)
+    code = frame.connect_in_popup()
+    answer = frame.redeem(code)
+    assert answer.status_code == 200
+    assert answer.json == {"connected": True, "location": "/dashboard"}
+    assert "Harbor Light Yoga" in frame.client.get("/dashboard", headers=FRAMED).text
+
+
+def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, person):
+    frame = Frame(app, person)
+    popup = app.test_client()
+    start = popup.get(frame.popup_url)
+    assert start.headers["Cross-Origin-Opener-Policy"] == "unsafe-none"
+    callback = popup.get(person.approve(start.headers["Location"]))
+    assert callback.headers["Cross-Origin-Opener-Policy"] == "unsafe-none"
+    assert popup.get("/connected").headers["Cross-Origin-Opener-Policy"] == "unsafe-none"
+    for path in ("/", "/connect", "/dashboard"):
+        assert app.test_client().get(path).headers["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+def test_a_handoff_code_is_redeemed_once(app, person):
+    frame = Frame(app, person)
+    code = frame.connect_in_popup()
+    assert frame.redeem(code).status_code == 200
+    frame.client.get("/", headers=FRAMED)
+    assert frame.redeem(code, csrf=frame.csrf).status_code in (403,)
+
+
+def test_another_browser_cannot_redeem_a_stolen_code(app, person):
+    frame = Frame(app, person)
+    code = frame.connect_in_popup()
+    thief = Frame(app, person)  # its own frame session, its own secret
+    assert thief.redeem(code).status_code == 403
+    assert thief.client.get("/dashboard", headers=FRAMED).status_code == 302
+    assert frame.redeem(code).status_code == 200  # the refused attempt spent nothing
+
+
+def test_a_session_without_a_secret_cannot_redeem_a_code(app, person, vcita_server):
+    code = Frame(app, person).connect_in_popup()
+    # A browser of its own, connected as a page of its own: a CSRF token, but no secret.
+    stranger = app.test_client()
+    connect_as(stranger, vcita_server, "Leo Martins")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', stranger.get("/dashboard").text)
+    answer = stranger.post("/handoff", data={"code": code, "csrf_token": token.group(1)})
+    assert answer.status_code == 403
+
+
+def test_a_link_that_makes_a_victim_connect_with_an_attackers_binding_hands_over_nothing(
+    app, person, vcita_server
+):
+    attacker = Frame(app, person)
+    # The victim opens the attacker's popup URL in their own browser and connects.
+    with SandboxPerson(vcita_server.url) as victim_at_vcita:
+        victim_browser = app.test_client()
+        victim = Frame(app, victim_at_vcita)
+        code = victim.connect_in_popup(popup=victim_browser, popup_url=attacker.popup_url)
+    # The code reaches only the victim's own window (postMessage to the app's origin); the
+    # attacker has no code to post, and guessing one redeems nothing.
+    for guess in ("", "x" * 43, attacker.popup_url.rpartition("=")[2]):
+        assert attacker.redeem(guess).status_code == 403
+    assert attacker.client.get("/dashboard", headers=FRAMED).status_code == 302
+    assert code  # the victim's own window holds it
+
+
+def test_a_code_is_never_in_a_url_or_a_log_line(app, person, caplog):
+    caplog.set_level(logging.INFO)
+    frame = Frame(app, person)
+    popup = app.test_client()
+    start = popup.get(frame.popup_url)
+    callback = popup.get(person.approve(start.headers["Location"]))
+    page = popup.get("/connected")
+    code = re.search(r'data-code="([^"]+)"', page.text).group(1)
+    assert code not in callback.headers["Location"]
+    assert code not in caplog.text
+    assert code not in popup.get("/connected").text  # shown once
+    frame.redeem(code)
+    assert code not in caplog.text
+
+
+def test_a_handoff_needs_the_frames_csrf_token(app, person):
+    frame = Frame(app, person)
+    code = frame.connect_in_popup()
+    assert frame.redeem(code, csrf="forged").status_code == 403
+    assert frame.redeem(code).status_code == 200
+
+
+def test_an_expired_code_redeems_nothing(app, person, monkeypatch):
+    frame = Frame(app, person)
+    monkeypatch.setattr(handoffs, "CODE_LIFETIME", handoffs.CODE_LIFETIME * -1)
+    code = frame.connect_in_popup()
+    assert frame.redeem(code).status_code == 403
+
+
+def test_a_malformed_binding_gives_an_ordinary_flow(app, client, person):
+    start = client.get("/connect?handoff=not-a-binding")
+    callback = client.get(person.approve(start.headers["Location"]))
+    assert callback.headers["Location"] == "/dashboard"
+
+
+def test_connected_without_a_connection_goes_to_the_landing_page(client):
+    assert client.get("/connected").headers["Location"] == "/"
