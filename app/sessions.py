@@ -39,9 +39,10 @@ def connections_in_session() -> list[str]:
 def rotate_session(connection_id: str) -> None:
     """Start a fresh session for the connected browser (no session fixation).
 
-    Everything is dropped except flows still pending in other tabs and the
-    connections this browser made before, so a cookie captured before connecting
-    never grants the dashboard, and Disconnect still finds every connection.
+    Everything is dropped except flows still pending in other tabs, the launch vcita
+    opened this page with, and the connections this browser made before, so a cookie
+    captured before connecting never grants the dashboard, and Disconnect still finds
+    every connection.
     """
     carried = flows.pending_flows()
     launched = session.get(launch.SESSION_KEY)

@@ -24,6 +24,9 @@ from sandbox.settings import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 ROOT = Path(__file__).resolve().parent.parent
 APP_PORT = os.environ.get("PORT", "5000")
 SANDBOX_PORT = os.environ.get("SANDBOX_PORT", "5001")
+SANDBOX_BRAND_DOMAIN = "myclients.localhost"
+# The names the sandbox answers on here; vcita.localhost is another site than the app's.
+SANDBOX_HOSTS = ("vcita.localhost", "127.0.0.1", "localhost")
 
 
 def main() -> int:
@@ -49,6 +52,7 @@ def main() -> int:
             )
         )
         print(f"vcita sandbox: http://127.0.0.1:{SANDBOX_PORT}  (no vcita account needed)")
+        print(f"vcita App Market (sandbox): http://vcita.localhost:{SANDBOX_PORT}/app-market")
     flask = [sys.executable, "-m", "flask", "--app", "app"]
     if "--gunicorn" in sys.argv:
         server = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
@@ -96,6 +100,16 @@ def sandbox_settings(env: dict[str, str]) -> dict[str, str]:
         "VCITA_AUTHORIZE_URL": f"{sandbox_url}/app/oauth/authorize",
         "VCITA_TOKEN_URL": f"{sandbox_url}/oauth/token",
         "VCITA_USERINFO_URL": f"{sandbox_url}/oauth/userinfo",
+        # vcita's App Market, played by the sandbox: its demo businesses live on brand
+        # hosts under myclients.localhost, which browsers resolve to this machine, and
+        # its shell on vcita.localhost frames the app as vcita's own page does.
+        "VCITA_BRAND_HOSTS": env.get("VCITA_BRAND_HOSTS") or f"*.{SANDBOX_BRAND_DOMAIN}",
+        "VCITA_BRAND_AUTHORIZE_URL": env.get("VCITA_BRAND_AUTHORIZE_URL")
+        or f"http://{{brand_host}}:{SANDBOX_PORT}/app/oauth/authorize",
+        "VCITA_FRAME_ANCESTORS": env.get("VCITA_FRAME_ANCESTORS")
+        or " ".join(f"http://{host}:{SANDBOX_PORT}" for host in SANDBOX_HOSTS),
+        "SANDBOX_APP_URL": env.get("SANDBOX_APP_URL") or f"http://localhost:{APP_PORT}/",
+        "SANDBOX_BRAND_DOMAIN": env.get("SANDBOX_BRAND_DOMAIN") or SANDBOX_BRAND_DOMAIN,
         **given,
     }
 

@@ -36,6 +36,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Block third-party cookies, as Chrome does for more and more people: inside vcita's
+    # frame the app has only its partitioned (CHIPS) cookie.
+    "--test-third-party-cookie-phaseout",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -46,6 +49,9 @@ README_PORTS = (5000, 5001) if README_SCREENSHOTS else (0, 0)
 VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 10_000
 
+# Chromium resolves every *.localhost name to loopback, with no DNS.
+APP_MARKET_HOST = "vcita.localhost"
+BRAND_DOMAIN = "myclients.localhost"
 CLIENT_ID = "browser-test-client"
 CLIENT_SECRET = "Zq9xW7vK3mN1pLtR8sY2uJ6h"  # no word of it appears on any page
 
@@ -108,6 +114,11 @@ class Servers:
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}"
 
+    @property
+    def app_market_url(self) -> str:
+        """The sandbox playing vcita's own UI, on a name of its own: another site again."""
+        return f"http://{APP_MARKET_HOST}:{self.sandbox_port}"
+
     def __post_init__(self) -> None:
         self.sandbox_port = self.sandbox_server.port
 
@@ -159,6 +170,8 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     "SANDBOX_CLIENT_SECRET": CLIENT_SECRET,
                     "SANDBOX_REDIRECT_URIS": f"{app_url}/callback",
                     "SANDBOX_CONTROL": "true",
+                    "SANDBOX_APP_URL": f"{app_url}/",
+                    "SANDBOX_BRAND_DOMAIN": BRAND_DOMAIN,
                     **(sandbox_settings or {}),
                 }
             )
@@ -176,6 +189,11 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     "SECRET_KEY": "browser-test-secret-key-0123456789abcdef",
                     "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                     "DATABASE_URL": f"sqlite:///{tmp_path / 'connect.db'}",
+                    "VCITA_BRAND_HOSTS": f"*.{BRAND_DOMAIN}",
+                    "VCITA_BRAND_AUTHORIZE_URL": (
+                        f"http://{{brand_host}}:{sandbox_server.port}/app/oauth/authorize"
+                    ),
+                    "VCITA_FRAME_ANCESTORS": f"http://{APP_MARKET_HOST}:{sandbox_server.port}",
                     **(app_settings or {}),
                 }
             )
@@ -206,6 +224,8 @@ def context(request, browser) -> BrowserContext:
     ARTIFACTS.mkdir(exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     for number, page in enumerate(context.pages, start=1):
+        if page.is_closed():  # a popup that closed itself
+            continue
         suffix = f"-tab{number}" if len(context.pages) > 1 else ""
         page.screenshot(path=ARTIFACTS / f"{name}{suffix}.png")
     context.close()
