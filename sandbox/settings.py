@@ -8,13 +8,14 @@ Python values (`True`, `0.2`, a list of redirect URIs).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .directory import Directory, load_directory
+from .directory import Business, Directory, load_directory
 
 DEFAULT_CLIENT_ID = "vcita-connect-sandbox"
 # Public demo credential: it only ever unlocks this local emulator.
@@ -24,6 +25,9 @@ DEFAULT_REDIRECT_URIS = "http://localhost:5000/callback"
 DEFAULT_CODE_LIFETIME = 30.0
 DEFAULT_APP_NAME = "vcita Connect"
 DEFAULT_BUSINESSES_FILE = Path(__file__).with_name("demo_businesses.json")
+# vcita's white-label partner domain in the demo data. Tests and `make run` use
+# myclients.localhost: browsers resolve every *.localhost name to this machine.
+DEFAULT_BRAND_DOMAIN = "myclients.me"
 
 SETTING_NAMES = (
     "SANDBOX_CLIENT_ID",
@@ -36,8 +40,14 @@ SETTING_NAMES = (
     "SANDBOX_ISSUER",
     "SANDBOX_CONTROL",
     "SANDBOX_APP_NAME",
+    "SANDBOX_APP_URL",
+    "SANDBOX_BRAND_DOMAIN",
 )
 
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+BRAND_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+# A landing page's host as urlsplit gives it: a DNS name, an IPv4 or an IPv6 address.
+URL_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
 
@@ -81,6 +91,8 @@ def load_settings(
         "SANDBOX_ISSUER": _issuer(source, problems),
         "SANDBOX_CONTROL": _flag(source, "SANDBOX_CONTROL", problems),
         "SANDBOX_APP_NAME": _text(source, "SANDBOX_APP_NAME", DEFAULT_APP_NAME, problems),
+        "SANDBOX_APP_URL": _app_url(source, problems),
+        "SANDBOX_BRAND_DOMAIN": _brand_domain(source, problems),
     }
     if problems:
         raise SandboxConfigError(problems)
@@ -167,6 +179,57 @@ def _issuer(source: Mapping[str, Any], problems: list[str]) -> str | None:
         )
         return None
     return str(value)
+
+
+def _app_url(source: Mapping[str, Any], problems: list[str]) -> str | None:
+    value = source.get("SANDBOX_APP_URL") or None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _is_landing_page_url(value):
+        problems.append(
+            "SANDBOX_APP_URL must be the app's landing page, an absolute http(s) URL without"
+            f" user or #fragment, such as http://localhost:5000/, not {value!r}"
+        )
+        return None
+    return value
+
+
+def _is_landing_page_url(url: str) -> bool:
+    # The shell puts it in an iframe's src and its origin in a CSP header, so plain
+    # printable ASCII and a host that is a name or an address, nothing else.
+    if not url.isascii() or not url.isprintable() or " " in url or "#" in url:
+        return False
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and "@" not in parts.netloc
+        and not parts.netloc.endswith(":")
+        and bool(URL_HOST.fullmatch(parts.hostname or ""))
+    )
+
+
+def _brand_domain(source: Mapping[str, Any], problems: list[str]) -> str:
+    value = source.get("SANDBOX_BRAND_DOMAIN") or DEFAULT_BRAND_DOMAIN
+    if not isinstance(value, str) or len(value) > 253 or not BRAND_DOMAIN.fullmatch(value):
+        problems.append(
+            "SANDBOX_BRAND_DOMAIN must be a lower-case DNS name (labels of a-z, 0-9 and -,"
+            f" no trailing dot) such as {DEFAULT_BRAND_DOMAIN}, not {value!r}"
+        )
+        return DEFAULT_BRAND_DOMAIN
+    return value
+
+
+def brand_host_of(business: Business, domain: str) -> str:
+    """Return the business's white-label host under `domain`, keeping its own first label.
+
+    The demo data has vcita's partner domain (myclients.me); under myclients.localhost
+    the same host reaches this machine in a browser, so the sandbox can answer on it.
+    """
+    return f"{business.brand_host.partition('.')[0]}.{domain}"
 
 
 def secret_for_display(secret: str) -> str:

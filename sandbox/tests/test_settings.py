@@ -20,6 +20,8 @@ def test_defaults_register_the_demo_client():
     assert config["SANDBOX_ISSUER"] is None
     assert config["SANDBOX_CONTROL"] is False
     assert config["SANDBOX_BUSINESSES_FILE"] == DEFAULT_BUSINESSES_FILE
+    assert config["SANDBOX_APP_URL"] is None
+    assert config["SANDBOX_BRAND_DOMAIN"] == "myclients.me"
     assert config["SESSION_COOKIE_NAME"] == "vcita_sandbox_session"
 
 
@@ -94,6 +96,25 @@ def test_state_is_on_the_app_extensions():
         ("SANDBOX_ISSUER", "https://sandbox.example/?a=1", "SANDBOX_ISSUER must be"),
         ("SANDBOX_CLIENT_ID", " padded ", "SANDBOX_CLIENT_ID must be text"),
         ("SANDBOX_BUSINESSES_FILE", "/no/such/file.json", "SANDBOX_BUSINESSES_FILE"),
+        ("SANDBOX_APP_URL", "localhost:5000/", "SANDBOX_APP_URL must be the app's landing"),
+        ("SANDBOX_APP_URL", "http://localhost:5000/#top", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "http://user@localhost:5000/", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "javascript:alert(1)", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_BRAND_DOMAIN", "MyClients.me", "SANDBOX_BRAND_DOMAIN must be a lower-case"),
+        ("SANDBOX_BRAND_DOMAIN", "myclients.me.", "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_BRAND_DOMAIN", "evil.example/x", "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_APP_URL", "/", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "http:///landing", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "http://localhost:port/", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "http://localhost:/", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "http://a;frame-src *.example/", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "http://localhost:5000/ landing", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_APP_URL", "https://ü.example/", "SANDBOX_APP_URL must be"),
+        ("SANDBOX_BRAND_DOMAIN", "-myclients.me", "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_BRAND_DOMAIN", "myclients..me", "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_BRAND_DOMAIN", "my_clients.me", "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_BRAND_DOMAIN", f"{'a' * 64}.me", "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_BRAND_DOMAIN", ".".join(["abc"] * 64), "SANDBOX_BRAND_DOMAIN must be"),
     ],
 )
 def test_invalid_setting_is_named_in_the_error(monkeypatch, name, value, says):
@@ -124,6 +145,24 @@ def test_every_bad_variable_is_named_in_one_error():
     ):
         assert name in message
     assert len(error.value.problems) == 4
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:5000/",
+        "http://127.0.0.1:5000",
+        "https://connect.example/vcita/launch?from=market",
+        "http://[::1]:5000/",
+    ],
+)
+def test_app_url_is_any_http_landing_page(url):
+    assert load_settings({"SANDBOX_APP_URL": url})["SANDBOX_APP_URL"] == url
+
+
+@pytest.mark.parametrize("domain", ["myclients.localhost", "localhost", "brand-1.partner.example"])
+def test_brand_domain_is_any_lower_case_dns_name(domain):
+    assert load_settings({"SANDBOX_BRAND_DOMAIN": domain})["SANDBOX_BRAND_DOMAIN"] == domain
 
 
 def test_custom_redirect_uri_schemes_are_allowed():
