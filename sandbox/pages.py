@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    render_template,
+    request,
+)
 from werkzeug.exceptions import HTTPException
 
 from .settings import secret_for_display
@@ -62,13 +71,24 @@ def http_error(error: HTTPException) -> tuple[Response, int]:
 def add_security_headers(response: Response) -> Response:
     """Add the CSP and friends to every answer; keep pages with CSRF tokens out of caches."""
     headers = response.headers
-    headers["Content-Security-Policy"] = current_app.config["SANDBOX_CSP"]
+    policy = current_app.config["SANDBOX_CSP"]
+    if "sandbox_frame_src" in g:
+        policy += f"; frame-src {g.sandbox_frame_src}"
+    headers["Content-Security-Policy"] = policy
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = "no-referrer"
     if response.mimetype == "text/html":
         headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def allow_framing(uri: str) -> None:
+    """Let this response's page frame the origin of `uri`, and no other page any origin.
+
+    default-src 'none' refuses every frame; the App Market's shell must show the app in one.
+    """
+    g.sandbox_frame_src = origin(uri)
 
 
 def origin(uri: str) -> str:
