@@ -69,6 +69,9 @@ def describe(url: str, config: dict) -> str:
         f"  redirect URIs (exact match):\n{redirect_uris}",
         f"  trusted app (no consent page): {'yes' if config['SANDBOX_TRUSTED'] else 'no'}",
         f"  codes live {config['SANDBOX_CODE_LIFETIME']:g} s",
+        f"  App Market:    {url}/app-market (vcita's UI opening the app)",
+        f"    landing page: {config['SANDBOX_APP_URL'] or 'unset: set SANDBOX_APP_URL'}",
+        f"    brand hosts:  *.{config['SANDBOX_BRAND_DOMAIN']}",
     ]
     if config["SANDBOX_ISSUER"]:
         lines.append(f"  iss (RFC 9207): {config['SANDBOX_ISSUER']}")
