@@ -48,7 +48,7 @@ install-chromium: ## Install Debian's Chromium for the browser tests, when missi
 	@scripts/install-chromium.sh
 
 screenshots: $(DEV_STAMP) install-chromium ## Run the browser journeys; save the README's screenshots in docs/screenshots/
-	README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_journeys.py
+	README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_journeys.py tests/browser/test_app_market.py
 
 lint: $(DEV_STAMP) ## Check style with ruff
 	$(BIN)/ruff check .
