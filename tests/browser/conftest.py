@@ -12,7 +12,7 @@ test-artifacts/ (ignored by git).
 import os
 import re
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from app import create_app
 from sandbox import SandboxState, create_sandbox
@@ -224,10 +225,10 @@ def context(request, browser) -> BrowserContext:
     ARTIFACTS.mkdir(exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     for number, page in enumerate(context.pages, start=1):
-        if page.is_closed():  # a popup that closed itself
-            continue
         suffix = f"-tab{number}" if len(context.pages) > 1 else ""
-        page.screenshot(path=ARTIFACTS / f"{name}{suffix}.png")
+        # A popup that closed itself, perhaps while being photographed, has no picture.
+        with suppress(PlaywrightError):
+            page.screenshot(path=ARTIFACTS / f"{name}{suffix}.png")
     context.close()
 
 
