@@ -152,4 +152,20 @@ def test_make_run_serves_a_complete_flow_on_the_sandbox(tmp_path):
         assert dashboard.url == f"{base}/dashboard"
         assert dashboard.status_code == 200
         assert "Connected to vcita" in dashboard.text
+        # The sandbox plays vcita's App Market, and vcita's page may frame the app.
+        shell = browser.get(
+            f"http://127.0.0.1:{sandbox_port}/app-market/open?staff=1beb795be66146bb"
+        )
+        assert f'src="{base}/?business_uid=7c6dc1589f078b66' in shell.text
+        assert "brand_host=3e2929cf6c34632e.myclients.localhost" in shell.text
+        launched = browser.get(f"{base}/", headers={"Sec-Fetch-Dest": "iframe"})
+        ancestors = launched.headers["Content-Security-Policy"].rpartition("frame-ancestors ")[2]
+        assert f"http://vcita.localhost:{sandbox_port}" in ancestors.split()
+        branded = browser.get(
+            f"{base}/connect?brand_host=3e2929cf6c34632e.myclients.localhost",
+            allow_redirects=False,
+        )
+        assert branded.headers["Location"].startswith(
+            f"http://3e2929cf6c34632e.myclients.localhost:{sandbox_port}/app/oauth/authorize?"
+        )
     assert "Traceback" not in served.log()
