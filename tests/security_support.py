@@ -106,3 +106,18 @@ def is_same_origin_path(url: str) -> bool:
     if parts.scheme or parts.netloc:
         return False
     return url.startswith(("/", "#")) and not url.startswith(("//", "/\\"))
+
+
+# Open-redirect payloads, by name: each must fall back to a target of the app's own.
+OPEN_REDIRECT_TARGETS = {
+    "//evil": "//evil",
+    "/\\evil": "/\\evil",
+    "/%09/evil": "/\t/evil",  # what `?next=/%09/evil` decodes to; browsers drop the tab
+    "https:evil": "https:evil",
+    "///evil": "///evil",
+    "http://trusted@evil": "http://trusted@evil",
+    "javascript:": "javascript:alert(1)",
+    "absolute-url": "https://evil.example/dashboard",
+    "relative-path": "dashboard",
+    "crlf": "/dash\r\nSet-Cookie: x=1",
+}

@@ -21,6 +21,7 @@ from app.vcita import allowed_brand_host
 from sandbox.testing import SandboxPerson
 
 from .conftest import approved_callback
+from .security_support import OPEN_REDIRECT_TARGETS
 
 HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg, Leo Martins
 CEDAR = "9da2a88d42e6ff59"  # Cedar & Pine Law Office: Daniel O'Brien, Priya Raman
@@ -163,6 +164,7 @@ def test_the_dashboard_says_nothing_when_the_launched_business_was_approved(clie
 
 # The `next=` tests' open-redirect payloads, and the ways a host check is fooled.
 HOSTILE_BRAND_HOSTS = [
+    *OPEN_REDIRECT_TARGETS.values(),
     "evil.example",
     "//evil.example",
     "https://evil.example",
