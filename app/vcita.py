@@ -2,7 +2,8 @@
 
 The steps of vcita's guide "OAuth 2.0 authorization Flow": step 2
 `authorization_url`, the callback's rules `code_from_callback`, step 3
-`exchange_code`, step 4 `fetch_userinfo`. It imports only Authlib, requests and the
+`exchange_code`, step 4 `fetch_userinfo`, then any API call (`api_get`, `api_post`,
+`api_pages`). It imports only Authlib, requests (and its urllib3) and the
 standard library, and every failure leaves it as one of the `VcitaError` classes
 below. In your own Flask app:
 
@@ -46,10 +47,13 @@ from urllib.parse import quote_plus
 import requests
 from authlib.common.urls import url_decode
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
 
 AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
 TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
 USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
+API_URL = "https://api.vcita.biz"  # vcita's REST API: /platform/v1/…
 # White-label businesses sign in on their partner's host (vcita's `brand_host`).
 BRAND_AUTHORIZE_URL = "https://{brand_host}/app/oauth/authorize"
 TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
@@ -74,7 +78,14 @@ PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 MAX_HOST_NAME = 253
-RETRY_AFTER = re.compile(r"[0-9]{1,9}")  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
+RETRY_AFTER = re.compile(r"[0-9]{1,9}")
+# Retries of idempotent calls (GET) only: a POST may have done its work before failing.
+RETRIES = 2
+RETRY_BACKOFF = 0.25  # seconds, doubling: 0.25, 0.5
+MAX_RETRY_AFTER = 3  # seconds; a longer Retry-After is passed on to the caller instead
+RETRY_STATUSES = (429, 502, 503, 504)
+PER_PAGE = 100  # vcita's maximum page size
+MAX_PAGES = 10  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
 
 
 # --- What can go wrong, in vcita's terms ------------------------------------------------
@@ -120,6 +131,10 @@ class AccessRevoked(VcitaError):
     """vcita answered 401 to the token: the business revoked access."""
 
 
+class NotFound(VcitaRefused):
+    """vcita answered 404: no such API path, or no such record of this business."""
+
+
 # --- What the client is built from, and what it hands back -------------------------------
 
 
@@ -142,6 +157,7 @@ class VcitaSettings:
     brand_authorize_url: str = BRAND_AUTHORIZE_URL
     exchange_timeout: tuple[float, float] = TIMEOUT
     api_timeout: tuple[float, float] = TIMEOUT
+    api_url: str = API_URL
 
 
 @dataclass(frozen=True)
@@ -207,7 +223,9 @@ class VcitaClient:
         if settings.token_auth_method not in TOKEN_AUTH_METHODS:
             raise ValueError(f"token_auth_method must be one of {TOKEN_AUTH_METHODS}")
         self.settings = settings
-        self.transport = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        self.transport = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=32, max_retries=_IdempotentRetry()
+        )
         # Called with every response from vcita, for whoever wants to watch the wire.
         self.response_hook = response_hook
 
@@ -316,6 +334,76 @@ class VcitaClient:
             raise VcitaUnavailable("userinfo names no business_uid and sub")
         return business_uid, staff_uid
 
+    # --- Any other API call, on the business's token -------------------------------------
+
+    def api_get(self, token: AccessToken, path: str, params: dict | None = None) -> Any:
+        """GET an API path (`/platform/v1/clients`) with the token; return its JSON.
+
+        Retried on a connection error, 502/503/504, and 429 when vcita asks to wait
+        at most MAX_RETRY_AFTER seconds; every other answer is mapped to an error.
+        """
+        return self._api(token, "GET", path, params=params)
+
+    def api_post(self, token: AccessToken, path: str, body: dict) -> Any:
+        """POST a JSON body to an API path with the token; return its JSON. Never retried."""
+        return self._api(token, "POST", path, body=body)
+
+    def api_pages(
+        self,
+        token: AccessToken,
+        path: str,
+        params: dict | None = None,
+        per_page: int = PER_PAGE,
+        max_pages: int = MAX_PAGES,
+    ):
+        """Yield every item of a paged list (`page`, `per_page`), page after page.
+
+        vcita answers `{"data": {"clients": [...]}}`: the one list in `data` holds the
+        items. Stops on an empty or short page, and after `max_pages` pages at most.
+        """
+        for page in range(1, max_pages + 1):
+            body = self.api_get(
+                token, path, {**(params or {}), "page": page, "per_page": per_page}
+            )
+            items = _list_in(body, path)
+            yield from items
+            if len(items) < per_page:
+                return
+
+    def _api(self, token: AccessToken, method: str, path: str, params=None, body=None) -> Any:
+        url = self.settings.api_url.rstrip("/") + _api_path(path)
+        headers = {
+            "Accept": "application/json",
+            "Authorization": f"Bearer {token.access_token}",
+        }
+        http = requests.Session()
+        http.mount("https://", self.transport)
+        http.mount("http://", self.transport)
+        if self.response_hook is not None:
+            http.hooks["response"].append(self.response_hook)
+        try:
+            # No redirects: one could carry the Bearer token to another host.
+            response = http.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                timeout=self.settings.api_timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise VcitaUnavailable(f"{path} unreachable: {type(error).__name__}") from error
+        if response.status_code == 401:
+            raise AccessRevoked(f"{path} answered 401")
+        if response.status_code == 404:
+            raise NotFound(f"{path} answered 404")
+        _raise_for_unavailable(response, path)
+        if not 200 <= response.status_code < 300:
+            # 400, 403, 409, 422: retrying the same request will not change the answer.
+            raise VcitaRefused(f"{path} answered HTTP {response.status_code}")
+        return _json_body(response, path)
+
     def close(self) -> None:
         """Close the pooled connections to vcita."""
         self.transport.close()
@@ -344,6 +432,67 @@ class VcitaClient:
         session.mount("https://", self.transport)
         session.mount("http://", self.transport)
         return session
+
+
+class _IdempotentRetry(Retry):
+    """urllib3's retries for the shared transport: GET only, and Retry-After honoured.
+
+    A 429 asking to wait longer than MAX_RETRY_AFTER is not retried early (urllib3 would
+    shorten the wait to its cap): the answer goes back to the caller, who can say when
+    to try again.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs = {
+            "total": RETRIES,
+            "connect": RETRIES,
+            "read": False,  # a read timeout already waited long: say so, rather than wait again
+            "status": RETRIES,
+            "other": False,
+            "allowed_methods": frozenset({"GET"}),
+            "status_forcelist": RETRY_STATUSES,
+            "backoff_factor": RETRY_BACKOFF,
+            "respect_retry_after_header": True,
+            "raise_on_status": False,
+            "raise_on_redirect": False,
+            **kwargs,
+        }
+        super().__init__(**kwargs)
+
+    def increment(self, method=None, url=None, response=None, error=None, **kwargs):
+        if response is not None and response.status == 429:
+            wait = _retry_after(response.headers.get("Retry-After"))
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                raise MaxRetryError(kwargs.get("_pool"), url or "", "Retry-After too long")
+        return super().increment(method, url, response=response, error=error, **kwargs)
+
+
+def _api_path(path: str) -> str:
+    """Check `path` is a path on vcita's API, so the token goes nowhere else."""
+    if (
+        not isinstance(path, str)
+        or not path.startswith("/")
+        or path.startswith("//")
+        or not path.isascii()
+        or not path.isprintable()
+        or any(character in path for character in "?#\\ ")
+        or ".." in path.split("/")
+    ):
+        raise ValueError(f"not an API path: {path!r}")
+    return path
+
+
+def _list_in(body, path: str) -> list:
+    """Return the one list in a paged answer's `data`, or raise VcitaUnavailable."""
+    data = body.get("data") if isinstance(body, dict) else None
+    lists = (
+        [value for value in data.values() if isinstance(value, list)]
+        if isinstance(data, dict)
+        else []
+    )
+    if len(lists) != 1:
+        raise VcitaUnavailable(f"{path} answered without one list in data")
+    return lists[0]
 
 
 def _values(query, name: str) -> list[str]:
