@@ -2,7 +2,7 @@
 
 `create_app` reads like the table of contents of the app: settings, logs, database,
 used states, token store, handoffs, vcita client, framing, security headers, pages,
-error pages.
+webhooks, error pages.
 """
 
 import os
@@ -23,6 +23,7 @@ from . import (
     store,
     used_states,
     views,
+    webhooks,
 )
 from .config import ConfigError, load_config
 
@@ -57,6 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     formatting.init_app(app)
     app.register_blueprint(views.bp)
+    webhooks.init_app(app)
     errors.init_app(app)
     return app
 

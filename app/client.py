@@ -16,6 +16,7 @@ def init_app(app: Flask) -> None:
         authorize_url=config["VCITA_AUTHORIZE_URL"],
         token_url=config["VCITA_TOKEN_URL"],
         userinfo_url=config["VCITA_USERINFO_URL"],
+        api_url=config["VCITA_API_URL"],
         token_auth_method=config["VCITA_TOKEN_AUTH_METHOD"],
         scope=config["VCITA_SCOPE"],
         use_pkce=config["VCITA_USE_PKCE"],

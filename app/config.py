@@ -76,6 +76,9 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "VCITA_AUTHORIZE_URL": reader.url("VCITA_AUTHORIZE_URL", default=vcita.AUTHORIZE_URL),
         "VCITA_TOKEN_URL": reader.url("VCITA_TOKEN_URL", default=vcita.TOKEN_URL),
         "VCITA_USERINFO_URL": reader.url("VCITA_USERINFO_URL", default=vcita.USERINFO_URL),
+        "VCITA_API_URL": reader.url("VCITA_API_URL", default=vcita.API_URL),
+        # Where vcita can reach this app (webhooks); unset: no webhook subscription.
+        "PUBLIC_BASE_URL": reader.optional_url("PUBLIC_BASE_URL"),
         "VCITA_TOKEN_AUTH_METHOD": reader.choice(
             "VCITA_TOKEN_AUTH_METHOD", vcita.TOKEN_AUTH_METHODS, default="client_secret_json"
         ),
@@ -145,7 +148,9 @@ def _check_production(config: dict, environ: Mapping[str, str], reader: "_Reader
         "VCITA_AUTHORIZE_URL",
         "VCITA_TOKEN_URL",
         "VCITA_USERINFO_URL",
+        "VCITA_API_URL",
         "VCITA_REDIRECT_URI",
+        "PUBLIC_BASE_URL",
     ):
         url = config[name]
         if url and urlsplit(url).scheme == "http" and not _is_loopback(url):
@@ -271,6 +276,13 @@ class _Reader:
         if not value:
             self.missing(name, f"{name} is not set{SANDBOX_HINT}")
         return value or None
+
+    def optional_url(self, name: str) -> str | None:
+        """Read a URL that may be left unset; a trailing slash is dropped."""
+        if not self.text(name):
+            return None
+        value = self.url(name, default=None)
+        return value.rstrip("/") if value else None
 
     def url(self, name: str, default: str | None) -> str | None:
         value = self.text(name) or default

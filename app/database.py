@@ -101,6 +101,36 @@ handoffs = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
+connection_activity = sa.Table(
+    "connection_activity",
+    metadata,
+    # When the app last used a connection's token (a dashboard, a CLI call).
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("last_used_at", UTCDateTime, nullable=False),
+)
+
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    # A connection's subscription to vcita's application/uninstalled event.
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # sha256 of the secret path segment of its target URL: deliveries are found by it.
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    # Fernet, like the token: the URL holds the secret, needed again to unsubscribe.
+    sa.Column("encrypted_target_url", sa.Text, nullable=False),
+    sa.Column("subscribed_at", UTCDateTime, nullable=False),
+)
+
 flow_traces = sa.Table(
     "flow_traces",
     metadata,

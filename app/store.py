@@ -11,6 +11,7 @@ a token still encrypted with an older key is re-encrypted the first time it is r
 to rotate, put a new key first, and drop the old one later.
 """
 
+import hashlib
 import json
 import logging
 import secrets
@@ -22,7 +23,13 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .database import Database, connections, flow_traces
+from .database import (
+    Database,
+    connection_activity,
+    connections,
+    flow_traces,
+    webhook_subscriptions,
+)
 from .vcita import AccessToken
 
 logger = logging.getLogger(__name__)
@@ -53,6 +60,17 @@ class Connection:
     token: AccessToken
     connected_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredConnection:
+    """A connection as the CLI lists it: who, and when; never its token."""
+
+    id: str
+    business_uid: str
+    staff_uid: str
+    connected_at: datetime
+    last_used_at: datetime | None
 
 
 class TokenStore:
@@ -166,6 +184,95 @@ class TokenStore:
                 .where(connections.c.id.in_(ids))
             ).scalar_one()
 
+    def list_connections(self) -> list[StoredConnection]:
+        """Return every stored connection, without its token, newest first."""
+        with self.database.transaction() as db:
+            rows = db.execute(
+                sa.select(
+                    connections.c.id,
+                    connections.c.business_uid,
+                    connections.c.staff_uid,
+                    connections.c.connected_at,
+                    connection_activity.c.last_used_at,
+                )
+                .outerjoin(connection_activity)
+                .order_by(connections.c.connected_at.desc(), connections.c.id)
+            ).all()
+        return [StoredConnection(**row._mapping) for row in rows]
+
+    def find_connection(
+        self, business_uid: str, staff_uid: str | None = None
+    ) -> Connection | None:
+        """Return the business's connection (the staff member's, else the newest), or None."""
+        if not _could_be_stored(business_uid) or not _could_be_stored(staff_uid or ""):
+            return None
+        query = sa.select(connections.c.id).where(connections.c.business_uid == business_uid)
+        if staff_uid is not None:
+            query = query.where(connections.c.staff_uid == staff_uid)
+        with self.database.transaction() as db:
+            found = db.execute(
+                query.order_by(connections.c.updated_at.desc()).limit(1)
+            ).scalar_one_or_none()
+        return self.get_connection(found) if found else None
+
+    def touch(self, connection_id: str) -> None:
+        """Record that the connection's token was just used."""
+        now = datetime.now(UTC)
+        with self.database.transaction() as db:
+            updated = db.execute(
+                sa.update(connection_activity)
+                .where(connection_activity.c.connection_id == connection_id)
+                .values(last_used_at=now)
+            )
+            if updated.rowcount == 0:
+                statement = INSERTS[self.database.dialect](connection_activity).values(
+                    connection_id=connection_id, last_used_at=now
+                )
+                db.execute(statement.on_conflict_do_nothing())
+
+    def save_subscription(self, connection_id: str, secret: str, target_url: str) -> None:
+        """Keep the connection's webhook subscription: its secret's hash, its URL encrypted."""
+        values = {
+            "connection_id": connection_id,
+            "secret_hash": _sha256(secret),
+            "encrypted_target_url": self._encrypt(target_url),
+            "subscribed_at": datetime.now(UTC),
+        }
+        statement = INSERTS[self.database.dialect](webhook_subscriptions).values(values)
+        with self.database.transaction() as db:
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[webhook_subscriptions.c.connection_id],
+                    set_={name: statement.excluded[name] for name in values},
+                )
+            )
+
+    def subscription_of(self, connection_id: str) -> str | None:
+        """Return the target URL the connection is subscribed with, or None."""
+        with self.database.transaction() as db:
+            ciphertext = db.execute(
+                sa.select(webhook_subscriptions.c.encrypted_target_url).where(
+                    webhook_subscriptions.c.connection_id == connection_id
+                )
+            ).scalar_one_or_none()
+        if ciphertext is None:
+            return None
+        try:
+            return self._keys.decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            return None
+
+    def connection_for_webhook(self, secret: str) -> str | None:
+        """Return the id of the connection whose webhook URL carries `secret`, or None."""
+        if not _could_be_stored(secret):
+            return None
+        with self.database.transaction() as db:
+            return db.execute(
+                sa.select(webhook_subscriptions.c.connection_id).where(
+                    webhook_subscriptions.c.secret_hash == _sha256(secret)
+                )
+            ).scalar_one_or_none()
+
     def count_connections(self) -> int:
         """Return how many connections are stored."""
         with self.database.transaction() as db:
@@ -222,6 +329,10 @@ def _could_be_stored(text: str) -> bool:
     instead of failing the query on PostgreSQL.
     """
     return "\x00" not in text
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _connection_from(row: sa.Row, access_token: str) -> Connection:

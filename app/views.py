@@ -19,7 +19,7 @@ from flask import (
     url_for,
 )
 
-from . import flows, framing, launch, trace
+from . import flows, framing, launch, trace, webhooks
 from .client import get_client
 from .handoffs import binding_for_this_session, get_handoffs, is_binding
 from .security import require_csrf_token
@@ -112,6 +112,7 @@ def callback():
         business_uid=business_uid, staff_uid=staff_uid, token=token
     )
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
+    webhooks.subscribe(connection)  # to hear when the business uninstalls the app
     rotate_session(connection.id)
     if trace.enabled():
         # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
@@ -198,6 +199,9 @@ def disconnect():
     """Forget every connection this browser made, with their tokens, and say which."""
     require_csrf_token()
     store = get_store()
+    for known in connections_in_session():
+        if (connection := store.get_connection(known)) is not None:
+            webhooks.unsubscribe(connection)  # while the token still works
     removed = [known for known in connections_in_session() if store.delete_connection(known)]
     session.clear()
     current_app.logger.info("Disconnected %d connection(s)", len(removed))

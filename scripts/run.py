@@ -100,6 +100,7 @@ def sandbox_settings(env: dict[str, str]) -> dict[str, str]:
         "VCITA_AUTHORIZE_URL": f"{sandbox_url}/app/oauth/authorize",
         "VCITA_TOKEN_URL": f"{sandbox_url}/oauth/token",
         "VCITA_USERINFO_URL": f"{sandbox_url}/oauth/userinfo",
+        "VCITA_API_URL": sandbox_url,
         # vcita's App Market, played by the sandbox: its demo businesses live on brand
         # hosts under myclients.localhost, which browsers resolve to this machine, and
         # its shell on vcita.localhost frames the app as vcita's own page does.

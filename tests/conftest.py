@@ -64,6 +64,7 @@ def sandbox_with_secret(request):
             "VCITA_AUTHORIZE_URL": f"{server.url}/app/oauth/authorize",
             "VCITA_TOKEN_URL": f"{server.url}/oauth/token",
             "VCITA_USERINFO_URL": f"{server.url}/oauth/userinfo",
+            "VCITA_API_URL": server.url,
         }
         yield server
 
@@ -109,6 +110,7 @@ def settings(vcita_server, empty_database_url) -> dict:
         "VCITA_AUTHORIZE_URL": f"{vcita_server.url}/app/oauth/authorize",
         "VCITA_TOKEN_URL": f"{vcita_server.url}/oauth/token",
         "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
+        "VCITA_API_URL": vcita_server.url,
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "DATABASE_URL": empty_database_url,

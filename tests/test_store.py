@@ -357,6 +357,8 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
     with closing(sqlite3.connect(path)) as db:
         db.execute("DROP TABLE flow_traces")
         db.execute("DROP TABLE handoffs")
+        db.execute("DROP TABLE connection_activity")
+        db.execute("DROP TABLE webhook_subscriptions")
         db.execute("DROP TABLE connections")
         db.execute("DROP TABLE used_states")
     assert sqlite_tables(path) == set()

@@ -187,6 +187,7 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     "VCITA_AUTHORIZE_URL": f"{sandbox_server.url}/app/oauth/authorize",
                     "VCITA_TOKEN_URL": f"{sandbox_server.url}/oauth/token",
                     "VCITA_USERINFO_URL": f"{sandbox_server.url}/oauth/userinfo",
+                    "VCITA_API_URL": sandbox_server.url,
                     "SECRET_KEY": "browser-test-secret-key-0123456789abcdef",
                     "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                     "DATABASE_URL": f"sqlite:///{tmp_path / 'connect.db'}",

@@ -1,0 +1,143 @@
+"""Noticing when a business uninstalls the app: vcita's `application/uninstalled` webhook.
+
+After a connect, the connection subscribes to the event with a target URL under
+PUBLIC_BASE_URL that ends in a random secret of its own; Disconnect unsubscribes. vcita
+documents no payload shape and no signature for deliveries, so a delivery is a hint,
+never proof: it only makes the app ask vcita itself (userinfo with the stored token),
+and only a 401 from vcita forgets the connection. A delivery to an unknown secret does
+nothing at all; the same delivery twice asks vcita twice, no more.
+"""
+
+import logging
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Blueprint, Flask, abort, current_app, request
+
+from .client import get_client
+from .store import Connection, get_store
+from .vcita import AccessRevoked, VcitaError
+
+logger = logging.getLogger(__name__)
+
+EVENT = "application/uninstalled"
+SUBSCRIBE = "/platform/v1/webhook/subscribe"
+UNSUBSCRIBE = "/platform/v1/webhook/unsubscribe"
+MAX_DELIVERY_BYTES = 16 * 1024  # vcita documents no payload; a notice is small
+CONFIRMING_THREADS = 2
+
+bp = Blueprint("webhooks", __name__)
+
+
+def subscribe(connection: Connection) -> None:
+    """Subscribe a new connection to the uninstall event; a failure never fails the connect."""
+    base = current_app.config["PUBLIC_BASE_URL"]
+    store = get_store()
+    if base is None or store.subscription_of(connection.id) is not None:
+        return  # vcita could not reach us; or connecting again keeps the subscription
+    secret = secrets.token_urlsafe(32)
+    target_url = f"{base}/webhooks/vcita/{secret}"
+    try:
+        get_client().api_post(
+            connection.token, SUBSCRIBE, {"event": EVENT, "target_url": target_url}
+        )
+    except VcitaError as error:
+        logger.warning("Could not subscribe to %s: %s", EVENT, error)
+        return
+    store.save_subscription(connection.id, secret, target_url)
+    logger.info("Subscribed to %s", EVENT)
+
+
+def unsubscribe(connection: Connection) -> None:
+    """Unsubscribe before the token is deleted; best effort: a failure is only logged."""
+    target_url = get_store().subscription_of(connection.id)
+    if target_url is None:
+        return
+    try:
+        get_client().api_post(
+            connection.token, UNSUBSCRIBE, {"event": EVENT, "target_url": target_url}
+        )
+    except VcitaError as error:
+        logger.warning("Could not unsubscribe from %s: %s", EVENT, error)
+
+
+@bp.post("/webhooks/vcita/<secret>")
+def delivery(secret: str):
+    """Take a delivery: find its connection by the secret, and ask vcita in the background.
+
+    A server-to-server call: no session, no CSRF token, no cookie in the answer.
+    """
+    if request.content_length is not None and request.content_length > MAX_DELIVERY_BYTES:
+        abort(413)
+    request.max_content_length = MAX_DELIVERY_BYTES  # a body without a length, too
+    request.get_data(cache=False)  # read (and bound) it; its content proves nothing
+    connection_id = get_store().connection_for_webhook(secret)
+    if connection_id is None:
+        abort(404)
+    logger.info("vcita announced %s; asking vcita to confirm", EVENT)
+    current_app.extensions["webhook_confirmations"].confirm(connection_id)
+    return "", 200
+
+
+class Confirmations:
+    """Ask vcita whether a connection still works, off the request, once at a time each."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.executor = ThreadPoolExecutor(CONFIRMING_THREADS, "webhook-confirmation")
+        self.pending: set[str] = set()
+        self.lock = threading.Lock()
+
+    def confirm(self, connection_id: str):
+        """Check the connection soon; a check already waiting for it covers this one."""
+        with self.lock:
+            if connection_id in self.pending:
+                return None
+            self.pending.add(connection_id)
+        return self.executor.submit(self._check, connection_id)
+
+    def _check(self, connection_id: str) -> None:
+        try:
+            with self.app.app_context():
+                forget_if_revoked(connection_id)
+        except Exception:
+            logger.exception("Confirming a webhook delivery failed")
+        finally:
+            with self.lock:
+                self.pending.discard(connection_id)
+
+    def wait(self, timeout: float = 10) -> None:
+        """Wait until every check asked for has finished (tests, and a clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.pending:
+                    return
+            time.sleep(0.01)
+
+
+def forget_if_revoked(connection_id: str) -> bool:
+    """Ask vcita (userinfo) whether the token still works; forget it on a 401."""
+    store = get_store()
+    connection = store.get_connection(connection_id)
+    if connection is None:
+        return False
+    try:
+        get_client().fetch_userinfo(connection.token)
+    except AccessRevoked:
+        store.delete_connection(connection_id)
+        logger.info("vcita confirmed the uninstall: the connection is forgotten")
+        return True
+    except VcitaError as error:
+        logger.info("vcita did not confirm the uninstall (%s): the connection is kept", error)
+        return False
+    logger.info("vcita still accepts the token: the delivery changed nothing")
+    return False
+
+
+def init_app(app: Flask) -> None:
+    """Receive vcita's deliveries, and check them off the request."""
+    app.register_blueprint(bp)
+    app.extensions["webhook_confirmations"] = Confirmations(app)
