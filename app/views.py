@@ -22,6 +22,7 @@ from flask import (
 from . import flows, framing, launch, trace, webhooks
 from .client import get_client
 from .handoffs import binding_for_this_session, get_handoffs, is_binding
+from .recent_clients import recent_clients
 from .security import require_csrf_token
 from .sessions import (
     choose_connection,
@@ -164,17 +165,10 @@ def dashboard():
         return redirect(url_for(".index"))
     try:
         userinfo = get_client().fetch_userinfo(connection.token)
+        clients = recent_clients(connection)  # None: vcita did not answer this call
     except AccessRevoked:
-        # A 401 on a 20-year token means the business revoked this app in vcita.
-        get_store().delete_connection(connection.id)
-        forget_in_session(connection.id)
-        current_app.logger.info("vcita revoked the token; connection forgotten")
-        flash(
-            "vcita no longer accepts this connection: it was revoked there. "
-            "Connect again to see your business.",
-            "warning",
-        )
-        return redirect(url_for(".index"))
+        return forget_revoked(connection)
+    get_store().touch(connection.id)
     launched = launch.remembered()
     return render_template(
         "connect/dashboard.html",
@@ -186,12 +180,26 @@ def dashboard():
         launched_for_another=bool(
             launched.business_uid and launched.business_uid != connection.business_uid
         ),
+        recent_clients=clients,
         flow_trace=trace.last_trace(connection.id),
         # Disconnect removes them too: the page says so before the person presses it.
         other_connections=get_store().count_existing(
             [known for known in connections_in_session() if known != connection.id]
         ),
     )
+
+
+def forget_revoked(connection):
+    """A 401 on a 20-year token means the business revoked this app in vcita."""
+    get_store().delete_connection(connection.id)
+    forget_in_session(connection.id)
+    current_app.logger.info("vcita revoked the token; connection forgotten")
+    flash(
+        "vcita no longer accepts this connection: it was revoked there. "
+        "Connect again to see your business.",
+        "warning",
+    )
+    return redirect(url_for(".index"))
 
 
 @bp.post("/disconnect")

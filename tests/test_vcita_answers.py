@@ -40,7 +40,8 @@ class ScriptedVcita(requests.adapters.BaseAdapter):
         )
 
     def send(self, request, **kwargs) -> requests.Response:
-        status, body = self.answers[urlsplit(request.url).path]
+        # A path no answer was scripted for is one vcita does not have.
+        status, body = self.answers.get(urlsplit(request.url).path, (404, b"{}"))
         response = requests.Response()
         response.status_code = status
         response.headers["Content-Type"] = "application/json"
@@ -169,3 +170,61 @@ def test_the_dashboard_answers_any_userinfo_with_a_documented_page(scripted, use
     response = browser.get("/dashboard")
 
     assert_documented_page(response)
+
+
+clients_like = st.fixed_dictionaries(
+    {
+        "data": st.one_of(
+            st.fixed_dictionaries(
+                {
+                    "clients": st.lists(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                name: st.one_of(st.text(max_size=30), json_values)
+                                for name in (
+                                    "first_name",
+                                    "last_name",
+                                    "email",
+                                    "customer_status",
+                                    "updated_at",
+                                )
+                            },
+                        )
+                        | json_values,
+                        max_size=6,
+                    )
+                }
+            ),
+            json_values,
+        )
+    },
+    optional={"status": json_values},
+)
+
+
+@fuzz_settings(examples_in_the_suite=100)
+@given(clients=answers(clients_like))
+@example(clients=(200, {"data": {"clients": [{"first_name": "<script>", "updated_at": "9999"}]}}))
+@example(clients=(200, {"data": {"clients": [{"updated_at": "2026-01-01T00:00:00"}, {}]}}))
+@example(clients=(429, {"error": "slow down"}))
+@example(clients=(200, {"data": {"clients": [{"updated_at": "0001-01-01T00:00:00-23:59"}]}}))
+@example(clients=(200, {"data": {"clients": [{"updated_at": "9999-12-31T23:59:59+23:59"}]}}))
+def test_the_dashboard_renders_whatever_the_clients_list_answers(scripted, clients):
+    app, transport = scripted
+    transport.answer("/oauth/token", 200, GOOD_TOKEN)
+    transport.answer("/oauth/userinfo", 200, GOOD_USERINFO)
+    browser = app.test_client()
+    state = state_of(browser.get("/connect").location)
+    assert browser.get("/callback", query_string={"state": state, "code": "c"}).status_code == 303
+    transport.answer("/platform/v1/clients", *clients)
+
+    response = browser.get("/dashboard")
+
+    if clients[0] == 401:
+        assert response.status_code == 302  # revoked: the connection is forgotten
+        return
+    # The panel shows the clients, none, or that vcita did not answer: the page stays up.
+    assert response.status_code == 200
+    assert "Recent clients" in response.get_data(as_text=True)
+    assert "<script>" not in response.get_data(as_text=True)
