@@ -12,6 +12,7 @@ from dotenv import load_dotenv
 from flask import Flask, g
 
 from . import (
+    cli,
     client,
     database,
     errors,
@@ -59,6 +60,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     formatting.init_app(app)
     app.register_blueprint(views.bp)
     webhooks.init_app(app)
+    cli.init_app(app)
     errors.init_app(app)
     return app
 

@@ -1,0 +1,119 @@
+"""`flask --app app vcita …`: the stored connections, from a backend job or a terminal.
+
+    flask --app app vcita connections
+    flask --app app vcita get /platform/v1/clients --business UID [--param per_page=5]
+    flask --app app vcita get /platform/v1/clients --business UID --all-pages
+    flask --app app vcita forget --business UID [--staff UID] [--yes]
+
+Every command works on the connections the app stored; none ever prints a token. A
+business with no connection is exit code 2; vcita refusing or not answering, 1.
+"""
+
+import json
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from . import webhooks
+from .client import get_client
+from .store import get_store
+from .vcita import AccessRevoked, VcitaError
+
+vcita_cli = AppGroup("vcita", help="Work with the vcita connections this app stored.")
+
+NO_CONNECTION = 2  # like a usage error: nothing was asked of vcita
+VCITA_FAILED = 1
+
+
+@vcita_cli.command("connections")
+def connections() -> None:
+    """List the stored connections: business, staff member, connected, last used."""
+    stored = get_store().list_connections()
+    if not stored:
+        click.echo("No connections are stored.")
+    for row in stored:
+        last_used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
+        click.echo(
+            f"business {row.business_uid}  staff {row.staff_uid}  "
+            f"connected {row.connected_at.isoformat(timespec='seconds')}  last used {last_used}"
+        )
+
+
+@vcita_cli.command("get")
+@click.argument("path")
+@click.option("--business", required=True, help="The business's vcita uid.")
+@click.option("--staff", help="The staff member's uid (default: the newest connection).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A query parameter.")
+@click.option("--all-pages", is_flag=True, help="Follow page and per_page to the end.")
+def get(path: str, business: str, staff: str | None, params: tuple[str, ...], all_pages: bool):
+    """GET an API PATH (/platform/v1/clients) with a business's token; print its JSON."""
+    query = {}
+    for param in params:
+        key, equals, value = param.partition("=")
+        if not equals or not key:
+            raise click.BadParameter(f"{param!r} is not KEY=VALUE", param_hint="--param")
+        query[key] = value
+    store = get_store()
+    connection = store.find_connection(business, staff)
+    if connection is None:
+        who = f"business {business}" + (f", staff {staff}" if staff else "")
+        click.echo(f"No connection is stored for {who}.", err=True)
+        sys.exit(NO_CONNECTION)
+    client = get_client()
+    try:
+        if all_pages:
+            answer = list(client.api_pages(connection.token, path, query))
+        else:
+            answer = client.api_get(connection.token, path, query)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="PATH") from error
+    except AccessRevoked:
+        store.delete_connection(connection.id)
+        click.echo(
+            f"vcita no longer accepts the token of business {business}: it was revoked "
+            "there, so the connection is removed.",
+            err=True,
+        )
+        sys.exit(VCITA_FAILED)
+    except VcitaError as error:
+        click.echo(f"vcita did not give an answer to use: {error}", err=True)
+        sys.exit(VCITA_FAILED)
+    store.touch(connection.id)
+    click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+
+
+@vcita_cli.command("forget")
+@click.option("--business", required=True, help="The business's vcita uid.")
+@click.option("--staff", help="Only this staff member's connection.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def forget(business: str, staff: str | None, yes: bool) -> None:
+    """Delete a business's stored connection(s) and their tokens."""
+    store = get_store()
+    chosen = [
+        row
+        for row in store.list_connections()
+        if row.business_uid == business and (staff is None or row.staff_uid == staff)
+    ]
+    if not chosen:
+        who = f"business {business}" + (f", staff {staff}" if staff else "")
+        click.echo(f"No connection is stored for {who}.", err=True)
+        sys.exit(NO_CONNECTION)
+    staff_list = ", ".join(row.staff_uid for row in chosen)
+    if not yes:
+        click.confirm(
+            f"Forget {len(chosen)} connection(s) of business {business} (staff {staff_list})? "
+            "Their tokens are deleted",
+            abort=True,
+        )
+    for row in chosen:
+        connection = store.get_connection(row.id)
+        if connection is not None:
+            webhooks.unsubscribe(connection)  # best effort, while the token works
+        store.delete_connection(row.id)
+    click.echo(f"Forgot {len(chosen)} connection(s) of business {business}.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(vcita_cli)
