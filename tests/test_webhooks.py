@@ -120,3 +120,112 @@ def test_a_delivery_needs_no_csrf_token_and_gets_no_cookie(with_subscription):
 
 def test_only_a_post_is_a_delivery(with_subscription):
     assert with_subscription.test_client().get("/webhooks/vcita/known-secret").status_code == 405
+
+
+# --- Subscribing and unsubscribing --------------------------------------------------------
+
+
+def test_a_connect_subscribes_to_the_uninstall_event_with_a_secret_url(public_app, person, vcita):
+    connect(public_app, person)
+    (held,) = vcita.subscriptions()
+    assert held.event == "application/uninstalled"
+    prefix = f"{PUBLIC}/webhooks/vcita/"
+    assert held.target_url.startswith(prefix)
+    assert len(held.target_url.removeprefix(prefix)) >= 43  # 256 random bits
+    assert subscribed_url(public_app) == held.target_url
+
+
+def test_each_connection_has_a_secret_of_its_own(public_app, vcita_server, vcita):
+    from sandbox.testing import SandboxPerson
+
+    for staff in ("Maya Goldberg", "Daniel O'Brien"):
+        with SandboxPerson(vcita_server.url) as someone:
+            browser = public_app.test_client()
+            browser.get(approved_callback(browser, someone, staff=staff))
+    urls = [held.target_url for held in vcita.subscriptions()]
+    assert len(urls) == len(set(urls)) == 2
+
+
+def test_without_a_public_url_nothing_is_subscribed(app, person, vcita):
+    connect(app, person)
+    assert vcita.subscriptions() == []
+    assert subscribed_url(app) is None
+
+
+def test_a_failed_subscription_never_fails_the_connect(public_app, person, vcita, caplog):
+    caplog.set_level(logging.WARNING, logger="app.webhooks")
+    vcita.set_fault("subscribe", status=500, json={"response": "Not Subscribed"})
+    browser = connect(public_app, person)
+    assert browser.get("/dashboard").status_code == 200
+    assert subscribed_url(public_app) is None
+    assert "Could not subscribe" in caplog.text
+
+
+def test_connecting_again_keeps_the_one_subscription(public_app, person, vcita):
+    connect(public_app, person)
+    connect(public_app, person)
+    assert len(vcita.subscriptions()) == 1
+
+
+def disconnect(browser):
+    page = browser.get("/dashboard").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    return browser.post("/disconnect", data={"csrf_token": token})
+
+
+def test_disconnect_unsubscribes_then_deletes(public_app, person, vcita):
+    browser = connect(public_app, person)
+    assert disconnect(browser).status_code == 303
+    assert vcita.subscriptions() == []
+    assert only_connection(public_app) is None
+
+
+def test_a_failed_unsubscribe_is_logged_and_the_token_deleted_anyway(
+    public_app, person, vcita, caplog
+):
+    caplog.set_level(logging.WARNING, logger="app.webhooks")
+    browser = connect(public_app, person)
+    vcita.set_fault("unsubscribe", status=503)
+    assert disconnect(browser).status_code == 303
+    assert only_connection(public_app) is None
+    assert "Could not unsubscribe" in caplog.text
+
+
+class _Deferred:
+    """A WSGI app filled in later: the server's URL is a setting of the app it serves."""
+
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def test_an_uninstall_in_the_sandbox_removes_the_connection_within_one_delivery(
+    make_app, person, vcita, vcita_server
+):
+    deferred = _Deferred()
+    with ServerThread(deferred) as served:
+        app = make_app(PUBLIC_BASE_URL=served.url)
+        deferred.app = app.wsgi_app
+        connect(app, person)
+        assert len(vcita.subscriptions()) == 1
+
+        answer = vcita_server.sandbox.test_client().post(
+            "/_sandbox/uninstall", json={"business_uid": "7c6dc1589f078b66"}
+        )
+        assert answer.status_code == 200
+        app.extensions["webhook_confirmations"].wait()
+
+    (delivery,) = vcita.deliveries
+    assert delivery["status"] == 200
+    assert only_connection(app) is None
+
+
+def test_a_forged_delivery_to_a_wrong_secret_changes_nothing(make_app, person, vcita):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    connect(app, person)
+    secret = subscribed_url(app).rpartition("/")[2]
+    for forged in (secret[:-1], secret + "x", secret.upper(), "", "..%2F" + secret):
+        response = deliver(app, f"/webhooks/vcita/{forged}")
+        assert response.status_code in (404, 405)
+    assert only_connection(app) is not None
