@@ -196,6 +196,8 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                         f"http://{{brand_host}}:{sandbox_server.port}/app/oauth/authorize"
                     ),
                     "VCITA_FRAME_ANCESTORS": f"http://{APP_MARKET_HOST}:{sandbox_server.port}",
+                    # The sandbox delivers the uninstall webhook here, over loopback.
+                    "PUBLIC_BASE_URL": app_url,
                     **(app_settings or {}),
                 }
             )

@@ -188,3 +188,26 @@ def test_the_framed_pages_pass_axe(page: Page, context: BrowserContext, servers:
     expect_framed_dashboard(page, "Harbor Light Yoga")
     assert_accessible(framed_page(page))
     assert_accessible(page)  # the App Market shell around it
+
+
+def test_after_uninstall_app_in_vcita_the_dashboard_sends_the_person_back_to_connect(
+    page: Page, context: BrowserContext, servers: Servers
+):
+    connect_in_new_tab = page
+    connect_in_new_tab.goto(f"{servers.app_url}/")
+    connect_in_new_tab.get_by_role("link", name="Connect vcita").click()
+    log_in(connect_in_new_tab)
+    answer_consent(connect_in_new_tab)
+    connect_in_new_tab.wait_for_url(f"{servers.app_url}/dashboard")
+    assert len(servers.vcita.subscriptions()) == 1  # the uninstall webhook
+
+    vcita = context.new_page()
+    open_from_app_market(vcita, servers, "tab")
+    vcita.get_by_role("button", name="Uninstall app").click()
+    expect(vcita.get_by_text("uninstalled from Harbor Light Yoga")).to_be_visible()
+    servers.app.extensions["webhook_confirmations"].wait()
+    assert [delivery["status"] for delivery in servers.vcita.deliveries] == [200]
+
+    page.reload()
+    page.wait_for_url(f"{servers.app_url}/")
+    expect(page.get_by_role("link", name="Connect vcita")).to_be_visible()
