@@ -2,6 +2,7 @@
 
 import html
 import json
+import re
 
 import pytest
 
@@ -109,3 +110,76 @@ def test_landing_page_links_a_connected_browser_to_its_dashboard(client, connect
     page = client.get("/").text
     assert 'href="/dashboard"' in page
     assert ">Connect vcita<" not in page
+
+
+# --- Recent clients: a live read of vcita's API with the stored token ----------------------
+
+
+def panel_rows(page: str) -> list[str]:
+    """Return the text of each row of the Recent clients table."""
+    table = page.split('<table class="clients">', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1]
+    cells = [re.sub(r"<[^>]*>", " ", row) for row in body.split("<tr>")[1:]]
+    return [" ".join(html.unescape(text).split()) for text in cells]
+
+
+def demo_clients(business_index: int) -> list[dict]:
+    return json.loads(DEFAULT_BUSINESSES_FILE.read_text())["businesses"][business_index]["clients"]
+
+
+def test_recent_clients_shows_the_five_most_recently_updated(client, connect):
+    connect(staff="Maya Goldberg")
+    page = client.get("/dashboard").get_data(as_text=True)
+    newest = sorted(demo_clients(0), key=lambda c: c["updated_at"], reverse=True)[:5]
+    rows = panel_rows(page)
+    assert len(rows) == 5
+    for row, expected in zip(rows, newest, strict=True):
+        assert row.startswith(f"{expected['first_name']} {expected['last_name']}")
+        assert expected["email"] in row and expected["customer_status"] in row
+
+
+def test_recent_clients_says_when_there_are_none(client, connect):
+    connect(staff="Sofía Hernández")  # Clínica Dental Sonrisa has no clients yet
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "No clients yet." in page
+    assert '<table class="clients">' not in page
+
+
+def test_hostile_client_data_is_text(client, connect, vcita_server):
+    vcita_server.sandbox.test_client().post(
+        "/_sandbox/clients",
+        json={
+            "business_uid": "7c6dc1589f078b66",
+            "client": {
+                "first_name": "<script>alert(1)</script>",
+                "last_name": '"><img src=x onerror=alert(2)>',
+                "email": "<b>bold</b>@mail.example",
+                "customer_status": "<i>lead</i>",
+                "updated_at": "2099-01-01T00:00:00Z",
+            },
+        },
+    )
+    connect(staff="Maya Goldberg")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "<img src=x" not in page and "<b>bold</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert panel_rows(page)[0].startswith("<script>alert(1)</script>")  # shown, as text
+
+
+@pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"body": "<html>oops"}])
+def test_the_panels_failure_leaves_the_dashboard_up(client, connect, vcita, fault):
+    connect(staff="Maya Goldberg")
+    vcita.set_fault("clients", **fault)
+    response = client.get("/dashboard")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Harbor Light Yoga" in page
+    assert "vcita did not answer, so your clients cannot be shown just" in page
+
+
+def test_a_429_then_success_on_the_panels_get_shows_the_clients(client, connect, vcita):
+    connect(staff="Maya Goldberg")
+    vcita.set_fault("clients", status=429, headers={"Retry-After": "1"}, times=1)
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert len(panel_rows(page)) == 5
