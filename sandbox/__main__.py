@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Serve the vcita sandbox: a local emulator of vcita's OAuth 2.0 "
-        "authorize page, token and userinfo endpoints. Configured by SANDBOX_* "
-        "environment variables (see sandbox/README.md).",
+        "authorize page, token and userinfo endpoints, its clients API call, "
+        "and its App Market. Configured by SANDBOX_* environment variables (see "
+        "sandbox/README.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5001, help="port to listen on")
@@ -64,6 +65,7 @@ def describe(url: str, config: dict) -> str:
         f"  authorize:     {url}/app/oauth/authorize",
         f"  token:         {url}/oauth/token",
         f"  userinfo:      {url}/oauth/userinfo",
+        f"  clients:       {url}/platform/v1/clients",
         f"  client_id:     {config['SANDBOX_CLIENT_ID']}",
         f"  client_secret: {secret_for_display(config['SANDBOX_CLIENT_SECRET'])}",
         f"  redirect URIs (exact match):\n{redirect_uris}",

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
+from .client_records import client_record
+from .faults import FAULT_ENDPOINTS
 from .recording import sandbox_state
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
@@ -64,7 +66,7 @@ def only_from_this_machine() -> tuple[Response, int] | None:
 
 @bp.post("/faults")
 def set_fault() -> tuple[Response, int]:
-    """Inject a fault: {"endpoint": "token" | "userinfo", ...spec}."""
+    """Inject a fault: {"endpoint": one of FAULT_ENDPOINTS, ...spec}."""
     spec = request.get_json(silent=True)
     if not isinstance(spec, dict):
         return control_error('Send a JSON object: {"endpoint": ..., ...spec}.')
@@ -84,13 +86,36 @@ def clear_faults() -> tuple[str, int]:
 
 @bp.get("/requests")
 def recorded_requests() -> Response:
-    """Return what the token and userinfo endpoints received, every credential masked."""
+    """Return what each API endpoint received, by endpoint, every credential masked."""
     state = sandbox_state()
     known = {current_app.config["SANDBOX_CLIENT_SECRET"], *state.issued_secrets()}
     return jsonify(
-        token=[masked(record, known) for record in state.token_requests],
-        userinfo=[masked(record, known) for record in state.userinfo_requests],
+        {
+            endpoint: [masked(record, known) for record in state.recorded_requests(endpoint)]
+            for endpoint in FAULT_ENDPOINTS
+        }
     )
+
+
+@bp.post("/clients")
+def add_client() -> tuple[Response, int]:
+    """Add a client to a business: {"business_uid": ..., "client": {...vcita's fields}}.
+
+    Tests plant what a business could type (markup, odd types) and see the app cope.
+    """
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        return control_error('Send a JSON object: {"business_uid": ..., "client": {...}}.')
+    business = current_app.config["SANDBOX_DIRECTORY"].business(payload.get("business_uid"))
+    if business is None:
+        return control_error("business_uid must be one of the demo businesses.")
+    try:
+        record = client_record(payload.get("client"), business.uid)
+        taken = (client["id"] for client in business.clients)
+        sandbox_state().add_client(business.uid, record, taken_ids=taken)
+    except ValueError as problem:
+        return control_error(str(problem))
+    return jsonify(client=record), 201
 
 
 @bp.post("/revoke")

@@ -1,8 +1,10 @@
-"""The demo businesses and their staff: who can log in, and what userinfo says about them.
+"""The demo businesses, their staff and clients: who can log in, what userinfo says about
+them, and whom GET /platform/v1/clients lists.
 
 vcita's userinfo describes the staff member who approved (`sub`) and their business
-(`business_uid`) — guide step 4. The sandbox reads both from a JSON file
-(`SANDBOX_BUSINESSES_FILE`, by default `demo_businesses.json` beside this module).
+(`business_uid`) — guide step 4. The sandbox reads both, and each business's optional
+`clients` list, from a JSON file (`SANDBOX_BUSINESSES_FILE`, by default
+`demo_businesses.json` beside this module).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .client_records import client_record
 
 BUSINESS_FIELDS = ("business_uid", "business_name", "directory_uid", "brand_host")
 STAFF_FIELDS = ("uid", "name", "email", "role")
@@ -30,7 +34,7 @@ class StaffMember:
 
 @dataclass(frozen=True)
 class Business:
-    """A demo vcita business, with its brand and its staff."""
+    """A demo vcita business, with its brand, its staff and its clients."""
 
     uid: str
     name: str
@@ -38,6 +42,8 @@ class Business:
     brand_host: str
     brand_theme: dict[str, Any]
     staff: tuple[StaffMember, ...]
+    # In vcita's shape (client_records.py); the clients a test adds live in the state.
+    clients: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,10 @@ class Directory:
     def business_of(self, member: StaffMember) -> Business:
         """Return the business a staff member works for."""
         return next(b for b in self.businesses if b.uid == member.business_uid)
+
+    def business(self, uid: object) -> Business | None:
+        """Return the business with this uid, or None."""
+        return next((b for b in self.businesses if b.uid == uid), None)
 
     def userinfo(self, member: StaffMember) -> dict[str, Any]:
         """Return the userinfo body for a staff member, shaped like vcita's example."""
@@ -99,6 +109,9 @@ def _business(entry: object, index: int) -> Business:
     staff = entry.get("staff")
     if not isinstance(staff, list) or not staff:
         raise ValueError(f'{where} needs a non-empty "staff" list')
+    clients = entry.get("clients", [])
+    if not isinstance(clients, list):
+        raise ValueError(f"{where}.clients must be a list")
     return Business(
         uid=entry["business_uid"],
         name=entry["business_name"],
@@ -109,7 +122,21 @@ def _business(entry: object, index: int) -> Business:
             _staff_member(member, f"{where}.staff[{n}]", entry["business_uid"])
             for n, member in enumerate(staff)
         ),
+        clients=tuple(
+            _client(client, f"{where}.clients[{n}]", entry["business_uid"])
+            for n, client in enumerate(clients)
+        ),
     )
+
+
+def _client(entry: object, where: str, business_uid: str) -> dict[str, Any]:
+    if not isinstance(entry, dict) or not {"id", "created_at"} <= set(entry):
+        # Demo clients keep their ids and times from one start to the next.
+        raise ValueError(f'{where} needs an "id" and a "created_at"')
+    try:
+        return client_record(entry, business_uid)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def _staff_member(entry: object, where: str, business_uid: str) -> StaffMember:
@@ -135,7 +162,12 @@ def _require_text_fields(entry: object, fields: tuple[str, ...], where: str) -> 
 def _check_unique(directory: Directory) -> None:
     business_uids = [business.uid for business in directory.businesses]
     staff_uids = [member.uid for business in directory.businesses for member in business.staff]
-    for kind, uids in (("business_uid", business_uids), ("staff uid", staff_uids)):
+    client_ids = [client["id"] for business in directory.businesses for client in business.clients]
+    for kind, uids in (
+        ("business_uid", business_uids),
+        ("staff uid", staff_uids),
+        ("client id", client_ids),
+    ):
         duplicates = sorted({uid for uid in uids if uids.count(uid) > 1})
         if duplicates:
             raise ValueError(f"each {kind} must be unique; repeated: {', '.join(duplicates)}")

@@ -1,4 +1,7 @@
-"""Faults a test can inject into the token and userinfo endpoints, to see how a client copes.
+"""Faults a test can inject into the sandbox's API endpoints, to see how a client copes.
+
+The endpoints go by the names in FAULT_ENDPOINTS: the OAuth ones (token, userinfo) and the
+platform API's clients list.
 
 A fault either **replaces** the answer (`status`, `body` or `json`: the request is recorded
 but not processed, as when a proxy in front of vcita answers), or **alters** the real
@@ -19,7 +22,8 @@ from typing import Any
 
 from flask import Flask, Response
 
-FAULT_ENDPOINTS = ("token", "userinfo")
+# The endpoints a fault can apply to, which are also the ones whose requests are recorded.
+FAULT_ENDPOINTS = ("token", "userinfo", "clients")
 # The longest delay worth waiting for: client timeouts are a few seconds.
 MAX_DELAY = 120.0
 

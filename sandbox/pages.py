@@ -1,7 +1,8 @@
 """The sandbox's own pages: the front page, error answers and the security headers.
 
-Errors under the API paths (/oauth/*, /_sandbox/*) are small JSON bodies, like vcita's;
-errors elsewhere are small pages. Neither ever shows a stack trace.
+Errors under the API paths are small JSON bodies, like vcita's: OAuth's shape under
+/oauth/* and /_sandbox/*, the legacy platform API's under /platform/*; errors elsewhere
+are small pages. None ever shows a stack trace.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .settings import secret_for_display
 bp = Blueprint("pages", __name__)
 
 API_PATHS = ("/oauth/", "/_sandbox/")
+PLATFORM_PATHS = ("/platform/",)
 
 
 @bp.get("/")
@@ -52,7 +54,9 @@ def init_app(app: Flask) -> None:
 def http_error(error: HTTPException) -> tuple[Response, int]:
     """Answer an HTTP error as JSON on API paths and as a page elsewhere."""
     code = error.code or 500
-    if request.path.startswith(API_PATHS):
+    if request.path.startswith(PLATFORM_PATHS):
+        response = jsonify(status="Error", error=error.description)
+    elif request.path.startswith(API_PATHS):
         response = jsonify(
             error=(error.name or "error").lower().replace(" ", "_"),
             error_description=error.description,

@@ -1,7 +1,8 @@
 """Everything the sandbox remembers while it runs, behind one lock.
 
 Pending authorization requests (between the authorize page and Allow/Deny), codes, access
-tokens, the requests the token and userinfo endpoints received, and injected faults.
+tokens, the clients tests added to businesses, the requests the API endpoints received,
+and injected faults.
 The app keeps one `SandboxState` on `app.extensions["vcita_sandbox"]`; tests of the client
 read it directly ("what did the provider receive?") when the sandbox runs in-process.
 """
@@ -15,10 +16,11 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .faults import Fault
+from .faults import FAULT_ENDPOINTS, Fault
 
 # How long a person may take on the login and consent pages.
 PENDING_LIFETIME = 600.0
@@ -27,6 +29,8 @@ MAX_RECORDED_REQUESTS = 1000
 # Used and expired codes are remembered this long, so a replay is recognised and the
 # token issued for the code is revoked (RFC 6749 §4.1.2) rather than answered "unknown".
 SPENT_CODE_MEMORY = 600.0
+# Bounds on what tests and apps can add, so a sandbox left running stays small.
+MAX_ADDED_CLIENTS = 10_000  # per business
 
 
 class InvalidGrant(Exception):
@@ -82,9 +86,10 @@ class SandboxState:
         self._tokens: dict[str, AccessToken] = {}
         # The newest requests only: a sandbox left running must not grow without end.
         self._requests: dict[str, deque[dict[str, Any]]] = {
-            endpoint: deque(maxlen=MAX_RECORDED_REQUESTS) for endpoint in ("token", "userinfo")
+            endpoint: deque(maxlen=MAX_RECORDED_REQUESTS) for endpoint in FAULT_ENDPOINTS
         }
         self._received = dict.fromkeys(self._requests, 0)
+        self._added_clients: dict[str, list[dict[str, Any]]] = {}
         self._faults: dict[str, Fault] = {}
         # Every fault set since the last clear, used up or not: clearing wakes their delays.
         self._faults_set: list[Fault] = []
@@ -170,6 +175,12 @@ class SandboxState:
             token = self._tokens.get(access_token)
             return token.staff_uid if token and not token.revoked else None
 
+    def active_token(self, access_token: str) -> AccessToken | None:
+        """Return the token's grant (staff member and client) if it is active, else None."""
+        with self._lock:
+            token = self._tokens.get(access_token)
+            return token if token and not token.revoked else None
+
     def is_token_active(self, access_token: str) -> bool:
         """Say whether the token would be accepted by userinfo."""
         return self.token_owner(access_token) is not None
@@ -181,6 +192,25 @@ class SandboxState:
             for token in active:
                 token.revoked = True
             return len(active)
+
+    # --- Clients tests added to a business -------------------------------------------
+
+    def add_client(
+        self, business_uid: str, record: dict[str, Any], taken_ids: Iterable[str] = ()
+    ) -> None:
+        """Add a client (in vcita's shape) to a business; ValueError if its id is taken."""
+        with self._lock:
+            added = self._added_clients.setdefault(business_uid, [])
+            if record["id"] in {*taken_ids, *(client["id"] for client in added)}:
+                raise ValueError(f"the business already has a client with id {record['id']!r}")
+            if len(added) >= MAX_ADDED_CLIENTS:
+                raise ValueError(f"a business keeps at most {MAX_ADDED_CLIENTS} added clients")
+            added.append(record)
+
+    def added_clients(self, business_uid: str) -> list[dict[str, Any]]:
+        """Return the clients tests added to a business, oldest first."""
+        with self._lock:
+            return [dict(client) for client in self._added_clients.get(business_uid, [])]
 
     # --- What the endpoints received ---------------------------------------------------
 
@@ -223,7 +253,7 @@ class SandboxState:
     # --- Faults ------------------------------------------------------------------------
 
     def set_fault(self, endpoint: str, **spec: Any) -> Fault:
-        """Inject a fault into "token" or "userinfo" (see sandbox.faults)."""
+        """Inject a fault into one endpoint of FAULT_ENDPOINTS (see sandbox.faults)."""
         fault = Fault(endpoint, **spec)
         with self._lock:
             self._faults[endpoint] = fault
@@ -249,12 +279,13 @@ class SandboxState:
             return fault
 
     def reset(self) -> None:
-        """Forget everything: pending requests, codes, tokens, recordings and faults."""
+        """Forget everything: requests, codes, tokens, added clients, recordings and faults."""
         self.clear_faults()
         with self._lock:
             self._pending.clear()
             self._codes.clear()
             self._tokens.clear()
+            self._added_clients.clear()
             for records in self._requests.values():
                 records.clear()
             self._received = dict.fromkeys(self._requests, 0)

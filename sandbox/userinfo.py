@@ -6,8 +6,9 @@ unknown or revoked token gets 401 with a `WWW-Authenticate` challenge (RFC 6750 
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
+from .platform_api import bearer_token
 from .recording import sandbox_state, serve_observed
 
 bp = Blueprint("userinfo", __name__)
@@ -32,14 +33,6 @@ def describe_token_owner() -> Response:
     response = jsonify(directory.userinfo(member))
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def bearer_token() -> str | None:
-    """Return the token from `Authorization: Bearer <token>`, or None."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    # RFC 9110 §11.1: the scheme name is case-insensitive.
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def invalid_token(description: str) -> Response:

@@ -1,9 +1,12 @@
-"""The sandbox against vcita's own OpenAPI file (sandbox/tests/data/oauth-openapi.json).
+"""The sandbox against vcita's own OpenAPI files (sandbox/tests/data/*-openapi.json).
 
-The request requirements and the example bodies of the vendor's file are the contract:
+The request requirements and the example bodies of the vendor's files are the contract:
 each required token field, when missing, gives 400 invalid_request; the 200/400/401 token
 bodies carry exactly the example's keys with the same JSON types; userinfo carries every
-key of the example, with the same types, all the way down.
+key of the example, with the same types, all the way down. GET /platform/v1/clients takes
+every documented query parameter, answers the example's envelope, and each client carries
+every key of the example client with its type (or null, as real data has gaps); invalid
+parameters and rate limits get the statuses the file documents.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import pytest
 
 from .conftest import CLIENT_SECRET, token_body
 
-SPEC = json.loads((Path(__file__).parent / "data" / "oauth-openapi.json").read_text())
+DATA = Path(__file__).parent / "data"
+SPEC = json.loads((DATA / "oauth-openapi.json").read_text())
 TOKEN = SPEC["paths"]["/token"]["post"]
 USERINFO = SPEC["paths"]["/userinfo"]["get"]
 TOKEN_SCHEMA = TOKEN["parameters"][0]["schema"]
+CLIENTS_SPEC = json.loads((DATA / "clients-openapi.json").read_text())
+LIST_CLIENTS = CLIENTS_SPEC["paths"]["/clients"]["get"]
+CLIENTS_PATH = CLIENTS_SPEC["basePath"] + "/clients"
+QUERY_PARAMETERS = [p["name"] for p in LIST_CLIENTS["parameters"] if p["in"] == "query"]
 
 
 def example(operation: dict, status: str) -> dict:
@@ -127,3 +135,90 @@ def test_guide_curl_command_for_step_3_works_against_the_sandbox(served_sandbox,
     answer = json.loads(result.stdout)
     assert type_shape(answer) == type_shape(example(TOKEN, "200"))
     assert answer["token_type"] == "Bearer"
+
+
+# --- GET /platform/v1/clients (clients-openapi.json) -----------------------------------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def example_client() -> dict:
+    return example(LIST_CLIENTS, "200")["data"]["clients"][0]
+
+
+def test_the_clients_file_is_what_these_tests_read():
+    assert CLIENTS_SPEC["host"] == "api.vcita.biz" and CLIENTS_PATH == "/platform/v1/clients"
+    assert QUERY_PARAMETERS == ["search_term", "search_by", "updated_at", "page", "per_page"]
+    assert set(LIST_CLIENTS["responses"]) == {"200", "422", "429"}
+
+
+def test_clients_200_has_the_examples_envelope(browser, new_token):
+    response = browser.get(CLIENTS_PATH, headers=bearer(new_token()))
+    documented = example(LIST_CLIENTS, "200")
+    assert response.status_code == 200
+    assert response.mimetype == LIST_CLIENTS["produces"][0]
+    body = response.get_json()
+    assert type_shape(body) == type_shape(documented)  # {"data": {"clients": array}, "status"}
+    assert body["status"] == documented["status"]
+
+
+def test_a_complete_client_has_exactly_the_example_clients_keys_and_types(browser, new_token):
+    clients = browser.get(CLIENTS_PATH, headers=bearer(new_token())).get_json()["data"]
+    first = clients["clients"][0]  # Ava Thompson: every field filled in, as in the example
+    assert type_shape(first) == type_shape(example_client())
+    assert json_type(first["tags"]) == "array" and all(isinstance(t, str) for t in first["tags"])
+    for name in ("created_at", "updated_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first[name])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", example_client()[name])
+
+
+@pytest.mark.parametrize("staff_uid", ["1beb795be66146bb", "6df31cfb24107721"])
+def test_every_client_has_every_example_key_with_its_type_or_null(browser, new_token, staff_uid):
+    clients = browser.get(CLIENTS_PATH, headers=bearer(new_token(staff_uid))).get_json()
+    documented = type_shape(example_client())
+    for client in clients["data"]["clients"]:
+        assert set(client) == set(documented), client["id"]
+        for name, value in client.items():
+            # The example's null (normalized_phone) stands for a text that may be missing.
+            allowed = {documented[name], "null"} | (
+                {"string"} if documented[name] == "null" else set()
+            )
+            assert json_type(value) in allowed, (client["id"], name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("search_term", "Thompson"),
+        ("search_by", "email"),
+        ("updated_at", "2019-01-01"),  # the file's own example, as updated_at[gte]
+        ("page", "1"),
+        ("per_page", "25"),
+    ],
+)
+def test_each_documented_query_parameter_is_accepted(browser, new_token, name, value):
+    assert name in QUERY_PARAMETERS
+    query = {"updated_at[gte]" if name == "updated_at" else name: value}
+    response = browser.get(CLIENTS_PATH, query_string=query, headers=bearer(new_token()))
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "OK"
+
+
+@pytest.mark.parametrize(
+    "query", ["per_page=101", "page=0", "search_by=colour", "updated_at[gte]=x"]
+)
+def test_invalid_parameters_get_the_documented_422(browser, new_token, query):
+    response = browser.get(f"{CLIENTS_PATH}?{query}", headers=bearer(new_token()))
+    assert str(response.status_code) in LIST_CLIENTS["responses"]
+    assert response.status_code == 422
+    assert type_shape(response.get_json()) == {"status": "string", "error": "string"}
+
+
+def test_the_documented_429_can_be_scripted_for_a_clients_retries(browser, new_token, state):
+    state.set_fault("clients", status=429, headers={"Retry-After": "1"}, times=1)
+    headers = bearer(new_token())
+    limited = browser.get(CLIENTS_PATH, headers=headers)
+    assert str(limited.status_code) in LIST_CLIENTS["responses"]
+    assert browser.get(CLIENTS_PATH, headers=headers).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,7 @@ CONTROL_CALLS = [
     ("GET", "/_sandbox/requests"),
     ("POST", "/_sandbox/reset"),
     ("POST", "/_sandbox/revoke"),
+    ("POST", "/_sandbox/clients"),
 ]
 
 
@@ -185,3 +187,36 @@ def test_recorded_requests_show_no_run_of_any_credential(browser, state, new_tok
     for credential in (secret, token):
         assert not [run for run in runs_of(credential) if run in text], credential
     assert CLIENT_SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/_sandbox/clients", {"business_uid": "7c6dc1589f078b66", "client": {"id": "x"}}),
+    ],
+)
+@pytest.mark.parametrize(
+    ("headers", "host", "content_type", "status"),
+    [
+        ({"Sec-Fetch-Site": "cross-site"}, "localhost", "application/json", 403),
+        ({"Origin": "http://evil.example"}, "localhost", "application/json", 403),
+        ({}, "localhost", "text/plain", 415),
+        ({}, "evil.example", "application/json", 404),  # DNS rebinding
+    ],
+)
+def test_the_platform_control_endpoints_keep_the_same_rules(
+    browser, state, new_token, path, payload, headers, host, content_type, status
+):
+    token = new_token()
+
+    response = browser.post(
+        path,
+        data=json.dumps(payload),
+        content_type=content_type,
+        headers=headers,
+        environ_overrides={"HTTP_HOST": host},
+    )
+
+    assert response.status_code == status
+    assert state.is_token_active(token)
+    assert state.added_clients("7c6dc1589f078b66") == []  # nothing was added

@@ -6,6 +6,9 @@ import re
 
 import pytest
 
+from sandbox.__main__ import describe
+from sandbox.settings import load_settings
+
 from .conftest import authorize_url, log_in
 
 PAGES = ["/", authorize_url(), authorize_url(client_id="unknown"), "/no-such-page"]
@@ -117,3 +120,10 @@ def test_front_page_shows_client_but_not_a_custom_secret(browser):
     assert "test-sandbox-client" in html
     assert "test-sandbox-secret" not in html
     assert "not shown" in html
+
+
+def test_the_front_page_and_python_m_sandbox_name_the_platform_api_endpoints(browser):
+    html = browser.get("/").get_data(as_text=True)
+    printed = describe("http://127.0.0.1:5001", load_settings({}, {}))
+    assert "http://localhost/platform/v1/clients</code>" in html
+    assert "clients:       http://127.0.0.1:5001/platform/v1/clients" in printed

@@ -1,4 +1,5 @@
-"""Whatever a client sends, the sandbox answers as vcita would: an OAuth error, never a 5xx.
+"""Whatever a client sends, the sandbox answers as vcita would: an OAuth error (or, on the
+platform API, vcita's legacy error), never a 5xx.
 
 And what it keeps of the requests stays bounded, however long it runs.
 """
@@ -67,6 +68,47 @@ def test_any_request_gets_an_oauth_error_never_a_server_error(
         assert response.status_code < 500, (path, response.get_data(as_text=True)[:300])
         if response.status_code >= 400:
             assert "error" in response.get_json()
+
+
+query_values = st.text(max_size=30) | st.sampled_from(["0", "1", "100", "101", "-1", "2019-01-01"])
+client_queries = st.dictionaries(
+    st.sampled_from(
+        ["page", "per_page", "search_term", "search_by", "updated_at[gte]", "updated_at[lte]"]
+    )
+    | st.text(max_size=12),
+    query_values,
+    max_size=4,
+)
+PLATFORM_CALLS = [
+    ("GET", "/platform/v1/clients"),
+]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies, content_type=content_types, query=client_queries)
+def test_any_platform_call_with_a_token_gets_a_legacy_error_never_a_server_error(
+    browser, new_token, body, content_type, query
+):
+    headers = {"Authorization": f"Bearer {new_token()}"}
+    for method, path in PLATFORM_CALLS:
+        response = browser.open(
+            path,
+            method=method,
+            data=body,
+            content_type=content_type,
+            query_string=query,
+            headers=headers,
+        )
+
+        assert response.status_code < 500, (path, response.get_data(as_text=True)[:300])
+        answer = response.get_json()
+        assert answer["status"] == ("OK" if response.status_code == 200 else "Error")
 
 
 def test_deeply_nested_json_is_an_invalid_request(browser, state):
