@@ -1,5 +1,6 @@
 """The vcita sandbox: a local emulator of vcita's authorize page, token and userinfo endpoints,
-the clients list of its platform API, and the App Market that opens an installed app.
+the clients and webhook calls of its platform API, and the App Market that opens (and
+uninstalls) an installed app.
 
 A WSGI app of its own. It shares nothing with the client app in `app/`: the client reaches
 it only over HTTP, as it reaches vcita. Serve it with `python -m sandbox`, or in tests
@@ -12,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import app_market, authorize, clients, control, faults, pages, tokens, userinfo
+from . import app_market, authorize, clients, control, faults, pages, tokens, userinfo, webhooks
 from .settings import SandboxConfigError, load_settings
 from .state import SandboxState
 
@@ -33,6 +34,7 @@ def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(tokens.bp)
     app.register_blueprint(userinfo.bp)
     app.register_blueprint(clients.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(app_market.bp)
     if app.config["SANDBOX_CONTROL"]:
         app.register_blueprint(control.bp)

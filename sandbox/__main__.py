@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Serve the vcita sandbox: a local emulator of vcita's OAuth 2.0 "
-        "authorize page, token and userinfo endpoints, its clients API call, "
+        "authorize page, token and userinfo endpoints, its clients and webhook API calls, "
         "and its App Market. Configured by SANDBOX_* environment variables (see "
         "sandbox/README.md).",
     )
@@ -66,6 +66,7 @@ def describe(url: str, config: dict) -> str:
         f"  token:         {url}/oauth/token",
         f"  userinfo:      {url}/oauth/userinfo",
         f"  clients:       {url}/platform/v1/clients",
+        f"  webhooks:      {url}/platform/v1/webhook/subscribe (unsubscribe, GET /webhooks)",
         f"  client_id:     {config['SANDBOX_CLIENT_ID']}",
         f"  client_secret: {secret_for_display(config['SANDBOX_CLIENT_SECRET'])}",
         f"  redirect URIs (exact match):\n{redirect_uris}",

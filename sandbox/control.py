@@ -20,6 +20,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from .client_records import client_record
 from .faults import FAULT_ENDPOINTS
 from .recording import sandbox_state
+from .uninstall import uninstall_app
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 
@@ -116,6 +117,29 @@ def add_client() -> tuple[Response, int]:
     except ValueError as problem:
         return control_error(str(problem))
     return jsonify(client=record), 201
+
+
+@bp.get("/webhooks")
+def subscriptions() -> Response:
+    """Return every webhook subscription, of every business, oldest first."""
+    return jsonify(webhooks=[held.describe() for held in sandbox_state().subscriptions()])
+
+
+@bp.post("/uninstall")
+def uninstall() -> Response | tuple[Response, int]:
+    """Uninstall the app from a business: {"business_uid": ...} (see sandbox.uninstall)."""
+    payload = request.get_json(silent=True)
+    business_uid = payload.get("business_uid") if isinstance(payload, dict) else None
+    business = current_app.config["SANDBOX_DIRECTORY"].business(business_uid)
+    if business is None:
+        return control_error('Send {"business_uid": ...} naming one of the demo businesses.')
+    return jsonify(uninstall_app(business).describe())
+
+
+@bp.get("/deliveries")
+def deliveries() -> Response:
+    """Return every webhook delivery made, oldest first, with its status or error."""
+    return jsonify(deliveries=sandbox_state().deliveries)
 
 
 @bp.post("/revoke")

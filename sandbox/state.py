@@ -1,8 +1,8 @@
 """Everything the sandbox remembers while it runs, behind one lock.
 
 Pending authorization requests (between the authorize page and Allow/Deny), codes, access
-tokens, the clients tests added to businesses, the requests the API endpoints received,
-and injected faults.
+tokens, the clients tests added to businesses, webhook subscriptions and the deliveries
+made to them, the requests the API endpoints received, and injected faults.
 The app keeps one `SandboxState` on `app.extensions["vcita_sandbox"]`; tests of the client
 read it directly ("what did the provider receive?") when the sandbox runs in-process.
 """
@@ -31,6 +31,7 @@ MAX_RECORDED_REQUESTS = 1000
 SPENT_CODE_MEMORY = 600.0
 # Bounds on what tests and apps can add, so a sandbox left running stays small.
 MAX_ADDED_CLIENTS = 10_000  # per business
+MAX_SUBSCRIPTIONS = 100  # per business and app
 
 
 class InvalidGrant(Exception):
@@ -75,6 +76,36 @@ class AccessToken:
     revoked: bool = False
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """A webhook subscription: one business and app, one event, one target URL."""
+
+    business_uid: str
+    client_id: str
+    event: str
+    target_url: str
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What makes two subscriptions the same one: business, app, event, target URL."""
+        return (self.business_uid, self.client_id, self.event, self.target_url)
+
+    def describe(self) -> dict[str, Any]:
+        """Return it as JSON-friendly data, for the control API."""
+        return {
+            "business_uid": self.business_uid,
+            "client_id": self.client_id,
+            "event": self.event,
+            "target_url": self.target_url,
+            "created_at": self.created_at,
+        }
+
+
+class SubscriptionRefused(Exception):
+    """The business and app already hold as many subscriptions as the sandbox keeps."""
+
+
 class SandboxState:
     """The sandbox's memory: thread-safe, one lock around every change."""
 
@@ -90,6 +121,8 @@ class SandboxState:
         }
         self._received = dict.fromkeys(self._requests, 0)
         self._added_clients: dict[str, list[dict[str, Any]]] = {}
+        self._subscriptions: list[Subscription] = []
+        self._deliveries: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_REQUESTS)
         self._faults: dict[str, Fault] = {}
         # Every fault set since the last clear, used up or not: clearing wakes their delays.
         self._faults_set: list[Fault] = []
@@ -193,6 +226,19 @@ class SandboxState:
                 token.revoked = True
             return len(active)
 
+    def revoke_tokens_of(self, staff_uids: Iterable[str]) -> int:
+        """Revoke every token issued to these staff members (one business); return how many."""
+        staff = set(staff_uids)
+        with self._lock:
+            active = [
+                token
+                for token in self._tokens.values()
+                if not token.revoked and token.staff_uid in staff
+            ]
+            for token in active:
+                token.revoked = True
+            return len(active)
+
     # --- Clients tests added to a business -------------------------------------------
 
     def add_client(
@@ -211,6 +257,71 @@ class SandboxState:
         """Return the clients tests added to a business, oldest first."""
         with self._lock:
             return [dict(client) for client in self._added_clients.get(business_uid, [])]
+
+    # --- Webhook subscriptions and deliveries -------------------------------------------
+
+    def subscribe(self, subscription: Subscription) -> bool:
+        """Keep a subscription; False if the same one exists (vcita: "Webhook already exists")."""
+        with self._lock:
+            if any(known.key == subscription.key for known in self._subscriptions):
+                return False
+            held = [
+                known
+                for known in self._subscriptions
+                if (known.business_uid, known.client_id)
+                == (subscription.business_uid, subscription.client_id)
+            ]
+            if len(held) >= MAX_SUBSCRIPTIONS:
+                raise SubscriptionRefused(subscription.business_uid)
+            self._subscriptions.append(subscription)
+            return True
+
+    def unsubscribe(
+        self, business_uid: str, client_id: str, target_url: str, event: str | None = None
+    ) -> int:
+        """Remove this business and app's subscriptions to target_url (of one event, if given)."""
+        with self._lock:
+            kept = [
+                known
+                for known in self._subscriptions
+                if not (
+                    (known.business_uid, known.client_id, known.target_url)
+                    == (business_uid, client_id, target_url)
+                    and event in (None, known.event)
+                )
+            ]
+            removed = len(self._subscriptions) - len(kept)
+            self._subscriptions = kept
+            return removed
+
+    def subscriptions(
+        self, business_uid: str | None = None, client_id: str | None = None
+    ) -> list[Subscription]:
+        """Return the subscriptions, of one business (and app) if given, oldest first."""
+        with self._lock:
+            return [
+                known
+                for known in self._subscriptions
+                if business_uid in (None, known.business_uid)
+                and client_id in (None, known.client_id)
+            ]
+
+    def forget_subscriptions(self, subscriptions: Iterable[Subscription]) -> None:
+        """Remove these subscriptions (an uninstalled app's), leaving any made since."""
+        gone = {id(subscription) for subscription in subscriptions}
+        with self._lock:
+            self._subscriptions = [known for known in self._subscriptions if id(known) not in gone]
+
+    def record_delivery(self, delivery: dict[str, Any]) -> None:
+        """Keep what a webhook delivery sent and how it went (the oldest kept one goes)."""
+        with self._lock:
+            self._deliveries.append(delivery)
+
+    @property
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Return a snapshot of the webhook deliveries made, oldest first."""
+        with self._lock:
+            return [dict(delivery) for delivery in self._deliveries]
 
     # --- What the endpoints received ---------------------------------------------------
 
@@ -279,13 +390,15 @@ class SandboxState:
             return fault
 
     def reset(self) -> None:
-        """Forget everything: requests, codes, tokens, added clients, recordings and faults."""
+        """Forget everything: requests, codes, tokens, clients, webhooks, recordings, faults."""
         self.clear_faults()
         with self._lock:
             self._pending.clear()
             self._codes.clear()
             self._tokens.clear()
             self._added_clients.clear()
+            self._subscriptions.clear()
+            self._deliveries.clear()
             for records in self._requests.values():
                 records.clear()
             self._received = dict.fromkeys(self._requests, 0)

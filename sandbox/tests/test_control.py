@@ -20,6 +20,9 @@ CONTROL_CALLS = [
     ("POST", "/_sandbox/reset"),
     ("POST", "/_sandbox/revoke"),
     ("POST", "/_sandbox/clients"),
+    ("GET", "/_sandbox/webhooks"),
+    ("POST", "/_sandbox/uninstall"),
+    ("GET", "/_sandbox/deliveries"),
 ]
 
 
@@ -192,6 +195,7 @@ def test_recorded_requests_show_no_run_of_any_credential(browser, state, new_tok
 @pytest.mark.parametrize(
     ("path", "payload"),
     [
+        ("/_sandbox/uninstall", {"business_uid": "7c6dc1589f078b66"}),
         ("/_sandbox/clients", {"business_uid": "7c6dc1589f078b66", "client": {"id": "x"}}),
     ],
 )
@@ -218,5 +222,5 @@ def test_the_platform_control_endpoints_keep_the_same_rules(
     )
 
     assert response.status_code == status
-    assert state.is_token_active(token)
-    assert state.added_clients("7c6dc1589f078b66") == []  # nothing was added
+    assert state.is_token_active(token)  # nothing was uninstalled
+    assert state.added_clients("7c6dc1589f078b66") == []  # nor added

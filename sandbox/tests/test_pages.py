@@ -125,5 +125,12 @@ def test_front_page_shows_client_but_not_a_custom_secret(browser):
 def test_the_front_page_and_python_m_sandbox_name_the_platform_api_endpoints(browser):
     html = browser.get("/").get_data(as_text=True)
     printed = describe("http://127.0.0.1:5001", load_settings({}, {}))
-    assert "http://localhost/platform/v1/clients</code>" in html
+    for endpoint in (
+        "platform/v1/clients",
+        "platform/v1/webhook/subscribe",
+        "platform/v1/webhook/unsubscribe",
+        "platform/v1/webhooks",
+    ):
+        assert f"http://localhost/{endpoint}</code>" in html
     assert "clients:       http://127.0.0.1:5001/platform/v1/clients" in printed
+    assert "webhooks:      http://127.0.0.1:5001/platform/v1/webhook/subscribe" in printed

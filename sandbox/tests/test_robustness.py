@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from sandbox.recording import MAX_RECORDED_BODY
 from sandbox.state import MAX_RECORDED_REQUESTS
+from sandbox.webhooks import EVENTS
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -79,8 +80,18 @@ client_queries = st.dictionaries(
     query_values,
     max_size=4,
 )
+platform_bodies = st.one_of(
+    bodies,
+    st.fixed_dictionaries(
+        {"event": st.sampled_from(EVENTS) | json_values},
+        optional={"target_url": st.just("http://127.0.0.1:9/hook") | st.text(max_size=40)},
+    ).map(lambda value: json.dumps(value).encode()),
+)
 PLATFORM_CALLS = [
     ("GET", "/platform/v1/clients"),
+    ("POST", "/platform/v1/webhook/subscribe"),
+    ("POST", "/platform/v1/webhook/unsubscribe"),
+    ("GET", "/platform/v1/webhooks"),
 ]
 
 
@@ -91,7 +102,7 @@ PLATFORM_CALLS = [
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(body=bodies, content_type=content_types, query=client_queries)
+@given(body=platform_bodies, content_type=content_types, query=client_queries)
 def test_any_platform_call_with_a_token_gets_a_legacy_error_never_a_server_error(
     browser, new_token, body, content_type, query
 ):

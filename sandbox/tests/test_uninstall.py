@@ -1,0 +1,238 @@
+"""Uninstalling the app from a business: tokens revoked, subscribers told, subscriptions gone.
+
+Deliveries go over real HTTP to small receivers served with ServerThread, as they would
+reach an app; the sandbox itself runs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sandbox.testing import ServerThread
+
+from .conftest import CLIENT_ID, OWNER_UID, STAFF_UID
+
+HARBOR = "7c6dc1589f078b66"
+CEDAR = "9da2a88d42e6ff59"
+CEDAR_OWNER = "6df31cfb24107721"
+SUBSCRIBE = "/platform/v1/webhook/subscribe"
+UNINSTALLED = "application/uninstalled"
+
+
+class Receiver:
+    """A tiny WSGI app standing in for an app's webhook endpoint: it keeps what it got."""
+
+    def __init__(self, status: str = "200 OK", headers: list | None = None, hold: bool = False):
+        self.status = status
+        self.headers = headers or []
+        self.received: list[dict[str, Any]] = []
+        # When holding, it answers only once released (or after 5 s): a receiver that hangs.
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+
+    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        self.received.append(
+            {
+                "method": environ["REQUEST_METHOD"],
+                "path": environ["PATH_INFO"],
+                "query": environ.get("QUERY_STRING", ""),
+                "content_type": environ.get("CONTENT_TYPE"),
+                "headers": {k[5:]: v for k, v in environ.items() if k.startswith("HTTP_")},
+                "body": environ["wsgi.input"].read(length),
+            }
+        )
+        self.release.wait(5)
+        start_response(self.status, [("Content-Type", "text/plain"), *self.headers])
+        return [b"ok"]
+
+
+@pytest.fixture
+def serve_receiver() -> Iterator[Callable[..., tuple[Receiver, str]]]:
+    """Start receivers on free loopback ports; return (receiver, its base URL)."""
+    with ExitStack() as servers:
+
+        def serve(**options: Any) -> tuple[Receiver, str]:
+            receiver = Receiver(**options)
+            server = servers.enter_context(ServerThread(receiver))
+            servers.callback(receiver.release.set)  # last in, first out: before the stop
+            return receiver, server.url
+
+        yield serve
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def subscribe(browser, token: str, target_url: str, event: str = UNINSTALLED) -> None:
+    body = {"event": event, "target_url": target_url}
+    response = browser.post(SUBSCRIBE, json=body, headers=bearer(token))
+    assert response.status_code == 200, response.get_json()
+
+
+def uninstall(browser, business_uid: str = HARBOR) -> dict[str, Any]:
+    response = browser.post("/_sandbox/uninstall", json={"business_uid": business_uid})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_uninstall_revokes_every_token_of_the_business_and_no_other(browser, new_token):
+    harbor_tokens = [new_token(OWNER_UID), new_token(STAFF_UID)]
+    cedar_token = new_token(CEDAR_OWNER)
+
+    answer = uninstall(browser)
+
+    assert answer == {"business_uid": HARBOR, "revoked": 2, "deliveries": []}
+    for token in harbor_tokens:
+        for path in ("/oauth/userinfo", "/platform/v1/clients", "/platform/v1/webhooks"):
+            assert browser.get(path, headers=bearer(token)).status_code == 401, path
+    assert browser.get("/oauth/userinfo", headers=bearer(cedar_token)).status_code == 200
+    assert browser.get("/platform/v1/clients", headers=bearer(cedar_token)).status_code == 200
+
+
+def test_uninstall_delivers_the_event_to_a_real_http_receiver(
+    browser, state, new_token, serve_receiver
+):
+    receiver, base_url = serve_receiver()
+    target_url = f"{base_url}/webhooks/vcita/s3cr3t?tenant=7"
+    subscribe(browser, new_token(), target_url)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+
+    answer = uninstall(browser)
+
+    [got] = receiver.received
+    assert (got["method"], got["path"], got["query"]) == (
+        "POST",
+        "/webhooks/vcita/s3cr3t",
+        "tenant=7",
+    )
+    assert got["content_type"] == "application/json"
+    assert "AUTHORIZATION" not in got["headers"]  # vcita documents no signature, none is sent
+    assert not [name for name in got["headers"] if "SIGNATURE" in name]
+    body = json.loads(got["body"])
+    assert set(body) == {"event", "business_uid", "client_id", "created_at"}
+    assert (body["event"], body["business_uid"], body["client_id"]) == (
+        UNINSTALLED,
+        HARBOR,
+        CLIENT_ID,
+    )
+    assert datetime.fromisoformat(body["created_at"]) >= before
+    [delivery] = answer["deliveries"]
+    assert delivery["target_url"] == target_url
+    assert (delivery["status"], delivery["error"]) == (200, None)
+    assert delivery["body"] == body and delivery["business_uid"] == HARBOR
+    assert state.deliveries == [delivery]
+    assert browser.get("/_sandbox/deliveries").get_json() == {"deliveries": [delivery]}
+
+
+def test_only_uninstalled_subscribers_are_told_and_every_subscription_of_the_business_goes(
+    browser, state, new_token, serve_receiver
+):
+    receiver, base_url = serve_receiver()
+    harbor, cedar = new_token(), new_token(CEDAR_OWNER)
+    subscribe(browser, harbor, f"{base_url}/uninstalled")
+    subscribe(browser, harbor, f"{base_url}/created", event="client/created")
+    subscribe(browser, cedar, f"{base_url}/cedar")
+
+    answer = uninstall(browser)
+
+    assert [got["path"] for got in receiver.received] == ["/uninstalled"]
+    assert len(answer["deliveries"]) == 1
+    remaining = browser.get("/_sandbox/webhooks").get_json()["webhooks"]
+    assert [(w["business_uid"], w["target_url"]) for w in remaining] == [
+        (CEDAR, f"{base_url}/cedar")
+    ]
+
+
+def test_every_subscriber_is_told_in_turn(browser, new_token, serve_receiver):
+    first, first_url = serve_receiver()
+    second, second_url = serve_receiver()
+    token = new_token()
+    subscribe(browser, token, f"{first_url}/a")
+    subscribe(browser, token, f"{second_url}/b")
+
+    answer = uninstall(browser)
+
+    assert [d["target_url"] for d in answer["deliveries"]] == [f"{first_url}/a", f"{second_url}/b"]
+    assert len(first.received) == len(second.received) == 1
+
+
+def test_failing_receivers_never_fail_the_uninstall(
+    browser, state, new_token, serve_receiver, monkeypatch
+):
+    monkeypatch.setattr("sandbox.uninstall.DELIVERY_TIMEOUT", 0.3)
+    _, broken_url = serve_receiver(status="500 Internal Server Error")
+    _, hanging_url = serve_receiver(hold=True)
+    _, moved_url = serve_receiver(status="302 Found", headers=[("Location", "/elsewhere")])
+    good, good_url = serve_receiver()
+    refused_url = f"http://127.0.0.1:{free_port()}/hook"
+    token = new_token()
+    for url in (f"{broken_url}/hook", f"{hanging_url}/hook", f"{moved_url}/hook", refused_url):
+        subscribe(browser, token, url)
+    subscribe(browser, token, f"{good_url}/hook")
+
+    answer = uninstall(browser)
+
+    outcomes = [(d["status"], d["error"]) for d in answer["deliveries"]]
+    assert outcomes == [
+        (500, None),
+        (None, "ReadTimeout"),
+        (302, None),  # not followed
+        (None, "ConnectionError"),
+        (200, None),
+    ]
+    assert [got["path"] for got in good.received] == ["/hook"]
+    assert answer["revoked"] == 1
+    assert browser.get("/oauth/userinfo", headers=bearer(token)).status_code == 401
+    assert state.subscriptions() == []
+    assert [(d["status"], d["error"]) for d in state.deliveries] == outcomes
+
+
+def test_uninstalling_again_revokes_and_tells_nobody(browser, new_token, serve_receiver):
+    receiver, base_url = serve_receiver()
+    subscribe(browser, new_token(), f"{base_url}/hook")
+    uninstall(browser)
+
+    assert uninstall(browser) == {"business_uid": HARBOR, "revoked": 0, "deliveries": []}
+    assert len(receiver.received) == 1
+
+
+def test_connecting_again_after_an_uninstall_works(browser, new_token):
+    uninstall(browser)
+    token = new_token()
+    assert browser.get("/platform/v1/clients", headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "payload", [{"business_uid": "nope"}, {}, {"business_uid": ["7c6dc1589f078b66"]}, [HARBOR]]
+)
+def test_uninstalling_an_unknown_business_is_400(browser, new_token, payload):
+    token = new_token()
+    response = browser.post("/_sandbox/uninstall", json=payload)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert browser.get("/oauth/userinfo", headers=bearer(token)).status_code == 200
+
+
+def test_reset_forgets_deliveries(browser, state, new_token, serve_receiver):
+    _, base_url = serve_receiver()
+    subscribe(browser, new_token(), f"{base_url}/hook")
+    uninstall(browser)
+    state.reset()
+    assert state.deliveries == []
