@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import secrets
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes, urlsplit
 
 from flask import (
@@ -24,6 +23,7 @@ from flask import (
     session,
 )
 
+from .csrf import csrf_token, posted_csrf_token_is_valid
 from .directory import StaffMember
 from .recording import sandbox_state
 from .state import PendingAuthorization
@@ -200,9 +200,7 @@ def raw_query_value(name: str) -> bytes | None:
 
 def posted_pending_authorization() -> PendingAuthorization:
     """Check the form's CSRF token and return the pending request it names."""
-    expected = session.get("csrf_token")
-    sent = request.form.get("csrf_token", "")
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not posted_csrf_token_is_valid():
         raise AuthorizeRefusal(
             "This form was not sent from this sandbox page, or the session ended."
             " Start again from the app."
@@ -216,13 +214,6 @@ def posted_pending_authorization() -> PendingAuthorization:
 def logged_in_staff_member() -> StaffMember | None:
     """Return the staff member logged in to the sandbox, if any."""
     return current_app.config["SANDBOX_DIRECTORY"].staff_member(session.get("staff_uid"))
-
-
-def csrf_token() -> str:
-    """Return the session's CSRF token for the sandbox's forms, creating it once."""
-    if "csrf_token" not in session:
-        session["csrf_token"] = secrets.token_urlsafe(32)
-    return session["csrf_token"]
 
 
 def render_login(pending: PendingAuthorization) -> str:
