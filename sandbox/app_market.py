@@ -4,7 +4,8 @@ vcita opens an installed app's registered landing page inside an iframe in its o
 (the default) or in a new tab (`open_in_new_tab`), and appends unsigned launch
 parameters to its query string. `/app-market` picks a demo staff member and a way of
 opening; `/app-market/open` shows a vcita-like page with the app in its frame, or with
-a link that opens it in a new tab.
+a link that opens it in a new tab, and an "Uninstall app" button that posts to
+`/app-market/uninstall`, where vcita removes the app from the business (uninstall.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, render_template, request
 
+from .csrf import posted_csrf_token_is_valid
 from .directory import Business, StaffMember
-from .pages import allow_framing
+from .pages import allow_framing, origin
 from .settings import brand_host_of
+from .uninstall import uninstall_app
 
 bp = Blueprint("app_market", __name__, url_prefix="/app-market")
 
@@ -58,6 +61,25 @@ def open_app() -> str:
         member=member,
         mode=mode,
         landing_url=landing_url(app_url, parameters, extra),
+    )
+
+
+@bp.post("/uninstall")
+def uninstall() -> str:
+    """Remove the app from the staff member's business, as the business does in vcita."""
+    if not posted_csrf_token_is_valid():
+        abort(400, "This form was not sent from the sandbox's App Market page. Open it again.")
+    business, _ = launched_staff_member(request.form.get("business"), request.form.get("staff"))
+    done = uninstall_app(business)
+    return render_template(
+        "sandbox/uninstalled.html",
+        business=business,
+        revoked=done.revoked,
+        # Where each went, by origin only: a target URL's path is the app's secret.
+        deliveries=[
+            {"origin": origin(d["target_url"]), "status": d["status"], "error": d["error"]}
+            for d in done.deliveries
+        ],
     )
 
 

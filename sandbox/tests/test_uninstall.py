@@ -12,19 +12,21 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import pytest
 
 from sandbox.testing import ServerThread
 
-from .conftest import CLIENT_ID, OWNER_UID, STAFF_UID
+from .conftest import CLIENT_ID, OWNER_UID, STAFF_UID, form_fields
 
 HARBOR = "7c6dc1589f078b66"
 CEDAR = "9da2a88d42e6ff59"
 CEDAR_OWNER = "6df31cfb24107721"
 SUBSCRIBE = "/platform/v1/webhook/subscribe"
 UNINSTALLED = "application/uninstalled"
+APP_URL = "http://localhost:5000/"
 
 
 class Receiver:
@@ -84,6 +86,11 @@ def uninstall(browser, business_uid: str = HARBOR) -> dict[str, Any]:
     response = browser.post("/_sandbox/uninstall", json={"business_uid": business_uid})
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+def text_of(html: str) -> str:
+    """Return the page's text as a reader sees it: entities decoded, spaces collapsed."""
+    return " ".join(unescape(html).split())
 
 
 def free_port() -> int:
@@ -236,3 +243,103 @@ def test_reset_forgets_deliveries(browser, state, new_token, serve_receiver):
     uninstall(browser)
     state.reset()
     assert state.deliveries == []
+
+
+# --- The App Market's "Uninstall app" button -------------------------------------------
+
+
+def shell_page(browser, mode: str, staff: str = OWNER_UID):
+    response = browser.get(f"/app-market/open?staff={staff}&mode={mode}")
+    assert response.status_code == 200
+    return response
+
+
+@pytest.mark.sandbox_settings(SANDBOX_APP_URL=APP_URL)
+@pytest.mark.parametrize("mode", ["frame", "tab"])
+def test_the_shell_has_an_uninstall_button_in_both_modes(browser, mode):
+    html = shell_page(browser, mode).get_data(as_text=True)
+    assert '<form class="shell-app-bar" method="post" action="/app-market/uninstall">' in html
+    assert '<button type="submit" class="secondary">Uninstall app</button>' in html
+    fields = form_fields(shell_page(browser, mode))
+    assert set(fields) == {"csrf_token", "staff", "business"}
+    assert (fields["staff"], fields["business"]) == (OWNER_UID, HARBOR)
+    assert "vcita Connect is installed for Harbor Light Yoga." in html
+
+
+@pytest.mark.sandbox_settings(SANDBOX_APP_URL=APP_URL)
+@pytest.mark.parametrize("mode", ["frame", "tab"])
+def test_pressing_uninstall_app_uninstalls_and_says_so(
+    browser, state, new_token, serve_receiver, mode
+):
+    receiver, base_url = serve_receiver()
+    token = new_token(STAFF_UID)
+    subscribe(browser, token, f"{base_url}/webhooks/vcita/s3cr3t")
+    fields = form_fields(shell_page(browser, mode))
+
+    response = browser.post("/app-market/uninstall", data=fields)
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "<h1>vcita Connect was uninstalled from Harbor Light Yoga</h1>" in html
+    assert '<a href="/app-market">Back to the App Market</a>' in html
+    assert "1 access token now gets 401 from userinfo and the API." in text_of(html)
+    assert f"<li><code>{base_url}</code>: answered 200</li>" in text_of(html)
+    assert "s3cr3t" not in html  # the target's path is the app's secret
+    assert browser.get("/oauth/userinfo", headers=bearer(token)).status_code == 401
+    assert len(receiver.received) == 1 and state.subscriptions() == []
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.sandbox_settings(SANDBOX_APP_URL=APP_URL)
+def test_the_page_says_when_nobody_was_told(browser):
+    fields = form_fields(shell_page(browser, "frame", staff=CEDAR_OWNER))
+    html = browser.post("/app-market/uninstall", data=fields).get_data(as_text=True)
+    assert "<h1>vcita Connect was uninstalled from Cedar &amp; Pine Law Office</h1>" in html
+    assert "0 access tokens now get 401" in text_of(html)
+    assert (
+        "No webhook subscription asked for <code>application/uninstalled</code>, so nothing"
+        " was sent." in text_of(html)
+    )
+
+
+@pytest.mark.sandbox_settings(SANDBOX_APP_URL=APP_URL)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"csrf_token": "forged"},
+        {"csrf_token": ""},
+    ],
+)
+def test_an_uninstall_without_the_pages_csrf_token_is_refused(browser, new_token, change):
+    token = new_token()
+    fields = {**form_fields(shell_page(browser, "frame")), **change}
+    response = browser.post("/app-market/uninstall", data=fields)
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "not sent from the sandbox&#39;s App Market page" in response.get_data(as_text=True)
+    assert browser.get("/oauth/userinfo", headers=bearer(token)).status_code == 200
+
+
+def test_an_uninstall_from_a_browser_that_never_opened_the_page_is_refused(
+    sandbox, browser, new_token
+):
+    token = new_token()
+    stranger = sandbox.test_client()  # no session, so no CSRF token to match
+    response = stranger.post(
+        "/app-market/uninstall", data={"csrf_token": "", "staff": OWNER_UID, "business": HARBOR}
+    )
+    assert response.status_code == 400
+    assert browser.get("/oauth/userinfo", headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.sandbox_settings(SANDBOX_APP_URL=APP_URL)
+@pytest.mark.parametrize(
+    "change", [{"business": CEDAR}, {"staff": "nobody"}, {"staff": CEDAR_OWNER, "business": ""}]
+)
+def test_an_uninstall_naming_no_staff_member_of_the_business_is_404(browser, new_token, change):
+    tokens = [new_token(), new_token(CEDAR_OWNER)]
+    fields = {**form_fields(shell_page(browser, "frame")), **change}
+    response = browser.post("/app-market/uninstall", data=fields)
+    assert response.status_code == 404
+    for token in tokens:
+        assert browser.get("/oauth/userinfo", headers=bearer(token)).status_code == 200
