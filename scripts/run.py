@@ -8,6 +8,7 @@ starts the vcita sandbox as its own HTTP server on port 5001 beside the app on 5
 
 import json
 import os
+import runpy
 import secrets
 import signal
 import subprocess
@@ -35,6 +36,12 @@ def main() -> int:
         **{k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None},
         **os.environ,
     }
+    if "--gunicorn" in sys.argv:
+        # gunicorn reads WEB_CONCURRENCY with int() before any setting of ours runs: a
+        # value such as "²" would stop it with a traceback. gunicorn.conf.py names the
+        # problem instead, so it is read here first, with the same environment.
+        os.environ.update(env)
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     use_sandbox = not env.get("VCITA_CLIENT_ID") or env.get("VCITA_SANDBOX", "").lower() in (
         "1",
         "true",

@@ -120,3 +120,23 @@ def test_make_serve_names_a_thread_count_it_cannot_use(value):
     assert check.stderr.strip() == (
         f"GUNICORN_THREADS must be a whole number from 1 to 64, not {value!r}"
     )
+
+
+@pytest.mark.parametrize("name", ["WEB_CONCURRENCY", "GUNICORN_THREADS"])
+def test_make_serve_names_a_worker_count_before_gunicorn_can_crash_on_it(name, tmp_path):
+    served = subprocess.run(
+        [sys.executable, "scripts/run.py", "--gunicorn"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+            name: "²",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert served.returncode == 1
+    assert served.stderr.strip() == f"{name} must be a whole number from 1 to 64, not '²'"
+    assert "Traceback" not in served.stderr
