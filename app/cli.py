@@ -4,17 +4,21 @@
     flask --app app vcita get /platform/v1/clients --business UID [--param per_page=5]
     flask --app app vcita get /platform/v1/clients --business UID --all-pages
     flask --app app vcita forget --business UID [--staff UID] [--yes]
+    flask --app app vcita new-key [--type RSA|EC] [--out FILE]
 
 Every command works on the connections the app stored; none ever prints a token. A
 business with no connection is exit code 2; vcita refusing or not answering, 1.
 """
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
+from joserfc.jwk import ECKey, RSAKey
 
 from . import webhooks
 from .client import get_client
@@ -113,6 +117,43 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
             webhooks.unsubscribe(connection)  # best effort, while the token works
         store.delete_connection(row.id)
     click.echo(f"Forgot {len(chosen)} connection(s) of business {business}.")
+
+
+@vcita_cli.command("new-key")
+@click.option("--type", "kind", type=click.Choice(["RSA", "EC"]), default="RSA", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write it (default: instance/vcita-signing-key-<kid>.jwk.json).",
+)
+def new_key(kind: str, out: Path | None) -> None:
+    """Make a private key for private_key_jwt, readable only by you; say what to set."""
+    key = (
+        RSAKey.generate_key(2048, private=True)
+        if kind == "RSA"
+        else ECKey.generate_key("P-256", private=True)
+    )
+    jwk = {**key.as_dict(private=True), "kid": key.thumbprint()}
+    out = out or Path(current_app.instance_path) / f"vcita-signing-key-{jwk['kid'][:12]}.jwk.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # 0600 from the first byte, and never over an existing file.
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as error:
+        raise click.BadParameter(
+            f"{out} exists: choose another file", param_hint="--out"
+        ) from error
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(jwk, file)
+    current = os.environ.get("VCITA_CLIENT_PRIVATE_KEYS", "").strip()
+    base = current_app.config["PUBLIC_BASE_URL"] or "https://<this app>"
+    click.echo(
+        f"Wrote a new {kind} signing key (kid {jwk['kid']}) to {out}, readable only by you."
+    )
+    click.echo("Set (the newest key first signs; keep older ones until vcita has the new set):")
+    click.echo("  VCITA_TOKEN_AUTH_METHOD=private_key_jwt")
+    click.echo(f"  VCITA_CLIENT_PRIVATE_KEYS={out}{',' + current if current else ''}")
+    click.echo(f"Register in vcita as client_auth_jwks_uri: {base}/.well-known/jwks.json")
 
 
 def init_app(app: Flask) -> None:

@@ -17,6 +17,7 @@ def init_app(app: Flask) -> None:
         token_url=config["VCITA_TOKEN_URL"],
         userinfo_url=config["VCITA_USERINFO_URL"],
         api_url=config["VCITA_API_URL"],
+        private_keys=config["VCITA_CLIENT_PRIVATE_KEYS"],
         token_auth_method=config["VCITA_TOKEN_AUTH_METHOD"],
         scope=config["VCITA_SCOPE"],
         use_pkce=config["VCITA_USE_PKCE"],

@@ -65,13 +65,24 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
     """Return the app's settings read from `environ`, or raise ConfigError."""
     reader = _Reader(environ)
     app_env = reader.choice("APP_ENV", APP_ENVS, default="development")
+    auth_method = reader.choice(
+        "VCITA_TOKEN_AUTH_METHOD", vcita.TOKEN_AUTH_METHODS, default="client_secret_json"
+    )
+    signs = auth_method == vcita.PRIVATE_KEY_JWT
     config = {
         "APP_ENV": app_env,
+        "VCITA_TOKEN_AUTH_METHOD": auth_method,
+        # With private_key_jwt no secret is needed, nor ever sent; the keys are.
+        "VCITA_CLIENT_SECRET": (reader.text("VCITA_CLIENT_SECRET") or None)
+        if signs
+        else reader.required("VCITA_CLIENT_SECRET"),
+        "VCITA_CLIENT_PRIVATE_KEYS": reader.private_keys(
+            "VCITA_CLIENT_PRIVATE_KEYS", required=signs, production=app_env == "production"
+        ),
         # Only what the pages say and show (a banner, the flow trace): the sandbox's
         # URLs and demo client are settings like any other, which `make run` sets.
         "SANDBOX": reader.flag("VCITA_SANDBOX"),
         "VCITA_CLIENT_ID": reader.required("VCITA_CLIENT_ID"),
-        "VCITA_CLIENT_SECRET": reader.required("VCITA_CLIENT_SECRET"),
         "VCITA_REDIRECT_URI": reader.url("VCITA_REDIRECT_URI", default=None),
         "VCITA_AUTHORIZE_URL": reader.url("VCITA_AUTHORIZE_URL", default=vcita.AUTHORIZE_URL),
         "VCITA_TOKEN_URL": reader.url("VCITA_TOKEN_URL", default=vcita.TOKEN_URL),
@@ -79,9 +90,6 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "VCITA_API_URL": reader.url("VCITA_API_URL", default=vcita.API_URL),
         # Where vcita can reach this app (webhooks); unset: no webhook subscription.
         "PUBLIC_BASE_URL": reader.optional_url("PUBLIC_BASE_URL"),
-        "VCITA_TOKEN_AUTH_METHOD": reader.choice(
-            "VCITA_TOKEN_AUTH_METHOD", vcita.TOKEN_AUTH_METHODS, default="client_secret_json"
-        ),
         "VCITA_SCOPE": reader.text("VCITA_SCOPE") or None,
         "VCITA_USE_PKCE": reader.flag("VCITA_USE_PKCE"),
         "VCITA_ISSUER": reader.text("VCITA_ISSUER") or None,
@@ -276,6 +284,34 @@ class _Reader:
         if not value:
             self.missing(name, f"{name} is not set{SANDBOX_HINT}")
         return value or None
+
+    def private_keys(self, name: str, required: bool, production: bool) -> tuple[dict, ...]:
+        """Read private key files (PEM or JWK), newest first, separated by commas."""
+        paths = [item.strip() for item in self.text(name).split(",") if item.strip()]
+        if required and not paths:
+            self.missing(
+                name,
+                f"{name} is not set: private_key_jwt signs with it "
+                "(make one with `flask --app app vcita new-key`)",
+            )
+        keys = []
+        for path in paths:
+            try:
+                text = Path(path).read_text()
+                mode = Path(path).stat().st_mode
+                key = vcita.load_private_key(text)
+            except OSError as error:
+                self.problem(f"{name}: cannot read {path!r} ({error.strerror})", name)
+                continue
+            except (ValueError, TypeError, UnicodeDecodeError):
+                self.problem(f"{name}: {path!r} holds no private RSA or EC P-256 key", name)
+                continue
+            if production and mode & 0o077:
+                self.problem(
+                    f"{name}: {path!r} is readable by others; run `chmod 600 {path}`", name
+                )
+            keys.append(key)
+        return tuple(keys)
 
     def optional_url(self, name: str) -> str | None:
         """Read a URL that may be left unset; a trailing slash is dropped."""

@@ -3,7 +3,7 @@
 The steps of vcita's guide "OAuth 2.0 authorization Flow": step 2
 `authorization_url`, the callback's rules `code_from_callback`, step 3
 `exchange_code`, step 4 `fetch_userinfo`, then any API call (`api_get`, `api_post`,
-`api_pages`). It imports only Authlib, requests (and its urllib3) and the
+`api_pages`). It imports only Authlib (and its joserfc), requests (and its urllib3) and the
 standard library, and every failure leaves it as one of the `VcitaError` classes
 below. In your own Flask app:
 
@@ -47,6 +47,8 @@ from urllib.parse import quote_plus
 import requests
 from authlib.common.urls import url_decode
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
+from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
+from joserfc.jwk import ECKey, RSAKey
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
@@ -56,7 +58,16 @@ USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
 API_URL = "https://api.vcita.biz"  # vcita's REST API: /platform/v1/…
 # White-label businesses sign in on their partner's host (vcita's `brand_host`).
 BRAND_AUTHORIZE_URL = "https://{brand_host}/app/oauth/authorize"
-TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
+TOKEN_AUTH_METHODS = (
+    "client_secret_json",
+    "client_secret_post",
+    "client_secret_basic",
+    "private_key_jwt",  # RFC 7523: a signed assertion, no shared secret (client_auth_jwks_uri)
+)
+PRIVATE_KEY_JWT = TOKEN_AUTH_METHODS[3]
+# A private_key_jwt assertion lives this long (Authlib's default is an hour).
+ASSERTION_LIFETIME = 300
+SIGNING_ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}
 
 # (connect, read) seconds. vcita's codes live 30 seconds, so the exchange must give up
 # well inside that: a late answer is useless, and the user can simply try again.
@@ -143,7 +154,7 @@ class VcitaSettings:
     """Everything the client needs to know: your app's registration with vcita."""
 
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str | None = field(repr=False)  # None with private_key_jwt
     redirect_uri: str  # exactly as registered with vcita, in step 2 and step 3 alike
     authorize_url: str = AUTHORIZE_URL
     token_url: str = TOKEN_URL
@@ -158,6 +169,8 @@ class VcitaSettings:
     exchange_timeout: tuple[float, float] = TIMEOUT
     api_timeout: tuple[float, float] = TIMEOUT
     api_url: str = API_URL
+    # private_key_jwt: private JWKs (each with its "kid"), newest first; the newest signs.
+    private_keys: tuple[dict, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -222,6 +235,11 @@ class VcitaClient:
     ):
         if settings.token_auth_method not in TOKEN_AUTH_METHODS:
             raise ValueError(f"token_auth_method must be one of {TOKEN_AUTH_METHODS}")
+        self._signing_key = None
+        if settings.token_auth_method == PRIVATE_KEY_JWT:
+            if not settings.private_keys:
+                raise ValueError("private_key_jwt needs at least one private key")
+            self._signing_key = signing_key(settings.private_keys[0])
         self.settings = settings
         self.transport = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=32, max_retries=_IdempotentRetry()
@@ -404,6 +422,10 @@ class VcitaClient:
             raise VcitaRefused(f"{path} answered HTTP {response.status_code}")
         return _json_body(response, path)
 
+    def public_jwks(self) -> dict:
+        """Return the JWK Set to publish at your `client_auth_jwks_uri`: public halves only."""
+        return {"keys": [public_jwk(key) for key in self.settings.private_keys]}
+
     def close(self) -> None:
         """Close the pooled connections to vcita."""
         self.transport.close()
@@ -415,9 +437,11 @@ class VcitaClient:
         to be shared between threads serving different businesses.
         """
         settings = self.settings
+        private_key_jwt = settings.token_auth_method == PRIVATE_KEY_JWT
         session = OAuth2Session(
             client_id=settings.client_id,
-            client_secret=settings.client_secret,
+            # Authlib signs private_key_jwt with the session's "secret": the private key.
+            client_secret=self._signing_key if private_key_jwt else settings.client_secret,
             redirect_uri=settings.redirect_uri,
             scope=settings.scope,
             token_endpoint_auth_method=settings.token_auth_method,
@@ -426,12 +450,92 @@ class VcitaClient:
         )
         session.register_client_auth_method(("client_secret_json", _client_secret_json))
         session.register_client_auth_method(("client_secret_basic", _client_secret_basic))
+        if private_key_jwt:
+            key = settings.private_keys[0]
+            session.register_client_auth_method(
+                _ShortLivedPrivateKeyJWT(
+                    # aud: the issuer identifier when known (it names vcita whatever URL
+                    # the request took), else the token endpoint, as RFC 7523 allows.
+                    token_endpoint=settings.issuer or settings.token_url,
+                    headers={"kid": key["kid"]},
+                    alg=SIGNING_ALGORITHMS[key["kty"]],
+                )
+            )
         session.register_compliance_hook("access_token_response", _check_token_response)
         if self.response_hook is not None:
             session.hooks["response"].append(self.response_hook)
         session.mount("https://", self.transport)
         session.mount("http://", self.transport)
         return session
+
+
+class _ShortLivedPrivateKeyJWT(PrivateKeyJWT):
+    """Authlib's private_key_jwt client authentication, with a five-minute assertion.
+
+    Authlib's own signs for an hour; a shorter one is less worth stealing. Each call
+    signs afresh, with a new `jti`, so vcita can refuse a replayed assertion.
+    """
+
+    def sign(self, auth, token_endpoint):
+        return private_key_jwt_sign(
+            auth.client_secret,
+            client_id=auth.client_id,
+            token_endpoint=token_endpoint,
+            header=dict(self.headers),
+            alg=self.alg,
+            expires_in=ASSERTION_LIFETIME,
+        )
+
+
+def signing_key(jwk: dict):
+    """Import a private JWK (RSA or EC P-256) for signing assertions."""
+    kind = jwk.get("kty")
+    if kind not in SIGNING_ALGORITHMS or "d" not in jwk or not jwk.get("kid"):
+        raise ValueError("a signing key is a private RSA or EC JWK with a kid")
+    if kind == "EC" and jwk.get("crv") != "P-256":
+        raise ValueError("an EC signing key must be on P-256 (ES256)")
+    return (RSAKey if kind == "RSA" else ECKey).import_key(jwk)
+
+
+def load_private_key(text: str) -> dict:
+    """Read a private key, PEM or JWK JSON, as a JWK with a `kid` (its thumbprint if none)."""
+    text = text.strip()
+    if text.startswith("{"):
+        jwk = json.loads(text)
+        if not isinstance(jwk, dict):
+            raise ValueError("a JWK is a JSON object")
+        key = signing_key({**jwk, "kid": jwk.get("kid") or "-"})
+    else:
+        for kind in (RSAKey, ECKey):
+            try:
+                key = kind.import_key(text.encode())
+                break
+            except (ValueError, TypeError):
+                continue
+        else:
+            raise ValueError("neither a PEM RSA or EC private key nor a JWK")
+        jwk = {}
+    private = key.as_dict(private=True)
+    if "d" not in private:
+        raise ValueError("a public key cannot sign: give the private key")
+    private["kid"] = jwk.get("kid") or key.thumbprint()
+    signing_key(private)  # the same checks as when signing: RSA or EC P-256
+    return private
+
+
+def public_jwk(jwk: dict) -> dict:
+    """Return the public half of a private JWK, with its kid, use and alg."""
+    public = signing_key(jwk).as_dict(private=False)
+    return {
+        **{
+            name: value
+            for name, value in public.items()
+            if name not in ("d", "p", "q", "dp", "dq", "qi")
+        },
+        "kid": jwk["kid"],
+        "use": "sig",
+        "alg": SIGNING_ALGORITHMS[jwk["kty"]],
+    }
 
 
 class _IdempotentRetry(Retry):

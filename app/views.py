@@ -157,6 +157,18 @@ def handoff():
     return jsonify(connected=True, location=url_for(".dashboard"))
 
 
+@bp.get("/.well-known/jwks.json")
+def jwks():
+    """The public halves of the private_key_jwt keys: the app's client_auth_jwks_uri."""
+    keys = get_client().public_jwks()
+    if not keys["keys"]:
+        return jsonify(error="not_found", error_description="no signing keys configured"), 404
+    response = jsonify(keys)
+    # vcita may cache the set; five minutes lets a new key in soon after a rotation.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
 @bp.get("/dashboard")
 def dashboard():
     """Step 4: show the business's live userinfo from vcita."""

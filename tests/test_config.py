@@ -99,7 +99,7 @@ def test_app_refuses_to_start_without_credentials_or_sandbox_switch(tmp_path):
         ("VCITA_TOKEN_URL", "ftp://vcita.example/token", "VCITA_TOKEN_URL must be an absolute"),
         ("VCITA_REDIRECT_URI", "/callback", "VCITA_REDIRECT_URI must be an absolute"),
         ("VCITA_REDIRECT_URI", "https://a.example/cb#x", "VCITA_REDIRECT_URI must be an absolute"),
-        ("VCITA_TOKEN_AUTH_METHOD", "private_key_jwt", "VCITA_TOKEN_AUTH_METHOD must be one of"),
+        ("VCITA_TOKEN_AUTH_METHOD", "client_secret_jwt", "VCITA_TOKEN_AUTH_METHOD must be one of"),
         ("VCITA_USE_PKCE", "maybe", "VCITA_USE_PKCE must be true or false"),
         ("TOKEN_ENCRYPTION_KEY", "not-a-key", "TOKEN_ENCRYPTION_KEY key #1 is not a Fernet key"),
         ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be a whole number"),

@@ -72,4 +72,9 @@ def test_with_an_issuer_set_the_callback_must_carry_it(query, accepted):
 
 def test_an_unknown_client_auth_method_is_refused_when_the_client_is_built():
     with pytest.raises(ValueError, match="token_auth_method"):
+        vcita.VcitaClient(replace(SETTINGS, token_auth_method="client_secret_jwt"))
+
+
+def test_private_key_jwt_without_a_key_is_refused_when_the_client_is_built():
+    with pytest.raises(ValueError, match="private key"):
         vcita.VcitaClient(replace(SETTINGS, token_auth_method="private_key_jwt"))
