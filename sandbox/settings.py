@@ -32,6 +32,7 @@ DEFAULT_BRAND_DOMAIN = "myclients.me"
 SETTING_NAMES = (
     "SANDBOX_CLIENT_ID",
     "SANDBOX_CLIENT_SECRET",
+    "SANDBOX_CLIENT_JWKS_URI",
     "SANDBOX_REDIRECT_URIS",
     "SANDBOX_TRUSTED",
     "SANDBOX_CODE_LIFETIME",
@@ -82,6 +83,7 @@ def load_settings(
         "SANDBOX_CLIENT_SECRET": _text(
             source, "SANDBOX_CLIENT_SECRET", DEFAULT_CLIENT_SECRET, problems
         ),
+        "SANDBOX_CLIENT_JWKS_URI": _client_jwks_uri(source, problems),
         "SANDBOX_REDIRECT_URIS": _redirect_uris(source, problems),
         "SANDBOX_TRUSTED": _flag(source, "SANDBOX_TRUSTED", problems),
         "SANDBOX_CODE_LIFETIME": _lifetime(source, problems),
@@ -181,11 +183,25 @@ def _issuer(source: Mapping[str, Any], problems: list[str]) -> str | None:
     return str(value)
 
 
+def _client_jwks_uri(source: Mapping[str, Any], problems: list[str]) -> str | None:
+    value = source.get("SANDBOX_CLIENT_JWKS_URI") or None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _is_plain_http_url(value):
+        problems.append(
+            "SANDBOX_CLIENT_JWKS_URI must be the URL of the client's JWK Set (vcita's"
+            " client_auth_jwks_uri), an absolute http(s) URL without user or #fragment, such as"
+            f" http://localhost:5000/.well-known/jwks.json, not {value!r}"
+        )
+        return None
+    return value
+
+
 def _app_url(source: Mapping[str, Any], problems: list[str]) -> str | None:
     value = source.get("SANDBOX_APP_URL") or None
     if value is None:
         return None
-    if not isinstance(value, str) or not _is_landing_page_url(value):
+    if not isinstance(value, str) or not _is_plain_http_url(value):
         problems.append(
             "SANDBOX_APP_URL must be the app's landing page, an absolute http(s) URL without"
             f" user or #fragment, such as http://localhost:5000/, not {value!r}"
@@ -194,9 +210,10 @@ def _app_url(source: Mapping[str, Any], problems: list[str]) -> str | None:
     return value
 
 
-def _is_landing_page_url(url: str) -> bool:
-    # The shell puts it in an iframe's src and its origin in a CSP header, so plain
-    # printable ASCII and a host that is a name or an address, nothing else.
+def _is_plain_http_url(url: str) -> bool:
+    # The shell puts the landing page in an iframe's src and its origin in a CSP header,
+    # and the sandbox fetches the JWK Set from its URL: plain printable ASCII and a host
+    # that is a name or an address, nothing else.
     if not url.isascii() or not url.isprintable() or " " in url or "#" in url:
         return False
     parts = urlsplit(url)

@@ -14,6 +14,7 @@ def test_defaults_register_the_demo_client():
     config = create_sandbox().config
     assert config["SANDBOX_CLIENT_ID"] == "vcita-connect-sandbox"
     assert config["SANDBOX_CLIENT_SECRET"] == "sandbox-client-secret"
+    assert config["SANDBOX_CLIENT_JWKS_URI"] is None
     assert config["SANDBOX_REDIRECT_URIS"] == ("http://localhost:5000/callback",)
     assert config["SANDBOX_TRUSTED"] is False
     assert config["SANDBOX_CODE_LIFETIME"] == 30.0
@@ -39,6 +40,7 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SANDBOX_SECRET_KEY", "env-secret-key")
     monkeypatch.setenv("SANDBOX_ISSUER", "https://sandbox.example")
     monkeypatch.setenv("SANDBOX_CONTROL", "on")
+    monkeypatch.setenv("SANDBOX_CLIENT_JWKS_URI", "https://connect.example/jwks.json")
     sandbox = create_sandbox()
     assert sandbox.config["SANDBOX_CLIENT_ID"] == "env-client"
     assert sandbox.config["SANDBOX_REDIRECT_URIS"] == (
@@ -50,6 +52,7 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert sandbox.secret_key == "env-secret-key"
     assert sandbox.config["SANDBOX_ISSUER"] == "https://sandbox.example"
     assert sandbox.config["SANDBOX_CONTROL"] is True
+    assert sandbox.config["SANDBOX_CLIENT_JWKS_URI"] == "https://connect.example/jwks.json"
 
 
 def test_test_config_overrides_the_environment_with_the_same_keys(monkeypatch):
@@ -115,6 +118,20 @@ def test_state_is_on_the_app_extensions():
         ("SANDBOX_BRAND_DOMAIN", "my_clients.me", "SANDBOX_BRAND_DOMAIN must be"),
         ("SANDBOX_BRAND_DOMAIN", f"{'a' * 64}.me", "SANDBOX_BRAND_DOMAIN must be"),
         ("SANDBOX_BRAND_DOMAIN", ".".join(["abc"] * 64), "SANDBOX_BRAND_DOMAIN must be"),
+        ("SANDBOX_CLIENT_JWKS_URI", "/jwks.json", "SANDBOX_CLIENT_JWKS_URI must be the URL"),
+        ("SANDBOX_CLIENT_JWKS_URI", "ftp://connect.example/jwks", "SANDBOX_CLIENT_JWKS_URI"),
+        (
+            "SANDBOX_CLIENT_JWKS_URI",
+            "https://user@connect.example/jwks",
+            "SANDBOX_CLIENT_JWKS_URI",
+        ),
+        (
+            "SANDBOX_CLIENT_JWKS_URI",
+            "https://connect.example/jwks#keys",
+            "SANDBOX_CLIENT_JWKS_URI",
+        ),
+        ("SANDBOX_CLIENT_JWKS_URI", "http://localhost:port/jwks", "SANDBOX_CLIENT_JWKS_URI"),
+        ("SANDBOX_CLIENT_JWKS_URI", "https://ü.example/jwks", "SANDBOX_CLIENT_JWKS_URI"),
     ],
 )
 def test_invalid_setting_is_named_in_the_error(monkeypatch, name, value, says):
@@ -134,6 +151,7 @@ def test_every_bad_variable_is_named_in_one_error():
                 "SANDBOX_CODE_LIFETIME": "later",
                 "SANDBOX_REDIRECT_URIS": "relative/path",
                 "SANDBOX_ISSUER": "ftp://x",
+                "SANDBOX_CLIENT_JWKS_URI": "jwks.json",
             },
         )
     message = str(error.value)
@@ -142,9 +160,10 @@ def test_every_bad_variable_is_named_in_one_error():
         "SANDBOX_CODE_LIFETIME",
         "SANDBOX_REDIRECT_URIS",
         "SANDBOX_ISSUER",
+        "SANDBOX_CLIENT_JWKS_URI",
     ):
         assert name in message
-    assert len(error.value.problems) == 4
+    assert len(error.value.problems) == 5
 
 
 @pytest.mark.parametrize(
@@ -158,6 +177,18 @@ def test_every_bad_variable_is_named_in_one_error():
 )
 def test_app_url_is_any_http_landing_page(url):
     assert load_settings({"SANDBOX_APP_URL": url})["SANDBOX_APP_URL"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:5000/.well-known/jwks.json",
+        "https://connect.example/oauth/jwks?version=2",
+        "http://[::1]:5000/jwks",
+    ],
+)
+def test_client_jwks_uri_is_any_http_url(url):
+    assert load_settings({"SANDBOX_CLIENT_JWKS_URI": url})["SANDBOX_CLIENT_JWKS_URI"] == url
 
 
 @pytest.mark.parametrize("domain", ["myclients.localhost", "localhost", "brand-1.partner.example"])
