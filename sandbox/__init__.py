@@ -13,7 +13,18 @@ from typing import Any
 
 from flask import Flask
 
-from . import app_market, authorize, clients, control, faults, pages, tokens, userinfo, webhooks
+from . import (
+    app_market,
+    authorize,
+    client_keys,
+    clients,
+    control,
+    faults,
+    pages,
+    tokens,
+    userinfo,
+    webhooks,
+)
 from .settings import SandboxConfigError, load_settings
 from .state import SandboxState
 
@@ -24,10 +35,11 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 
 def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the sandbox app: settings → state → pages → endpoints → control."""
+    """Create the sandbox app: settings → state → client keys → pages → endpoints → control."""
     app = Flask(__name__)
     configure(app, test_config)
     app.extensions["vcita_sandbox"] = SandboxState(app.config["SANDBOX_CODE_LIFETIME"])
+    client_keys.init_app(app)
     faults.init_app(app)
     pages.init_app(app)
     app.register_blueprint(authorize.bp)

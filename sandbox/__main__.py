@@ -15,7 +15,7 @@ from waitress.server import create_server
 
 from . import create_sandbox
 from .access_log import AccessLog, log_to_console
-from .settings import SandboxConfigError, secret_for_display
+from .settings import SandboxConfigError, client_auth_for_display, secret_for_display
 
 # Threads answering requests: a few browsers and a client app's pooled connections.
 THREADS = 16
@@ -69,6 +69,7 @@ def describe(url: str, config: dict) -> str:
         f"  webhooks:      {url}/platform/v1/webhook/subscribe (unsubscribe, GET /webhooks)",
         f"  client_id:     {config['SANDBOX_CLIENT_ID']}",
         f"  client_secret: {secret_for_display(config['SANDBOX_CLIENT_SECRET'])}",
+        f"  client auth:   {client_auth_for_display(config)}",
         f"  redirect URIs (exact match):\n{redirect_uris}",
         f"  trusted app (no consent page): {'yes' if config['SANDBOX_TRUSTED'] else 'no'}",
         f"  codes live {config['SANDBOX_CODE_LIFETIME']:g} s",

@@ -15,7 +15,14 @@ from urllib.parse import parse_qsl
 
 logger = logging.getLogger("sandbox.access")
 # Query values worth nothing to a reader and everything to an attacker.
-HIDDEN_PARAMETERS = {"state", "code", "code_verifier", "client_secret", "access_token"}
+HIDDEN_PARAMETERS = {
+    "state",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "client_assertion",
+    "access_token",
+}
 
 
 def escape_controls(text: str) -> str:

@@ -21,7 +21,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from .settings import secret_for_display
+from .settings import client_auth_for_display, secret_for_display
 
 bp = Blueprint("pages", __name__)
 
@@ -32,8 +32,12 @@ PLATFORM_PATHS = ("/platform/",)
 @bp.get("/")
 def front_page() -> str:
     """Say what this server is and where its endpoints are."""
-    secret = current_app.config["SANDBOX_CLIENT_SECRET"]
-    return render_template("sandbox/index.html", secret_note=secret_for_display(secret))
+    config = current_app.config
+    return render_template(
+        "sandbox/index.html",
+        secret_note=secret_for_display(config["SANDBOX_CLIENT_SECRET"]),
+        client_auth_note=client_auth_for_display(config),
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -249,6 +249,16 @@ def brand_host_of(business: Business, domain: str) -> str:
     return f"{business.brand_host.partition('.')[0]}.{domain}"
 
 
+def client_auth_for_display(config: Mapping[str, Any]) -> str:
+    """Say how the registered client authenticates its token requests."""
+    if config["SANDBOX_CLIENT_JWKS_URI"]:
+        return (
+            "private_key_jwt, with keys from SANDBOX_CLIENT_JWKS_URI"
+            f" {config['SANDBOX_CLIENT_JWKS_URI']} (a client_secret is refused)"
+        )
+    return "client_secret (JSON, form or HTTP Basic)"
+
+
 def secret_for_display(secret: str) -> str:
     """Show the public demo secret as is; never show one that was configured."""
     if secret == DEFAULT_CLIENT_SECRET:

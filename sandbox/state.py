@@ -1,8 +1,9 @@
 """Everything the sandbox remembers while it runs, behind one lock.
 
 Pending authorization requests (between the authorize page and Allow/Deny), codes, access
-tokens, the clients tests added to businesses, webhook subscriptions and the deliveries
-made to them, the requests the API endpoints received, and injected faults.
+tokens, the ids of client assertions already used, the clients tests added to businesses,
+webhook subscriptions and the deliveries made to them, the requests the API endpoints
+received, and injected faults.
 The app keeps one `SandboxState` on `app.extensions["vcita_sandbox"]`; tests of the client
 read it directly ("what did the provider receive?") when the sandbox runs in-process.
 """
@@ -32,6 +33,10 @@ SPENT_CODE_MEMORY = 600.0
 # Bounds on what tests and apps can add, so a sandbox left running stays small.
 MAX_ADDED_CLIENTS = 10_000  # per business
 MAX_SUBSCRIPTIONS = 100  # per business and app
+# Client assertions' jti values remembered at once. Each is kept only until its assertion
+# expires (minutes), so this is reached only by thousands of token requests a minute;
+# then the oldest go first.
+MAX_SPENT_ASSERTIONS = 100_000
 
 
 class InvalidGrant(Exception):
@@ -115,6 +120,8 @@ class SandboxState:
         self._pending: dict[str, PendingAuthorization] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AccessToken] = {}
+        # jti of each client assertion used → the Unix time until which a replay is refused.
+        self._spent_assertions: dict[str, float] = {}
         # The newest requests only: a sandbox left running must not grow without end.
         self._requests: dict[str, deque[dict[str, Any]]] = {
             endpoint: deque(maxlen=MAX_RECORDED_REQUESTS) for endpoint in FAULT_ENDPOINTS
@@ -199,6 +206,27 @@ class SandboxState:
             grant.access_token = token.access_token
             self._tokens[token.access_token] = token
             return token
+
+    def spend_assertion(self, jti: str, refuse_until: float) -> bool:
+        """Remember a client assertion's jti until it expires; False if it was used already.
+
+        RFC 7523 §3: the server may refuse a JWT whose jti it has seen, so a captured
+        assertion cannot be replayed for the minutes it is still valid.
+        """
+        now = time.time()
+        with self._lock:
+            if self._spent_assertions.get(jti, 0.0) > now:
+                return False
+            if len(self._spent_assertions) >= MAX_SPENT_ASSERTIONS:
+                self._spent_assertions = {
+                    known: until for known, until in self._spent_assertions.items() if until > now
+                }
+                while len(self._spent_assertions) >= MAX_SPENT_ASSERTIONS:
+                    del self._spent_assertions[next(iter(self._spent_assertions))]
+            # Moved to the end, so the dict stays in the order assertions were used.
+            self._spent_assertions.pop(jti, None)
+            self._spent_assertions[jti] = refuse_until
+            return True
 
     # --- Step 4: bearer tokens ---------------------------------------------------------
 
@@ -390,12 +418,13 @@ class SandboxState:
             return fault
 
     def reset(self) -> None:
-        """Forget everything: requests, codes, tokens, clients, webhooks, recordings, faults."""
+        """Forget everything: requests, codes, tokens, assertion ids, clients, webhooks, faults."""
         self.clear_faults()
         with self._lock:
             self._pending.clear()
             self._codes.clear()
             self._tokens.clear()
+            self._spent_assertions.clear()
             self._added_clients.clear()
             self._subscriptions.clear()
             self._deliveries.clear()

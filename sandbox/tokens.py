@@ -2,8 +2,11 @@
 
 vcita documents a JSON body carrying all five fields. A Rails server such as vcita's also
 parses a form-encoded body, and RFC 6749 §2.3.1 lets a client authenticate with HTTP Basic
-instead, so the sandbox accepts all three. Errors follow RFC 6749 §5.2 in vcita's shape,
-`{"error", "error_description"}`, and never repeat the client secret.
+instead, so the sandbox accepts all three. A client registered with a JWK Set URL
+(SANDBOX_CLIENT_JWKS_URI, vcita's `client_auth_jwks_uri`) has no secret: it sends a signed
+client_assertion instead (private_key_jwt, RFC 7523 §2.2), in either body. Errors follow
+RFC 6749 §5.2 in vcita's shape, `{"error", "error_description"}`, and never repeat the
+client secret or the assertion.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from .client_assertion import ASSERTION_TYPE, AssertionRefused, verify_client_assertion
+from .client_keys import ClientKeys, client_keys
 from .recording import json_body, sandbox_state, serve_observed
 from .state import InvalidGrant
 
@@ -23,10 +28,28 @@ bp = Blueprint("tokens", __name__)
 
 # vcita's documented request (oauth-openapi.json), in its order.
 REQUIRED_FIELDS = ("grant_type", "client_id", "client_secret", "code", "redirect_uri")
-OPTIONAL_FIELDS = ("code_verifier",)
+# With private_key_jwt the assertion stands in for the secret and names the client itself,
+# so client_id may be left out (RFC 7523 §2.2).
+ASSERTION_FIELDS = ("client_assertion_type", "client_assertion")
+ASSERTION_REQUIRED_FIELDS = ("grant_type", *ASSERTION_FIELDS, "code", "redirect_uri")
+OPTIONAL_FIELDS = ("code_verifier", *ASSERTION_FIELDS)
+# The client authentication methods, by their registered names (RFC 7591 §2).
+CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 - a method's name, not a secret
+CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method's name, not a secret
+PRIVATE_KEY_JWT = "private_key_jwt"
 # vcita's tokens last about 20 years; no refresh token is ever issued (guide step 3).
 EXPIRES_IN = 631139040
 INVALID_CLIENT = "Client authentication failed. The client_id or client_secret is invalid."
+SECRET_NOT_REGISTERED = (
+    "Client authentication failed. This client is registered with a client_auth_jwks_uri"
+    " (SANDBOX_CLIENT_JWKS_URI), so it has no client_secret to send: authenticate with"
+    f" client_assertion_type={ASSERTION_TYPE} and a signed client_assertion (private_key_jwt)."
+)
+ASSERTION_NOT_REGISTERED = (
+    "Client authentication failed. This client has no client_auth_jwks_uri registered"
+    " (SANDBOX_CLIENT_JWKS_URI is unset): authenticate with its client_secret, not a"
+    " client_assertion."
+)
 
 
 class TokenError(Exception):
@@ -46,11 +69,11 @@ def token() -> Response:
 def exchange_code() -> Response:
     """Check the request, client and code, then issue a token (RFC 6749 §4.1.3-4.1.4)."""
     try:
-        params, used_basic = token_request_parameters()
-        check_client(params, used_basic)
+        params, method = token_request_parameters()
+        client_id = authenticate_client(params, method)
         issued = sandbox_state().redeem_code(
             params["code"],
-            client_id=params["client_id"],
+            client_id=client_id,
             redirect_uri=params["redirect_uri"],
             code_verifier=params.get("code_verifier"),
         )
@@ -68,8 +91,8 @@ def exchange_code() -> Response:
     )
 
 
-def token_request_parameters() -> tuple[dict[str, str], bool]:
-    """Return the request's parameters (body and Basic credentials) and whether Basic was used."""
+def token_request_parameters() -> tuple[dict[str, str], str]:
+    """Return the request's parameters (body and Basic credentials) and its client auth method."""
     params = body_parameters()
     credentials = basic_credentials()
     if credentials is not None:
@@ -81,19 +104,39 @@ def token_request_parameters() -> tuple[dict[str, str], bool]:
         if params.get("client_id", credentials[0]) != credentials[0]:
             raise TokenError(400, "invalid_request", "client_id differs from HTTP Basic.")
         params["client_id"], params["client_secret"] = credentials
+    if "client_secret" in params and any(name in params for name in ASSERTION_FIELDS):
+        raise TokenError(
+            400,
+            "invalid_request",
+            "Authenticate with a client_secret (in the body or HTTP Basic) or a"
+            " client_assertion, not both.",
+        )
+    method = client_auth_method(params, used_basic=credentials is not None)
     if not params.get("grant_type"):
         raise TokenError(400, "invalid_request", "Missing required parameter: grant_type.")
     if params["grant_type"] != "authorization_code":
         raise TokenError(
             400, "unsupported_grant_type", "Only grant_type=authorization_code is supported."
         )
-    missing = [name for name in REQUIRED_FIELDS if not params.get(name)]
+    required = ASSERTION_REQUIRED_FIELDS if method == PRIVATE_KEY_JWT else REQUIRED_FIELDS
+    missing = [name for name in required if not params.get(name)]
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise TokenError(
             400, "invalid_request", f"Missing required parameter{plural}: {', '.join(missing)}."
         )
-    return params, credentials is not None
+    return params, method
+
+
+def client_auth_method(params: dict[str, str], used_basic: bool) -> str:
+    """Name the client authentication method the request uses; with none, the registered one."""
+    if used_basic:
+        return CLIENT_SECRET_BASIC
+    if "client_secret" in params:
+        return CLIENT_SECRET_POST
+    if any(name in params for name in ASSERTION_FIELDS) or client_keys() is not None:
+        return PRIVATE_KEY_JWT
+    return CLIENT_SECRET_POST
 
 
 def body_parameters() -> dict[str, str]:
@@ -139,7 +182,62 @@ def basic_credentials() -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(client_secret)
 
 
-def check_client(params: dict[str, str], used_basic: bool) -> None:
+def authenticate_client(params: dict[str, str], method: str) -> str:
+    """Authenticate the one registered client by the method it registered; return its id.
+
+    A client registered with a JWK Set URL has no secret-based method, and one without
+    has no key to check an assertion with: either mismatch is invalid_client.
+    """
+    keys = client_keys()
+    if method == PRIVATE_KEY_JWT:
+        if keys is None:
+            raise TokenError(401, "invalid_client", ASSERTION_NOT_REGISTERED)
+        return check_client_assertion(params, keys)
+    if keys is not None:
+        raise TokenError(
+            401, "invalid_client", SECRET_NOT_REGISTERED, basic=method == CLIENT_SECRET_BASIC
+        )
+    check_client_secret(params, used_basic=method == CLIENT_SECRET_BASIC)
+    return params["client_id"]
+
+
+def check_client_assertion(params: dict[str, str], keys: ClientKeys) -> str:
+    """Verify a private_key_jwt assertion (RFC 7523 §3); return the client id it names."""
+    config = current_app.config
+    client_id = config["SANDBOX_CLIENT_ID"]
+    if params["client_assertion_type"] != ASSERTION_TYPE:
+        raise TokenError(
+            401,
+            "invalid_client",
+            f"Client authentication failed. client_assertion_type must be {ASSERTION_TYPE}.",
+        )
+    if "client_id" in params and params["client_id"] != client_id:
+        # RFC 7521 §4.2: a client_id sent beside an assertion must name the same client.
+        raise TokenError(
+            401,
+            "invalid_client",
+            "Client authentication failed. client_id must be the client_assertion's sub, the"
+            " registered client; it may be left out.",
+        )
+    # aud: the issuer identifier, which names the server whatever URL a request took, or
+    # this token endpoint's URL as the request reached it (RFC 7523 §3, item 3).
+    audiences = [request.base_url, *filter(None, [config["SANDBOX_ISSUER"]])]
+    try:
+        verify_client_assertion(
+            params["client_assertion"],
+            client_id=client_id,
+            audiences=audiences,
+            keys=keys,
+            spend_jti=sandbox_state().spend_assertion,
+        )
+    except AssertionRefused as refusal:
+        raise TokenError(
+            401, "invalid_client", f"Client authentication failed. {refusal}"
+        ) from None
+    return client_id
+
+
+def check_client_secret(params: dict[str, str], used_basic: bool) -> None:
     """Authenticate the one registered client, in constant time (RFC 6749 §2.3.1)."""
     config = current_app.config
     id_ok = hmac.compare_digest(params["client_id"].encode(), config["SANDBOX_CLIENT_ID"].encode())

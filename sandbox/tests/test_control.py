@@ -170,7 +170,9 @@ def runs_of(secret: str, length: int = 6) -> set[str]:
 )
 @given(
     secret=st.text(alphabet="QXZJKqxzjkVW", min_size=6, max_size=40),  # no word, no digit
-    field=st.sampled_from(["client_secret", "code", "code_verifier", "access_token", "state"]),
+    field=st.sampled_from(
+        ["client_secret", "client_assertion", "code", "code_verifier", "access_token", "state"]
+    ),
 )
 def test_recorded_requests_show_no_run_of_any_credential(browser, state, new_token, secret, field):
     state.reset()
