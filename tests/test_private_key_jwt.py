@@ -256,3 +256,90 @@ def test_new_key_writes_a_key_only_its_owner_can_read_and_says_what_to_set(app, 
     again = app.test_cli_runner().invoke(args=["vcita", "new-key", "--out", out])
     assert again.exit_code == 2  # never over an existing key
     assert vcita.load_private_key(out.read_text())["kid"] == key["kid"]
+
+
+# --- Against the sandbox, which verifies at vcita's side ----------------------------------
+
+
+class _Deferred:
+    """A WSGI app filled in later: the app's key set URL is the sandbox's setting."""
+
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def jwt_sandbox():
+    """The app served over HTTP (for its key set), and a sandbox that trusts that set."""
+    from sandbox import create_sandbox
+
+    from .conftest import CLIENT_ID, REDIRECT_URI
+
+    deferred = _Deferred()
+    with ServerThread(deferred) as served:
+        sandbox = create_sandbox(
+            {
+                "SANDBOX_CLIENT_ID": CLIENT_ID,
+                "SANDBOX_CLIENT_SECRET": "unused-secret-of-the-sandbox",
+                "SANDBOX_REDIRECT_URIS": REDIRECT_URI,
+                "SANDBOX_SECRET_KEY": "sandbox-test-secret",
+                "SANDBOX_CLIENT_JWKS_URI": f"{served.url}/.well-known/jwks.json",
+            }
+        )
+        with ServerThread(sandbox) as vcita_server:
+            yield deferred, vcita_server, sandbox
+
+
+def test_a_connect_with_private_key_jwt_and_no_secret_reaches_the_dashboard(
+    make_app, jwt_settings, jwt_sandbox
+):
+    from sandbox.testing import SandboxPerson
+
+    deferred, vcita_server, sandbox = jwt_sandbox
+    jwt_settings.pop("keys")
+    app = make_app(
+        **{
+            **jwt_settings,
+            "VCITA_AUTHORIZE_URL": f"{vcita_server.url}/app/oauth/authorize",
+            "VCITA_TOKEN_URL": f"{vcita_server.url}/oauth/token",
+            "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
+            "VCITA_API_URL": vcita_server.url,
+        }
+    )
+    deferred.app = app.wsgi_app
+    browser = app.test_client()
+    with SandboxPerson(vcita_server.url) as person:
+        callback = person.approve(browser.get("/connect").headers["Location"])
+    assert browser.get(callback).status_code == 303
+    assert browser.get("/dashboard").status_code == 200
+    (request,) = sandbox.extensions["vcita_sandbox"].token_requests
+    assert "client_secret" not in json.dumps(request)
+
+
+def test_a_key_vcita_does_not_know_is_refused_with_the_502_page(
+    make_app, jwt_settings, jwt_sandbox, tmp_path
+):
+    from sandbox.testing import SandboxPerson
+
+    deferred, vcita_server, _ = jwt_sandbox
+    jwt_settings.pop("keys")
+    published = make_app(**jwt_settings)  # serves the listed keys
+    deferred.app = published.wsgi_app
+    stranger_key = key_file(tmp_path, private_jwk(), "stranger.jwk.json")
+    app = make_app(
+        **{
+            **jwt_settings,
+            "VCITA_CLIENT_PRIVATE_KEYS": stranger_key,
+            "VCITA_AUTHORIZE_URL": f"{vcita_server.url}/app/oauth/authorize",
+            "VCITA_TOKEN_URL": f"{vcita_server.url}/oauth/token",
+            "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
+        }
+    )
+    browser = app.test_client()
+    with SandboxPerson(vcita_server.url) as person:
+        callback = person.approve(browser.get("/connect").headers["Location"])
+    response = browser.get(callback)
+    assert response.status_code == 502
+    assert browser.get("/dashboard").status_code == 302  # nothing stored
