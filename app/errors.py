@@ -11,6 +11,7 @@ from werkzeug.exceptions import BadHost, HTTPException
 
 from . import vcita
 from .database import StoreUnavailable
+from .logs import hide_url_secrets
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,9 @@ def render_failure(error: Exception):
         # serve the page, which is a 503, the status Retry-After goes with (RFC 9110 §10.2.3).
         page = replace(page, status=503)
     # The exception text names the failure ("token endpoint answered 500"), never a value.
-    current_app.logger.warning("%s on %s: %s", type(error).__name__, request.path, error)
+    current_app.logger.warning(
+        "%s on %s: %s", type(error).__name__, hide_url_secrets(request.path), error
+    )
     response = render_error(page)
     if retry_after:
         response[2]["Retry-After"] = str(retry_after)
@@ -149,7 +152,7 @@ def render_http_error(error: HTTPException):
 def render_unexpected_error(error: Exception):
     if isinstance(error, HTTPException):
         return render_http_error(error)
-    current_app.logger.exception("Unexpected error on %s", request.path)
+    current_app.logger.exception("Unexpected error on %s", hide_url_secrets(request.path))
     return render_error(HTTP_PAGES[500])
 
 

@@ -2,7 +2,8 @@
 
 Every line written while a request is served carries that request's id, so the steps
 of one connect flow can be read together. Codes, states and tokens are never logged,
-and query strings are cut from access-log lines, where a callback URL would carry them.
+and access-log lines lose what a URL carries secretly: query strings (a callback's code
+and state) and the secret path segment of a webhook URL.
 Control characters in any logged value are escaped (`\n`, `\u2028`), so nothing a
 client sends (a decoded `%0A` in a path) can start a forged line of its own; a
 traceback keeps its lines, each indented.
@@ -22,6 +23,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 # the path, so vcita's error_description=%22no%22 or %C2%A0 must not end the cut
 # before the state.
 QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/)|[^ ]*)")
+# The per-connection secret that ends a webhook URL (app/webhooks.py), up to the query,
+# the next space or slash.
+WEBHOOK_SECRET = re.compile(r"(/webhooks/vcita/)[^/?\s]+")
 # The colours Werkzeug's development server gives its access lines (ANSI SGR codes). It
 # escapes the request's own control characters first, so every such code is its own.
 WERKZEUG_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
@@ -82,19 +86,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class QueryStringFilter(logging.Filter):
-    """Drop query strings from access-log lines: a callback's carries a code and state."""
+def hide_url_secrets(text: str) -> str:
+    """Cut query strings and hide a webhook URL's secret in an access-log line or atom."""
+    return WEBHOOK_SECRET.sub(r"\1…", QUERY_STRING.sub("?…", text))
+
+
+class UrlSecretsFilter(logging.Filter):
+    """Access-log lines: no query string (a callback's code and state), no webhook secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = QUERY_STRING.sub("?…", str(record.msg))
+        record.msg = hide_url_secrets(str(record.msg))
         if isinstance(record.args, Mapping):
             # gunicorn passes its access-log atoms as one mapping (%(U)s style).
             for name, value in record.args.items():
                 if isinstance(value, str):
-                    record.args[name] = QUERY_STRING.sub("?…", value)
+                    record.args[name] = hide_url_secrets(value)
         elif record.args:
             record.args = tuple(
-                QUERY_STRING.sub("?…", arg) if isinstance(arg, str) else arg for arg in record.args
+                hide_url_secrets(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 
@@ -114,7 +123,7 @@ def init_app(app: Flask) -> None:
     # The servers' own loggers: each writes through handlers of its own.
     for name in ("werkzeug", "gunicorn.access", "gunicorn.error"):
         logger = logging.getLogger(name)
-        _add_once(logger, QueryStringFilter())
+        _add_once(logger, UrlSecretsFilter())
         colours = WERKZEUG_COLOURS if name == "werkzeug" else None
         _add_once(logger, ControlCharacterFilter(drop=colours))
     app.before_request(assign_request_id)

@@ -8,14 +8,19 @@ is kept: the app's own lines, Werkzeug's access log, and any library logging at 
 import io
 import logging
 import re
+import string
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.serving import BaseWSGIServer
 
 from app import create_app
+from app.database import StoreUnavailable
+from app.logs import hide_url_secrets
 
 from .conftest import approved_callback, change_vcita_settings
 from .security_support import (
@@ -304,3 +309,51 @@ def test_nothing_secret_is_logged_when_the_store_is_unavailable(serve, person, v
         assert response.status_code == 503
     served.assert_nothing_secret_logged()
     assert "StoreUnavailable" in served.recorder.text
+
+
+def test_a_webhook_urls_secret_reaches_no_log_line(serve, person, vcita, monkeypatch):
+    secret = "webhook-secret-" + "s7" * 20
+    with serve() as served:
+        assert served.get(served.start(person)).status_code == 303
+        store = served.app.extensions["token_store"]
+        with served.app.app_context():
+            (row,) = store.list_connections()
+            store.save_subscription(
+                row.id, secret, f"https://connect.example/webhooks/vcita/{secret}"
+            )
+        served.secrets.add(secret)
+        assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 200
+        assert served.post(f"/webhooks/vcita/{secret}x?a=1", data=b"{}").status_code == 404
+
+        # A failure on that path logs the path: without its secret.
+        def unavailable(*args):
+            raise StoreUnavailable("the database cannot be used: test")
+
+        monkeypatch.setattr(type(store), "connection_for_webhook", unavailable)
+        assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 503
+        served.app.extensions["webhook_confirmations"].wait()
+    served.assert_nothing_secret_logged()
+    webhook_lines = [line for line in served.access_log_lines() if "/webhooks/vcita/" in line]
+    assert len(webhook_lines) == 3
+    assert all("/webhooks/vcita/…" in line for line in webhook_lines)
+    assert "StoreUnavailable on /webhooks/vcita/…" in served.app_lines.getvalue()
+
+
+@given(
+    secret=st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=16, max_size=64),
+    # A request target has no whitespace: browsers and clients percent-encode it.
+    query=st.text(max_size=40).filter(lambda text: not any(c.isspace() for c in text)),
+    line=st.sampled_from(
+        [
+            '127.0.0.1 - - [29/Nov/2026 05:00:00] "POST {path} HTTP/1.1" 200 -',
+            "{path}",  # gunicorn's %(U)s atom alone
+        ]
+    ),
+)
+def test_no_access_line_keeps_a_webhook_secret_or_a_query(secret, query, line):
+    path = f"/webhooks/vcita/{secret}" + (f"?{query}" if query else "")
+    hidden = hide_url_secrets(line.format(path=path))
+    assert secret not in hidden
+    assert "/webhooks/vcita/…" in hidden
+    if len(query) >= 6:
+        assert query not in hidden
