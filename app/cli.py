@@ -18,10 +18,10 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from joserfc.jwk import ECKey, RSAKey
 
 from . import webhooks
 from .client import get_client
+from .keys import new_private_key
 from .store import get_store
 from .vcita import AccessRevoked, VcitaError
 
@@ -128,12 +128,7 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
 )
 def new_key(kind: str, out: Path | None) -> None:
     """Make a private key for private_key_jwt, readable only by you; say what to set."""
-    key = (
-        RSAKey.generate_key(2048, private=True)
-        if kind == "RSA"
-        else ECKey.generate_key("P-256", private=True)
-    )
-    jwk = {**key.as_dict(private=True), "kid": key.thumbprint()}
+    jwk = new_private_key(kind)
     out = out or Path(current_app.instance_path) / f"vcita-signing-key-{jwk['kid'][:12]}.jwk.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:

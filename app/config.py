@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from . import vcita
 from .database import SUPPORTED_BACKENDS
+from .keys import load_private_key
 
 APP_ENVS = ("development", "production")
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -299,7 +300,7 @@ class _Reader:
             try:
                 text = Path(path).read_text()
                 mode = Path(path).stat().st_mode
-                key = vcita.load_private_key(text)
+                key = load_private_key(text)
             except OSError as error:
                 self.problem(f"{name}: cannot read {path!r} ({error.strerror})", name)
                 continue

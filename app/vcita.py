@@ -3,7 +3,7 @@
 The steps of vcita's guide "OAuth 2.0 authorization Flow": step 2
 `authorization_url`, the callback's rules `code_from_callback`, step 3
 `exchange_code`, step 4 `fetch_userinfo`, then any API call (`api_get`, `api_post`,
-`api_pages`). It imports only Authlib (and its joserfc), requests (and its urllib3) and the
+`api_pages`). It imports only Authlib, requests (and its urllib3) and the
 standard library, and every failure leaves it as one of the `VcitaError` classes
 below. In your own Flask app:
 
@@ -48,7 +48,6 @@ import requests
 from authlib.common.urls import url_decode
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
-from joserfc.jwk import ECKey, RSAKey
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
@@ -239,7 +238,7 @@ class VcitaClient:
         if settings.token_auth_method == PRIVATE_KEY_JWT:
             if not settings.private_keys:
                 raise ValueError("private_key_jwt needs at least one private key")
-            self._signing_key = signing_key(settings.private_keys[0])
+            self._signing_key = check_signing_jwk(settings.private_keys[0])
         self.settings = settings
         self.transport = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=32, max_retries=_IdempotentRetry()
@@ -487,54 +486,34 @@ class _ShortLivedPrivateKeyJWT(PrivateKeyJWT):
         )
 
 
-def signing_key(jwk: dict):
-    """Import a private JWK (RSA or EC P-256) for signing assertions."""
-    kind = jwk.get("kty")
+# The members of a JWK that make it public (RFC 7518 §6.2.1, §6.3.1).
+PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y")}
+
+
+def check_signing_jwk(jwk: dict) -> dict:
+    """Check a private JWK can sign assertions: RSA or EC P-256, with its private part and kid.
+
+    Authlib imports it when it signs; a JWK is a plain dict, so keys come from wherever
+    your app keeps them (a file, a secret manager) without another library here.
+    """
+    kind = jwk.get("kty") if isinstance(jwk, dict) else None
     if kind not in SIGNING_ALGORITHMS or "d" not in jwk or not jwk.get("kid"):
         raise ValueError("a signing key is a private RSA or EC JWK with a kid")
     if kind == "EC" and jwk.get("crv") != "P-256":
         raise ValueError("an EC signing key must be on P-256 (ES256)")
-    return (RSAKey if kind == "RSA" else ECKey).import_key(jwk)
-
-
-def load_private_key(text: str) -> dict:
-    """Read a private key, PEM or JWK JSON, as a JWK with a `kid` (its thumbprint if none)."""
-    text = text.strip()
-    if text.startswith("{"):
-        jwk = json.loads(text)
-        if not isinstance(jwk, dict):
-            raise ValueError("a JWK is a JSON object")
-        key = signing_key({**jwk, "kid": jwk.get("kid") or "-"})
-    else:
-        for kind in (RSAKey, ECKey):
-            try:
-                key = kind.import_key(text.encode())
-                break
-            except (ValueError, TypeError):
-                continue
-        else:
-            raise ValueError("neither a PEM RSA or EC private key nor a JWK")
-        jwk = {}
-    private = key.as_dict(private=True)
-    if "d" not in private:
-        raise ValueError("a public key cannot sign: give the private key")
-    private["kid"] = jwk.get("kid") or key.thumbprint()
-    signing_key(private)  # the same checks as when signing: RSA or EC P-256
-    return private
+    if any(member not in jwk for member in PUBLIC_MEMBERS[kind]):
+        raise ValueError(f"a {kind} JWK needs {', '.join(PUBLIC_MEMBERS[kind])}")
+    return jwk
 
 
 def public_jwk(jwk: dict) -> dict:
     """Return the public half of a private JWK, with its kid, use and alg."""
-    public = signing_key(jwk).as_dict(private=False)
+    kind = check_signing_jwk(jwk)["kty"]
     return {
-        **{
-            name: value
-            for name, value in public.items()
-            if name not in ("d", "p", "q", "dp", "dq", "qi")
-        },
+        **{member: jwk[member] for member in PUBLIC_MEMBERS[kind]},
         "kid": jwk["kid"],
         "use": "sig",
-        "alg": SIGNING_ALGORITHMS[jwk["kty"]],
+        "alg": SIGNING_ALGORITHMS[kind],
     }
 
 

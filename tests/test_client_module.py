@@ -22,9 +22,8 @@ from .conftest import CLIENT_ID, CLIENT_SECRET
 from .servers import free_port
 
 CLIENT_MODULE = Path(__file__).resolve().parent.parent / "app" / "vcita.py"
-# urllib3 comes with requests (its retries are requests' own `max_retries`), joserfc with
-# Authlib (its JOSE keys, which Authlib's private_key_jwt signs with).
-ALLOWED_IMPORTS = {"authlib", "joserfc", "requests", "urllib3"} | set(sys.stdlib_module_names)
+# urllib3 comes with requests (its retries are requests' own `max_retries`).
+ALLOWED_IMPORTS = {"authlib", "requests", "urllib3"} | set(sys.stdlib_module_names)
 
 INTEGRATORS_APP = textwrap.dedent(
     '''

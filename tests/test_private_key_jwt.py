@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from app import vcita
 from app.config import ConfigError, load_config
+from app.keys import load_private_key
 from sandbox.testing import ServerThread
 
 from .test_api_calls import ScriptedApi
@@ -247,7 +248,7 @@ def test_new_key_writes_a_key_only_its_owner_can_read_and_says_what_to_set(app, 
     result = app.test_cli_runner().invoke(args=["vcita", "new-key", "--type", "EC", "--out", out])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    key = vcita.load_private_key(out.read_text())
+    key = load_private_key(out.read_text())
     assert key["crv"] == "P-256"
     assert "VCITA_TOKEN_AUTH_METHOD=private_key_jwt" in result.output
     assert f"VCITA_CLIENT_PRIVATE_KEYS={out}" in result.output
@@ -255,7 +256,7 @@ def test_new_key_writes_a_key_only_its_owner_can_read_and_says_what_to_set(app, 
     assert key["d"] not in result.output
     again = app.test_cli_runner().invoke(args=["vcita", "new-key", "--out", out])
     assert again.exit_code == 2  # never over an existing key
-    assert vcita.load_private_key(out.read_text())["kid"] == key["kid"]
+    assert load_private_key(out.read_text())["kid"] == key["kid"]
 
 
 # --- Against the sandbox, which verifies at vcita's side ----------------------------------
