@@ -390,9 +390,18 @@ def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, person):
 def test_a_handoff_code_is_redeemed_once(app, person):
     frame = Frame(app, person)
     code = frame.connect_in_popup()
+    with frame.client.session_transaction() as session:
+        secret = session[handoffs.SESSION_KEY]
     assert frame.redeem(code).status_code == 200
-    frame.client.get("/", headers=FRAMED)
-    assert frame.redeem(code, csrf=frame.csrf).status_code in (403,)
+    # The frame's session holding the same secret again (a cookie copied before): the
+    # code itself is spent.
+    with frame.client.session_transaction() as session:
+        session[handoffs.SESSION_KEY] = secret
+    dashboard = frame.client.get("/dashboard", headers=FRAMED).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', dashboard).group(1)
+    again = frame.redeem(code, csrf=csrf)
+    assert again.status_code == 403
+    assert again.json == {"connected": False}  # refused by the handoff, not by CSRF
 
 
 def test_another_browser_cannot_redeem_a_stolen_code(app, person):
