@@ -187,7 +187,7 @@ def _client_jwks_uri(source: Mapping[str, Any], problems: list[str]) -> str | No
     value = source.get("SANDBOX_CLIENT_JWKS_URI") or None
     if value is None:
         return None
-    if not isinstance(value, str) or not _is_plain_http_url(value):
+    if not isinstance(value, str) or not is_plain_http_url(value):
         problems.append(
             "SANDBOX_CLIENT_JWKS_URI must be the URL of the client's JWK Set (vcita's"
             " client_auth_jwks_uri), an absolute http(s) URL without user or #fragment, such as"
@@ -201,7 +201,7 @@ def _app_url(source: Mapping[str, Any], problems: list[str]) -> str | None:
     value = source.get("SANDBOX_APP_URL") or None
     if value is None:
         return None
-    if not isinstance(value, str) or not _is_plain_http_url(value):
+    if not isinstance(value, str) or not is_plain_http_url(value):
         problems.append(
             "SANDBOX_APP_URL must be the app's landing page, an absolute http(s) URL without"
             f" user or #fragment, such as http://localhost:5000/, not {value!r}"
@@ -210,7 +210,7 @@ def _app_url(source: Mapping[str, Any], problems: list[str]) -> str | None:
     return value
 
 
-def _is_plain_http_url(url: str) -> bool:
+def is_plain_http_url(url: str) -> bool:
     # The shell puts the landing page in an iframe's src and its origin in a CSP header,
     # and the sandbox fetches the JWK Set from its URL: plain printable ASCII and a host
     # that is a name or an address, nothing else.

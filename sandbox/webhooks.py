@@ -13,12 +13,12 @@ Deliveries happen when vcita acts: see uninstall.py.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify
 
 from .platform_api import calling_app, ok, refusal, unauthorized
 from .recording import json_body, sandbox_state, serve_observed
+from .settings import is_plain_http_url
 from .state import Subscription, SubscriptionRefused
 
 bp = Blueprint("webhooks", __name__, url_prefix="/platform/v1")
@@ -133,16 +133,9 @@ def subscription_fields(*, require_event: bool) -> dict[str, str]:
 def is_target_url(url: str) -> bool:
     """Say whether vcita could deliver to the URL: absolute http(s), with a host, no user.
 
-    Plain printable ASCII only: the sandbox posts to it as it is.
+    Plain printable ASCII only, as the sandbox's other URL settings: it posts to it as is.
     """
-    if len(url) > MAX_TARGET_URL or not url.isascii() or not url.isprintable() or " " in url:
-        return False
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
+    return len(url) <= MAX_TARGET_URL and is_plain_http_url(url)
 
 
 def not_subscribed() -> Response:

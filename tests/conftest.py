@@ -14,6 +14,7 @@ from sandbox import create_sandbox
 from sandbox.testing import SandboxPerson, ServerThread
 
 from . import postgres
+from .servers import ScriptedApi
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-7463f1a2b9c0144b"
@@ -76,6 +77,15 @@ def vcita(vcita_server):
     state.reset()
     yield state
     state.reset()
+
+
+@pytest.fixture
+def scripted_api():
+    """A scripted HTTP API on loopback (tests.servers.ScriptedApi), with its `url`."""
+    scripted = ScriptedApi()
+    with ServerThread(scripted) as server:
+        scripted.url = server.url
+        yield scripted
 
 
 @pytest.fixture(scope="session")

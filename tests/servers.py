@@ -1,8 +1,10 @@
-"""Servers the tests start: a free port, the app as `make run` serves it, a server process.
+"""Servers the tests start: a free port, the app as `make run` serves it, a server process,
+and a scripted API that answers each request as a test says.
 
 `scripts/load.py` uses the same ServerProcess to run `make serve`.
 """
 
+import json
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import requests
 from flask import Flask
@@ -120,3 +123,40 @@ class ServerProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class ScriptedApi:
+    """A WSGI app answering each request with the next scripted (status, headers, body)."""
+
+    def __init__(self):
+        self.script: list[tuple[int, dict, object]] = []
+        self.received: list[dict] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        with self.lock:
+            self.received.append(
+                {
+                    "method": environ["REQUEST_METHOD"],
+                    "path": environ["PATH_INFO"],
+                    "query": parse_qs(environ.get("QUERY_STRING", "")),
+                    "accept": environ.get("HTTP_ACCEPT"),
+                    "authorization": environ.get("HTTP_AUTHORIZATION"),
+                    "body": environ["wsgi.input"].read(length) if length else b"",
+                }
+            )
+            status, headers, body = self.script.pop(0) if self.script else (200, {}, {})
+        if isinstance(body, float):  # a delay, then an empty object
+            time.sleep(body)
+            body = {}
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        start_response(
+            f"{status} X",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(raw))),
+                *headers.items(),
+            ],
+        )
+        return [raw]

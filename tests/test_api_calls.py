@@ -6,10 +6,8 @@ counts what it received.
 """
 
 import json
-import threading
 import time
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -23,54 +21,13 @@ from app.vcita import (
     VcitaSettings,
     VcitaUnavailable,
 )
-from sandbox.testing import ServerThread
 
 TOKEN = AccessToken("t0ken-" + "x" * 40, "Bearer", datetime.now(UTC), None)
 
 
-class ScriptedApi:
-    """A WSGI app answering each request with the next scripted (status, headers, body)."""
-
-    def __init__(self):
-        self.script: list[tuple[int, dict, object]] = []
-        self.received: list[dict] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        with self.lock:
-            self.received.append(
-                {
-                    "method": environ["REQUEST_METHOD"],
-                    "path": environ["PATH_INFO"],
-                    "query": parse_qs(environ.get("QUERY_STRING", "")),
-                    "accept": environ.get("HTTP_ACCEPT"),
-                    "authorization": environ.get("HTTP_AUTHORIZATION"),
-                    "body": environ["wsgi.input"].read(length) if length else b"",
-                }
-            )
-            status, headers, body = self.script.pop(0) if self.script else (200, {}, {})
-        if isinstance(body, float):  # a delay, then an empty object
-            time.sleep(body)
-            body = {}
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        start_response(
-            f"{status} X",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(raw))),
-                *headers.items(),
-            ],
-        )
-        return [raw]
-
-
 @pytest.fixture
-def api():
-    scripted = ScriptedApi()
-    with ServerThread(scripted) as server:
-        scripted.url = server.url
-        yield scripted
+def api(scripted_api):
+    return scripted_api
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ from app.config import ConfigError, load_config
 from app.keys import load_private_key
 from sandbox.testing import ServerThread
 
-from .test_api_calls import ScriptedApi
-
 PRIVATE_PARTS = {"d", "p", "q", "dp", "dq", "qi"}
 GOOD_TOKEN = {"access_token": "a" * 40, "token_type": "Bearer", "expires_in": 600}
 
@@ -44,11 +42,8 @@ def key_file(tmp_path, jwk: dict, name: str, mode: int = 0o600) -> str:
 
 
 @pytest.fixture
-def token_endpoint():
-    scripted = ScriptedApi()
-    with ServerThread(scripted) as server:
-        scripted.url = server.url
-        yield scripted
+def token_endpoint(scripted_api):
+    return scripted_api
 
 
 def signing_client(token_endpoint, keys, issuer=None) -> vcita.VcitaClient:

@@ -154,17 +154,22 @@ def test_the_callback_answers_any_token_and_userinfo_with_a_documented_page(
         assert_documented_page(browser.get("/dashboard"))
 
 
-@fuzz_settings(examples_in_the_suite=100)
-@given(userinfo=answers(userinfo_like))
-@example(userinfo=(200, b"[" * 100_000 + b"]" * 100_000))
-@example(userinfo=(200, {**GOOD_USERINFO, "business_name": 10**400}))
-def test_the_dashboard_answers_any_userinfo_with_a_documented_page(scripted, userinfo):
-    app, transport = scripted
+def connected_browser(app, transport):
+    """Connect a browser through vcita's good answers; return it and the transport."""
     transport.answer("/oauth/token", 200, GOOD_TOKEN)
     transport.answer("/oauth/userinfo", 200, GOOD_USERINFO)
     browser = app.test_client()
     state = state_of(browser.get("/connect").location)
     assert browser.get("/callback", query_string={"state": state, "code": "c"}).status_code == 303
+    return browser, transport
+
+
+@fuzz_settings(examples_in_the_suite=100)
+@given(userinfo=answers(userinfo_like))
+@example(userinfo=(200, b"[" * 100_000 + b"]" * 100_000))
+@example(userinfo=(200, {**GOOD_USERINFO, "business_name": 10**400}))
+def test_the_dashboard_answers_any_userinfo_with_a_documented_page(scripted, userinfo):
+    browser, transport = connected_browser(*scripted)
     transport.answer("/oauth/userinfo", *userinfo)
 
     response = browser.get("/dashboard")
@@ -211,12 +216,7 @@ clients_like = st.fixed_dictionaries(
 @example(clients=(200, {"data": {"clients": [{"updated_at": "0001-01-01T00:00:00-23:59"}]}}))
 @example(clients=(200, {"data": {"clients": [{"updated_at": "9999-12-31T23:59:59+23:59"}]}}))
 def test_the_dashboard_renders_whatever_the_clients_list_answers(scripted, clients):
-    app, transport = scripted
-    transport.answer("/oauth/token", 200, GOOD_TOKEN)
-    transport.answer("/oauth/userinfo", 200, GOOD_USERINFO)
-    browser = app.test_client()
-    state = state_of(browser.get("/connect").location)
-    assert browser.get("/callback", query_string={"state": state, "code": "c"}).status_code == 303
+    browser, transport = connected_browser(*scripted)
     transport.answer("/platform/v1/clients", *clients)
 
     response = browser.get("/dashboard")
