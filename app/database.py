@@ -73,6 +73,11 @@ connections = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=True),
     sa.Column("connected_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # What vcita last said, for a dashboard that outlives an outage: Fernet, like the
+    # token, since userinfo names a person and clients are people. NULL until first read.
+    sa.Column("encrypted_userinfo", sa.Text, nullable=True),
+    sa.Column("encrypted_recent_clients", sa.Text, nullable=True),
+    sa.Column("userinfo_read_at", UTCDateTime, nullable=True),
     # One connection per business and staff member: connecting again replaces it.
     sa.UniqueConstraint("business_uid", "staff_uid", name="uq_connections_business_staff"),
 )
