@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -162,6 +163,10 @@ class Database:
         if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
             raise ValueError("DATABASE_URL must be a SQLite or PostgreSQL URL")
         self.engine = _create_engine(parsed)
+        # The transaction open in this thread (or context), which nested calls join.
+        self._open: ContextVar[sa.Connection | None] = ContextVar(
+            f"open_transaction_{id(self)}", default=None
+        )
         self._schema_ready = False
         # Closing SQLite's last connection at exit folds its write-ahead log into the file.
         weakref.finalize(self, self.engine.dispose)
@@ -191,11 +196,24 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """Run one transaction on a schema that exists, or raise StoreUnavailable."""
+        """Run one transaction on a schema that exists, or raise StoreUnavailable.
+
+        Inside another transaction of this database, in the same thread, it joins that
+        one: a view can group several repository calls (save a connection, its trace, a
+        handoff) into one commit, and each call still works on its own.
+        """
+        joined = self._open.get()
+        if joined is not None:
+            yield joined
+            return
         if not self._schema_ready:
             self.create_schema()
         with self._unavailable_on_failure(), self.engine.begin() as db:
-            yield db
+            reset = self._open.set(db)
+            try:
+                yield db
+            finally:
+                self._open.reset(reset)
 
     def ping(self) -> None:
         """Check that the database answers; raise StoreUnavailable if it does not."""
