@@ -21,6 +21,7 @@ from . import (
     control,
     faults,
     pages,
+    rtt,
     tokens,
     userinfo,
     webhooks,
@@ -35,7 +36,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 
 def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the sandbox app: settings → state → client keys → pages → endpoints → control."""
+    """Create the sandbox: settings → state → client keys → pages → endpoints → control → RTT."""
     app = Flask(__name__)
     configure(app, test_config)
     app.extensions["vcita_sandbox"] = SandboxState(app.config["SANDBOX_CODE_LIFETIME"])
@@ -50,6 +51,7 @@ def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(app_market.bp)
     if app.config["SANDBOX_CONTROL"]:
         app.register_blueprint(control.bp)
+    rtt.init_app(app)
     return app
 
 

@@ -15,6 +15,7 @@ from waitress.server import create_server
 
 from . import create_sandbox
 from .access_log import AccessLog, log_to_console
+from .rtt import server_threads
 from .settings import SandboxConfigError, client_auth_for_display, secret_for_display
 
 # Threads answering requests: a few browsers and a client app's pooled connections.
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         log_to_console()
     # waitress: a well-kept WSGI server that keeps HTTP/1.1 connections alive, as vcita's do.
     server = create_server(
-        AccessLog(sandbox), host=options.host, port=options.port, threads=THREADS
+        AccessLog(sandbox),
+        host=options.host,
+        port=options.port,
+        threads=server_threads(sandbox.config, THREADS),
     )
     # `make run` stops its servers with SIGINT or SIGTERM; treat both as Ctrl+C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -77,6 +81,11 @@ def describe(url: str, config: dict) -> str:
         f"    landing page: {config['SANDBOX_APP_URL'] or 'unset: set SANDBOX_APP_URL'}",
         f"    brand hosts:  *.{config['SANDBOX_BRAND_DOMAIN']}",
     ]
+    if config["SANDBOX_RTT_MS"]:
+        lines.append(
+            f"  round trip:    {config['SANDBOX_RTT_MS']} ms before each API answer, two more on"
+            " a new connection (TCP + TLS)"
+        )
     if config["SANDBOX_ISSUER"]:
         lines.append(f"  iss (RFC 9207): {config['SANDBOX_ISSUER']}")
     if config["SANDBOX_CONTROL"]:

@@ -28,6 +28,8 @@ DEFAULT_BUSINESSES_FILE = Path(__file__).with_name("demo_businesses.json")
 # vcita's white-label partner domain in the demo data. Tests and `make run` use
 # myclients.localhost: browsers resolve every *.localhost name to this machine.
 DEFAULT_BRAND_DOMAIN = "myclients.me"
+# Ten seconds: farther than any real client would wait out a handshake.
+MAX_RTT_MS = 10_000
 
 SETTING_NAMES = (
     "SANDBOX_CLIENT_ID",
@@ -43,6 +45,7 @@ SETTING_NAMES = (
     "SANDBOX_APP_NAME",
     "SANDBOX_APP_URL",
     "SANDBOX_BRAND_DOMAIN",
+    "SANDBOX_RTT_MS",
 )
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
@@ -95,6 +98,7 @@ def load_settings(
         "SANDBOX_APP_NAME": _text(source, "SANDBOX_APP_NAME", DEFAULT_APP_NAME, problems),
         "SANDBOX_APP_URL": _app_url(source, problems),
         "SANDBOX_BRAND_DOMAIN": _brand_domain(source, problems),
+        "SANDBOX_RTT_MS": _rtt_ms(source, problems),
     }
     if problems:
         raise SandboxConfigError(problems)
@@ -135,6 +139,20 @@ def _lifetime(source: Mapping[str, Any], problems: list[str]) -> float:
         )
         return DEFAULT_CODE_LIFETIME
     return seconds
+
+
+def _rtt_ms(source: Mapping[str, Any], problems: list[str]) -> int:
+    value = source.get("SANDBOX_RTT_MS") or 0
+    text = str(value).strip()
+    # ASCII digits only: "²".isdigit() is true, and int() refuses it.
+    whole = not isinstance(value, bool) and text.isascii() and text.isdigit()
+    if not whole or int(text) > MAX_RTT_MS:
+        problems.append(
+            "SANDBOX_RTT_MS must be a whole number of milliseconds from 0 (vcita on this machine)"
+            f" to {MAX_RTT_MS}, not {value!r}"
+        )
+        return 0
+    return int(text)
 
 
 def _redirect_uris(source: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
