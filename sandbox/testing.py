@@ -14,6 +14,7 @@ denies, over real HTTP, without a browser:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
 from typing import Any
@@ -121,6 +122,9 @@ class SandboxPerson:
         self.sandbox_url = sandbox_url.rstrip("/")
         self.timeout = timeout
         self.browser = requests.Session()
+        # time.perf_counter() when the last form was sent: after approve(), when Allow (or
+        # Deny) was pressed. `scripts/load.py` times the rest of the flow from it.
+        self.answered_at: float | None = None
 
     def __enter__(self):
         return self
@@ -148,6 +152,7 @@ class SandboxPerson:
                 raise SandboxPageError(response.status_code, _text_of(response.text))
             form = _form_to_answer(response.text, allow)
             fields = form.filled(staff=staff, allow=allow)
+            self.answered_at = time.perf_counter()
             response = self.browser.post(
                 urljoin(response.url, form.action or response.url),
                 data=fields,
