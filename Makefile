@@ -38,8 +38,8 @@ test: $(DEV_STAMP) install-chromium ## Run every test, on SQLite (installs what 
 test-postgres: $(DEV_STAMP) install-chromium ## Run every test, two app instances too, on a throwaway PostgreSQL
 	scripts/postgres.sh $(BIN)/python -m pytest
 
-load: $(APP_STAMP) ## Run FLOWS (200) concurrent connect flows against `make serve`; print figures
-	$(BIN)/python scripts/load.py --flows $(FLOWS)
+load: $(APP_STAMP) ## Run FLOWS (200) connect flows against `make serve`; print figures (ARGS="--rtt-ms 50 --compare": see scripts/load.py)
+	$(BIN)/python scripts/load.py --flows $(FLOWS) $(ARGS)
 
 fuzz: $(DEV_STAMP) ## Send FUZZ_EXAMPLES (20000) random requests to every route; print the count and failures
 	$(BIN)/python scripts/fuzz.py --examples $(FUZZ_EXAMPLES)

@@ -2,24 +2,34 @@
 
     make load                     # 200 flows, all at once
     make load FLOWS=500
+    make load ARGS="--concurrency 20 --rtt-ms 50"    # 20 browsers at once, vcita 50 ms away
+    make load ARGS="--flows 200 --concurrency 20 --rtt-ms 50 --compare"    # app vs bare client
     WEB_CONCURRENCY=4 GUNICORN_THREADS=8 make load
     scripts/postgres.sh .venv/bin/python scripts/load.py    # on PostgreSQL
 
 It starts, on 127.0.0.1 only:
 - the vcita sandbox in a process of its own, with one demo business per browser. Its
-  login and consent pages (vcita's app.vcita.com) and its token and userinfo endpoints
-  (api.vcita.biz) listen on two ports, so the connections the app opens to vcita's API
-  are counted apart from the browsers';
+  login and consent pages (vcita's app.vcita.com) and its API (api.vcita.biz: token,
+  userinfo, /platform/v1) listen on two ports, so the connections the app opens to
+  vcita's API are counted apart from the browsers'. With --rtt-ms N, vcita's API is N ms away: each
+  API request waits one round trip, the first on a new connection two more (TCP and TLS
+  handshakes), as sandbox/rtt.py explains; the pages answer at once;
 - `scripts/run.py --gunicorn`, which is what `make serve` runs, with the sandbox as its
   vcita, on a new SQLite database (or the DATABASE_URL in the environment);
-- FLOWS simulated browsers at once. Each has its own cookie jars (requests sessions),
-  presses Connect, logs in to the sandbox as its own business's staff member, allows
-  access, follows the redirect to /callback and opens /dashboard, which must show its
-  own business and nobody else's.
+- FLOWS simulated browsers, all at once or --concurrency at a time. Each has its own
+  cookie jars (requests sessions), presses Connect, logs in to the sandbox as its own
+  business's staff member, allows access, follows the redirect to /callback and opens
+  /dashboard, which must show its own business and nobody else's.
 
-Then it prints the flows completed and failed, flows per second, the p50/p95/p99
-latency of /callback and /dashboard, the connections the sandbox accepted, and the peak
-RSS of each gunicorn worker; and exits 1 if any flow failed or saw another's dashboard.
+Then it prints the flows completed and failed, flows per second, the p50/p95/p99 latency
+of /callback and /dashboard and of the whole way from pressing Allow to the dashboard's
+HTML, the requests and connections the sandbox received, and the peak RSS of each
+gunicorn worker; and exits 1 if any flow failed or saw another's dashboard.
+
+With --compare it then runs the same flows, on a new sandbox with the same settings,
+against scripts/bare_client.py (a naive client: a new connection to vcita per page, the
+token in the session cookie) under the same gunicorn.conf.py, and prints the two side by
+side with their ratio, app / bare.
 """
 
 from __future__ import annotations
@@ -48,8 +58,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
-from sandbox.settings import DEFAULT_BUSINESSES_FILE  # noqa: E402
-from sandbox.testing import SandboxPerson, ServerThread  # noqa: E402
+from sandbox.faults import FAULT_ENDPOINTS  # noqa: E402
+from sandbox.rtt import server_threads  # noqa: E402
+from sandbox.settings import DEFAULT_BUSINESSES_FILE, MAX_RTT_MS  # noqa: E402
+from sandbox.testing import THREADS, SandboxPerson, ServerThread  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 
 CLIENT_ID = "vcita-connect-load"
@@ -62,6 +74,15 @@ BUSINESS_UID = re.compile(r"load-business-\d{4}")
 STAFF_UID = re.compile(r"load-staff-\d{4}")
 # gunicorn.conf.py's access_log_format: '%(h)s "%(m)s %(U)s %(H)s" ...'
 ACCESS_LINE = re.compile(r'\S+ "[A-Z]+ /')
+ALLOW_TO_DASHBOARD = "Allow → dashboard"
+# What --compare sets side by side, besides flows/s: (latency, percentile).
+COMPARED_LATENCIES = [
+    (ALLOW_TO_DASHBOARD, 50),
+    (ALLOW_TO_DASHBOARD, 95),
+    (ALLOW_TO_DASHBOARD, 99),
+    ("/callback", 50),
+    ("/dashboard", 50),
+]
 
 
 class BrowserRetry(Retry):
@@ -102,54 +123,48 @@ class FlowResult:
     latencies: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class LoadRun:
+    """The flows run against one client app, and what the sandbox saw of them."""
+
+    name: str
+    results: list[FlowResult]
+    elapsed: float
+    sandbox_counts: dict
+    peak_rss: dict[int, int]
+    retried: list[str]
+
+    @property
+    def completed(self) -> list[FlowResult]:
+        return [result for result in self.results if not result.failure]
+
+    @property
+    def failed(self) -> bool:
+        return any(result.failure or result.crossed for result in self.results)
+
+    def flows_per_second(self) -> float:
+        return len(self.completed) / self.elapsed
+
+    def latencies(self, name: str) -> list[float]:
+        return [result.latencies[name] for result in self.results if name in result.latencies]
+
+
 def main() -> int:
-    """Start the sandbox and the app, run the flows, print the figures."""
+    """Start the sandbox and the app (then the bare client), run the flows, print the figures."""
     options = parse_options()
-    flows = options.flows
     with tempfile.TemporaryDirectory(prefix="vcita-connect-load-") as workdir:
         workdir = Path(workdir)
-        app_port = free_port()
-        app_url = f"http://127.0.0.1:{app_port}"
-        businesses = write_businesses(workdir / "businesses.json", min(flows, MAX_BUSINESSES))
-        sandbox = SandboxProcess(businesses_file=workdir / "businesses.json", app_url=app_url)
-        try:
-            server = MakeServe(app_port, sandbox, workdir)
-            try:
-                print(
-                    f"make serve: {server.workers} gunicorn workers x {server.threads} threads "
-                    f"on {app_url} ({server.database}); sandbox pages on "
-                    f"{sandbox.pages_url}, API on {sandbox.api_url}",
-                    flush=True,
-                )
-                print(
-                    f"Running {flows} connect flows, {options.concurrency} at once...", flush=True
-                )
-                started = time.perf_counter()
-                with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-                    results = list(
-                        pool.map(
-                            lambda number: run_flow(
-                                app_url,
-                                sandbox.pages_url,
-                                businesses[number % len(businesses)],
-                                options.timeout,
-                            ),
-                            range(flows),
-                        )
-                    )
-                elapsed = time.perf_counter() - started
-                peak_rss = server.peak_rss_per_worker()
-            finally:
-                server.stop()
-        finally:
-            connections = sandbox.stop()
-        report(results, elapsed, connections, peak_rss)
-        failed = [result for result in results if result.failure or result.crossed]
-        if failed and server.log_path.exists():
-            print("\nThe server's log, but for its access lines:", file=sys.stderr)
-            lines = [line for line in server.log().splitlines() if not ACCESS_LINE.match(line)]
-            print("\n".join(lines[-40:]), file=sys.stderr)
-        return 1 if failed else 0
+        businesses = write_businesses(
+            workdir / "businesses.json", min(options.flows, MAX_BUSINESSES)
+        )
+        runs = []
+        for client_app in (MakeServe, BareClient) if options.compare else (MakeServe,):
+            run = run_flows(client_app, businesses, workdir, options)
+            report(run)
+            runs.append(run)
+    if options.compare:
+        compare(*runs)
+    return 1 if any(run.failed for run in runs) else 0
 
 
 def parse_options() -> argparse.Namespace:
@@ -158,12 +173,77 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, help="browsers at once (default: all of them at once)"
     )
+    parser.add_argument(
+        "--rtt-ms",
+        type=int,
+        default=0,
+        help="milliseconds between the app and vcita's API: one round trip per request, "
+        "two more on a new connection (default 0: the sandbox answers at once)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run the same flows against scripts/bare_client.py too; print both side by side",
+    )
     parser.add_argument("--timeout", type=float, default=60, help="seconds per HTTP request")
     options = parser.parse_args()
     if options.flows < 1:
         parser.error("--flows must be at least 1")
+    if not 0 <= options.rtt_ms <= MAX_RTT_MS:
+        parser.error(f"--rtt-ms must be from 0 to {MAX_RTT_MS}")
     options.concurrency = max(1, options.concurrency or options.flows)
     return options
+
+
+def run_flows(
+    client_app: type[GunicornServer], businesses: list[dict], workdir: Path, options
+) -> LoadRun:
+    """Start a sandbox and `client_app` on it, run the flows, stop both; return the run."""
+    app_url = f"http://127.0.0.1:{free_port()}"
+    sandbox = SandboxProcess(
+        businesses_file=workdir / "businesses.json", app_url=app_url, rtt_ms=options.rtt_ms
+    )
+    try:
+        server = client_app(app_url, sandbox, workdir)
+        try:
+            print(
+                f"\n{server.name}: {server.workers} gunicorn workers x {server.threads} threads "
+                f"on {app_url} ({server.description}); sandbox pages on {sandbox.pages_url}, "
+                f"API on {sandbox.api_url}, {options.rtt_ms} ms away",
+                flush=True,
+            )
+            print(
+                f"Running {options.flows} connect flows, {options.concurrency} at once...",
+                flush=True,
+            )
+            BrowserRetry.retried.clear()
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
+                results = list(
+                    pool.map(
+                        lambda number: run_flow(
+                            app_url,
+                            sandbox.pages_url,
+                            businesses[number % len(businesses)],
+                            options.timeout,
+                        ),
+                        range(options.flows),
+                    )
+                )
+            elapsed = time.perf_counter() - started
+            peak_rss = server.peak_rss_per_worker()
+        finally:
+            server.stop()
+    finally:
+        sandbox_counts = sandbox.stop()
+    run = LoadRun(
+        server.name, results, elapsed, sandbox_counts, peak_rss, list(BrowserRetry.retried)
+    )
+    if run.failed and server.log_path.exists():
+        print(f"\n{server.name}'s log, but for its access lines:", file=sys.stderr)
+        lines = [line for line in server.log().splitlines() if not ACCESS_LINE.match(line)]
+        print("\n".join(lines[-40:]), file=sys.stderr)
+    return run
 
 
 def write_businesses(path: Path, count: int) -> list[dict]:
@@ -210,7 +290,8 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
             callback_url = person.approve(start.headers["Location"], staff=staff_uid)
             step = "/callback"
             callback = timed(result, step, browser, callback_url, timeout)
-            if callback.status_code != 303:
+            # The app answers 303 See Other, Flask's redirect() 302: both lead on with a GET.
+            if callback.status_code not in (302, 303):
                 result.failure = f"/callback answered {callback.status_code}"
                 return result
             step = "/dashboard"
@@ -218,6 +299,8 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
             if dashboard.status_code != 200:
                 result.failure = f"/dashboard answered {dashboard.status_code}"
                 return result
+            # The person pressed Allow; the browser has the dashboard's HTML now.
+            result.latencies[ALLOW_TO_DASHBOARD] = time.perf_counter() - person.answered_at
     except Exception as error:  # a load run counts every kind of failure
         result.failure = f"{step}: {type(error).__name__}: {str(error)[:120]}"
         return result
@@ -227,48 +310,88 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
 
 
 def timed(result: FlowResult, name: str, browser, url: str, timeout: float):
+    """GET `url` in `browser`; note the seconds it took as the flow's `name` latency."""
     started = time.perf_counter()
     response = browser.get(url, allow_redirects=False, timeout=timeout)
     result.latencies[name] = time.perf_counter() - started
     return response
 
 
-def report(results: list[FlowResult], elapsed: float, connections: dict, peak_rss: dict) -> None:
-    completed = [r for r in results if not r.failure]
-    failures = Counter(r.failure for r in results if r.failure)
+def report(run: LoadRun) -> None:
+    """Print what one run took, and what the sandbox saw of it."""
+    failures = Counter(r.failure for r in run.results if r.failure)
+    counts = run.sandbox_counts
     print()
-    print(f"flows completed:        {len(completed)} of {len(results)}")
-    print(f"flows failed:           {sum(failures.values())}")
+    print(f"flows completed:            {len(run.completed)} of {len(run.results)}")
+    print(f"flows failed:               {sum(failures.values())}")
     for reason, count in failures.most_common(5):
         print(f"  {count} x {reason}")
-    print(f"crossed dashboards:     {sum(r.crossed for r in results)}")
-    print(f"wall time:              {elapsed:.1f} s")
-    print(f"flows/s:                {len(completed) / elapsed:.1f}")
-    for name in ("/callback", "/dashboard"):
-        latencies = [r.latencies[name] for r in results if name in r.latencies]
-        print(f"{name + ' latency:':<24}{percentiles(latencies)}")
-    print(
-        f"connections to vcita's API (sandbox token + userinfo): {connections['api']}"
-        f" for {connections['token_requests']} token and "
-        f"{connections['userinfo_requests']} userinfo requests"
+    print(f"crossed dashboards:         {sum(r.crossed for r in run.results)}")
+    print(f"wall time:                  {run.elapsed:.1f} s")
+    print(f"flows/s:                    {run.flows_per_second():.1f}")
+    for name in ("/callback", "/dashboard", ALLOW_TO_DASHBOARD):
+        print(f"{name + ' latency:':<28}{percentiles(run.latencies(name))}")
+    requests_received = ", ".join(
+        f"{count} {endpoint}" for endpoint, count in counts["requests"].items() if count
     )
-    print(f"connections to the sandbox's pages (browsers): {connections['pages']}")
     print(
-        f"GETs sent again after a kept-alive connection closed: {len(BrowserRetry.retried)}"
+        f"requests to vcita's API (sandbox): {requests_received or 'none'}, on"
+        f" {counts['api']} connections"
+    )
+    print(f"connections to the sandbox's pages (browsers): {counts['pages']}")
+    print(
+        f"GETs sent again after a kept-alive connection closed: {len(run.retried)}"
         " (browsers do the same)"
     )
-    for retried in BrowserRetry.retried[:3]:
+    for retried in run.retried[:3]:
         print(f"  {retried[:160]}")
-    for pid, kib in peak_rss.items():
+    for pid, kib in run.peak_rss.items():
         print(f"peak RSS of gunicorn worker {pid}: {kib / 1024:.1f} MiB")
+
+
+def compare(app: LoadRun, bare: LoadRun) -> None:
+    """Print the app's figures beside the bare client's, with their ratio app / bare."""
+    print(f"\n{'':<28}{app.name:>12}{bare.name:>12}{'app / bare':>12}")
+    comparison_row("flows/s", app.flows_per_second(), bare.flows_per_second(), "{:.1f}")
+    for name, p in COMPARED_LATENCIES:
+        comparison_row(
+            f"{name} p{p} (ms)",
+            *(milliseconds(percentile(run.latencies(name), p)) for run in (app, bare)),
+        )
+    for label, key in (("requests to vcita's API", "requests"), ("connections to it", "api")):
+        comparison_row(label, *(total(run.sandbox_counts[key]) for run in (app, bare)))
+    print("app / bare: above 1, the app completes more flows/s; below 1, it waits less.")
+
+
+def comparison_row(label: str, app_value, bare_value, shape: str = "{:.0f}") -> None:
+    cells = ["n/a" if value is None else shape.format(value) for value in (app_value, bare_value)]
+    numbers = all(isinstance(value, int | float) for value in (app_value, bare_value))
+    cells.append(f"{app_value / bare_value:.2f}" if numbers and bare_value else "n/a")
+    print(f"{label:<28}" + "".join(f"{cell:>12}" for cell in cells))
+
+
+def total(count: int | str | dict) -> int | str:
+    """Return a count, or the sum of a dict of counts; "?" when the sandbox did not say."""
+    counts = list(count.values()) if isinstance(count, dict) else [count]
+    return "?" if "?" in counts else sum(counts)
+
+
+def milliseconds(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def percentile(values: list[float], p: int) -> float | None:
+    """Return the p-th percentile of `values` (None when there are none)."""
+    if len(values) < 2:
+        return values[0] if values else None
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def percentiles(values: list[float]) -> str:
     if len(values) < 2:
         return "n/a" if not values else f"{values[0] * 1000:.0f} ms (one request)"
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
     return (
-        "  ".join(f"p{p} {cuts[p - 1] * 1000:.0f} ms" for p in (50, 95, 99))
+        "  ".join(f"p{p} {percentile(values, p) * 1000:.0f} ms" for p in (50, 95, 99))
         + f"  (max {max(values) * 1000:.0f} ms)"
     )
 
@@ -276,11 +399,11 @@ def percentiles(values: list[float]) -> str:
 class SandboxProcess:
     """The vcita sandbox in a process of its own, so it does not share the load's GIL."""
 
-    def __init__(self, businesses_file: Path, app_url: str):
+    def __init__(self, businesses_file: Path, app_url: str, rtt_ms: int = 0):
         self._pipe, child_end = multiprocessing.Pipe()
         self.process = multiprocessing.get_context("fork").Process(
             target=serve_sandbox,
-            args=(child_end, str(businesses_file), f"{app_url}/callback"),
+            args=(child_end, str(businesses_file), f"{app_url}/callback", rtt_ms),
             daemon=True,
         )
         self.process.start()
@@ -294,7 +417,7 @@ class SandboxProcess:
         counts = (
             self._pipe.recv()
             if self._pipe.poll(30)
-            else dict.fromkeys(("pages", "api", "token_requests", "userinfo_requests"), "?")
+            else {"pages": "?", "api": "?", "requests": {"?": "?"}}
         )
         self.process.join(10)
         self._pipe.close()
@@ -313,7 +436,7 @@ class ConnectionCounter:
         return self.wsgi_app(environ, start_response)
 
 
-def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
+def serve_sandbox(pipe, businesses_file: str, redirect_uri: str, rtt_ms: int) -> None:
     """Serve the sandbox's pages and its API on two ports until told to stop."""
     sandbox = create_sandbox(
         {
@@ -321,10 +444,15 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
             "SANDBOX_CLIENT_SECRET": CLIENT_SECRET,
             "SANDBOX_REDIRECT_URIS": redirect_uri,
             "SANDBOX_BUSINESSES_FILE": businesses_file,
+            "SANDBOX_RTT_MS": rtt_ms,
         }
     )
     pages_counter, api_counter = ConnectionCounter(sandbox), ConnectionCounter(sandbox)
-    with ServerThread(pages_counter) as pages, ServerThread(api_counter) as api:
+    api_threads = server_threads(sandbox.config, THREADS)
+    with (
+        ServerThread(pages_counter) as pages,
+        ServerThread(api_counter, threads=api_threads) as api,
+    ):
         pipe.send((pages.url, api.url))
         pipe.recv()
         state = sandbox.extensions["vcita_sandbox"]
@@ -332,56 +460,66 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str) -> None:
             {
                 "pages": len(pages_counter.peers),
                 "api": len(api_counter.peers),
-                "token_requests": state.requests_received("token"),
-                "userinfo_requests": state.requests_received("userinfo"),
+                "requests": {
+                    endpoint: state.requests_received(endpoint) for endpoint in FAULT_ENDPOINTS
+                },
             }
         )
 
 
-class MakeServe(ServerProcess):
-    """`scripts/run.py --gunicorn` (what `make serve` runs), with the sandbox as vcita."""
+class GunicornServer(ServerProcess):
+    """A client app under gunicorn.conf.py's settings, with the sandbox as its vcita."""
 
-    def __init__(self, port: int, sandbox: SandboxProcess, workdir: Path):
+    name = ""
+    description = "no database"
+
+    def __init__(self, url: str, sandbox: SandboxProcess, workdir: Path):
         self.workers = os.environ.get("WEB_CONCURRENCY", "2")
         self.threads = os.environ.get("GUNICORN_THREADS", "4")
-        self.database = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'load.db'}"
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = url
+        self.own_settings = self.settings(workdir)
         environ = {
             **os.environ,
-            "PORT": str(port),
+            "PORT": url.rsplit(":", 1)[1],
             "WEB_CONCURRENCY": self.workers,
             "GUNICORN_THREADS": self.threads,
-            # Credentials set, so run.py starts no sandbox of its own: ours is vcita.
-            "VCITA_SANDBOX": "false",
-            # Plain http on 127.0.0.1: production's Secure cookies would never come back.
-            "APP_ENV": "development",
             "VCITA_CLIENT_ID": CLIENT_ID,
             "VCITA_CLIENT_SECRET": CLIENT_SECRET,
-            "VCITA_REDIRECT_URI": f"{self.url}/callback",
+            "VCITA_REDIRECT_URI": f"{url}/callback",
             "VCITA_AUTHORIZE_URL": f"{sandbox.pages_url}/app/oauth/authorize",
             "VCITA_TOKEN_URL": f"{sandbox.api_url}/oauth/token",
             "VCITA_USERINFO_URL": f"{sandbox.api_url}/oauth/userinfo",
+            "VCITA_API_URL": sandbox.api_url,
             "SECRET_KEY": secrets.token_hex(32),
-            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-            "DATABASE_URL": self.database,
+            **self.own_settings,
         }
-        self.database = self.database.split("://")[0].split("+")[0]
         super().__init__(
-            [sys.executable, "scripts/run.py", "--gunicorn"],
+            self.command(),
             environ,
-            workdir / "serve.log",
+            workdir / f"{self.name}.log",
             urls=[self.url],
             startup_timeout=STARTUP_TIMEOUT,
         )
-        # Measure only once every worker has booted.
-        self.wait_until_serving(ready=lambda: len(self.worker_pids()) == int(self.workers))
+        try:
+            # Measure only once every worker has booted.
+            self.wait_until_serving(ready=lambda: len(self.worker_pids()) == int(self.workers))
+        except BaseException:
+            self.stop()
+            raise
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def settings(self, workdir: Path) -> dict[str, str]:
+        """Return the environment this client app needs beyond vcita's URLs and credentials."""
+        return {}
 
     def worker_pids(self) -> list[int]:
         """Return the gunicorn workers: the children of gunicorn's master process."""
         children = child_pids()
-        masters = [
-            pid for pid in children.get(self.process.pid, []) if "gunicorn" in command_of(pid)
-        ]
+        # Ours is gunicorn's master (BareClient), or its parent (run.py, for MakeServe).
+        candidates = [self.process.pid, *children.get(self.process.pid, [])]
+        masters = [pid for pid in candidates if " -m gunicorn " in command_of(pid)]
         return [pid for master in masters for pid in children.get(master, [])]
 
     def peak_rss_per_worker(self) -> dict[int, int]:
@@ -396,6 +534,46 @@ class MakeServe(ServerProcess):
             if match:
                 peaks[pid] = int(match.group(1))
         return peaks
+
+
+class MakeServe(GunicornServer):
+    """`scripts/run.py --gunicorn` (what `make serve` runs): the app."""
+
+    name = "app"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "scripts/run.py", "--gunicorn"]
+
+    def settings(self, workdir: Path) -> dict[str, str]:
+        database = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'load.db'}"
+        return {
+            # Credentials set, so run.py starts no sandbox of its own: ours is vcita.
+            "VCITA_SANDBOX": "false",
+            # Plain http on 127.0.0.1: production's Secure cookies would never come back.
+            "APP_ENV": "development",
+            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "DATABASE_URL": database,
+        }
+
+    @property
+    def description(self) -> str:
+        return self.own_settings["DATABASE_URL"].split("://")[0].split("+")[0]
+
+
+class BareClient(GunicornServer):
+    """scripts/bare_client.py under gunicorn, as gunicorn.conf.py sets it up for the app."""
+
+    name = "bare"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "scripts.bare_client:app",
+        ]
 
 
 def child_pids() -> dict[int, list[int]]:
