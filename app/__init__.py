@@ -1,7 +1,7 @@
 """vcita Connect: connect a business to vcita with OAuth 2.0, the way vcita documents it.
 
 `create_app` reads like the table of contents of the app: settings, logs, database,
-used states, token store, handoffs, vcita client, framing, security headers, pages,
+used states, token store, handoffs, vcita client, its readers, framing, security headers, pages,
 webhooks, error pages.
 """
 
@@ -21,6 +21,7 @@ from . import (
     handoffs,
     logs,
     security,
+    snapshots,
     store,
     used_states,
     views,
@@ -55,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     store.init_app(app)
     handoffs.init_app(app)
     client.init_app(app)
+    snapshots.init_app(app)
     framing.init_app(app)
     security.init_app(app)
     formatting.init_app(app)

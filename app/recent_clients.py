@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .client import get_client
-from .store import Connection
-from .vcita import AccessRevoked, VcitaError
+from .vcita import AccessRevoked, AccessToken, VcitaError
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +30,35 @@ class ClientRow:
     status: str
     updated_at: datetime | None
 
+    def as_json(self) -> dict:
+        """Return the row as JSON values, to keep with the connection."""
+        updated_at = self.updated_at.isoformat() if self.updated_at else None
+        return {
+            "name": self.name,
+            "email": self.email,
+            "status": self.status,
+            "updated_at": updated_at,
+        }
 
-def recent_clients(connection: Connection) -> list[ClientRow] | None:
+    @classmethod
+    def from_json(cls, value: dict) -> "ClientRow":
+        """Read back a row kept with `as_json`."""
+        return cls(
+            name=value["name"],
+            email=value["email"],
+            status=value["status"],
+            updated_at=_time(value["updated_at"]),
+        )
+
+
+def recent_clients(token: AccessToken) -> list[ClientRow] | None:
     """Return the business's most recently updated clients; None if vcita did not answer.
 
     A 401 is not the panel's to handle: it means the business revoked the app, and
     AccessRevoked goes to the dashboard, which forgets the connection.
     """
     try:
-        items = list(get_client().api_pages(connection.token, CLIENTS_PATH, max_pages=MAX_PAGES))
+        items = list(get_client().api_pages(token, CLIENTS_PATH, max_pages=MAX_PAGES))
     except AccessRevoked:
         raise
     except VcitaError as error:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, current_app
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from .database import (
     Database,
@@ -45,9 +46,22 @@ REPLACED_ON_RECONNECT = (
     "issued_at",
     "expires_at",
     "updated_at",
+    "encrypted_userinfo",
+    "encrypted_recent_clients",
+    "userinfo_read_at",
 )
 # A trace is for the developer looking at the dashboard right after connecting.
 TRACE_LIFETIME = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What vcita last said about a business, and when: kept for when vcita is down."""
+
+    userinfo: dict
+    # The Recent clients panel's rows, as JSON; None if vcita did not answer that call.
+    recent_clients: list[dict] | None
+    read_at: datetime
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class Connection:
     token: AccessToken
     connected_at: datetime
     updated_at: datetime
+    snapshot: Snapshot | None = None  # None: never read, or unreadable with today's keys
 
 
 @dataclass(frozen=True)
@@ -83,9 +98,14 @@ class TokenStore:
         self._newest_key = fernets[0]
 
     def save_connection(
-        self, *, business_uid: str, staff_uid: str, token: AccessToken
+        self,
+        *,
+        business_uid: str,
+        staff_uid: str,
+        token: AccessToken,
+        snapshot: Snapshot | None = None,
     ) -> Connection:
-        """Store a business's token, replacing the one it connected with before."""
+        """Store a business's token, and what vcita said, replacing what it had before."""
         now = datetime.now(UTC)
         values = {
             "id": secrets.token_urlsafe(16),  # kept only if this pair is new
@@ -97,10 +117,25 @@ class TokenStore:
             "expires_at": token.expires_at,
             "connected_at": now,
             "updated_at": now,
+            **self._snapshot_values(snapshot),
         }
         with self.database.transaction() as db:
             row = db.execute(self._upsert_connection(values)).one()
-        return _connection_from(row, token.access_token)
+        return _connection_from(row, token.access_token, snapshot)
+
+    def keep_snapshot(self, connection_id: str, snapshot: Snapshot) -> None:
+        """Replace what vcita last said about the connection's business, and touch it.
+
+        Recent clients vcita did not answer for this time keep their last known rows.
+        """
+        values = self._snapshot_values(snapshot)
+        if snapshot.recent_clients is None:
+            del values["encrypted_recent_clients"]
+        with self.database.transaction() as db:
+            db.execute(
+                sa.update(connections).where(connections.c.id == connection_id).values(values)
+            )
+            self.touch(connection_id)
 
     def get_connection(self, connection_id: str) -> Connection | None:
         """Return the connection with this id and its decrypted token, or None."""
@@ -127,7 +162,7 @@ class TokenStore:
             return None
         if reencrypted is not None:
             self._replace_ciphertext(row, reencrypted)
-        return _connection_from(row, access_token)
+        return _connection_from(row, access_token, self._snapshot_from(row))
 
     def delete_connection(self, connection_id: str) -> bool:
         """Forget a connection and its token; return whether there was one."""
@@ -230,8 +265,11 @@ class TokenStore:
                 )
                 db.execute(statement.on_conflict_do_nothing())
 
-    def save_subscription(self, connection_id: str, secret: str, target_url: str) -> None:
-        """Keep the connection's webhook subscription: its secret's hash, its URL encrypted."""
+    def save_subscription(self, connection_id: str, secret: str, target_url: str) -> bool:
+        """Keep the connection's webhook subscription: its secret's hash, its URL encrypted.
+
+        Return False if the connection is gone (disconnected while vcita was asked).
+        """
         values = {
             "connection_id": connection_id,
             "secret_hash": _sha256(secret),
@@ -239,13 +277,17 @@ class TokenStore:
             "subscribed_at": datetime.now(UTC),
         }
         statement = INSERTS[self.database.dialect](webhook_subscriptions).values(values)
-        with self.database.transaction() as db:
-            db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[webhook_subscriptions.c.connection_id],
-                    set_={name: statement.excluded[name] for name in values},
+        try:
+            with self.database.transaction() as db:
+                db.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[webhook_subscriptions.c.connection_id],
+                        set_={name: statement.excluded[name] for name in values},
+                    )
                 )
-            )
+        except IntegrityError:  # the foreign key: no such connection any more
+            return False
+        return True
 
     def subscription_of(self, connection_id: str) -> str | None:
         """Return the target URL the connection is subscribed with, or None."""
@@ -297,6 +339,36 @@ class TokenStore:
                 .values(encrypted_access_token=ciphertext)
             )
 
+    def _snapshot_values(self, snapshot: Snapshot | None) -> dict:
+        """Return the columns that keep `snapshot`, encrypted; NULLs if there is none."""
+        if snapshot is None:
+            return dict.fromkeys(
+                ("encrypted_userinfo", "encrypted_recent_clients", "userinfo_read_at")
+            )
+        clients = snapshot.recent_clients
+        return {
+            "encrypted_userinfo": self._encrypt(json.dumps(snapshot.userinfo)),
+            "encrypted_recent_clients": None
+            if clients is None
+            else self._encrypt(json.dumps(clients)),
+            "userinfo_read_at": snapshot.read_at,
+        }
+
+    def _snapshot_from(self, row: sa.Row) -> Snapshot | None:
+        """Decrypt what vcita last said, kept with the connection; None if unreadable."""
+        if row.encrypted_userinfo is None or row.userinfo_read_at is None:
+            return None
+        try:
+            userinfo = json.loads(self._keys.decrypt(row.encrypted_userinfo.encode()))
+            clients = None
+            if row.encrypted_recent_clients is not None:
+                clients = json.loads(self._keys.decrypt(row.encrypted_recent_clients.encode()))
+        except (InvalidToken, ValueError):
+            return None  # written under a key this deployment no longer has
+        if not isinstance(userinfo, dict) or not isinstance(clients, list | None):
+            return None
+        return Snapshot(userinfo, clients, row.userinfo_read_at)
+
     def _encrypt(self, plaintext: str) -> str:
         return self._newest_key.encrypt(plaintext.encode()).decode()
 
@@ -335,7 +407,9 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _connection_from(row: sa.Row, access_token: str) -> Connection:
+def _connection_from(
+    row: sa.Row, access_token: str, snapshot: Snapshot | None = None
+) -> Connection:
     return Connection(
         id=row.id,
         business_uid=row.business_uid,
@@ -343,4 +417,5 @@ def _connection_from(row: sa.Row, access_token: str) -> Connection:
         token=AccessToken(access_token, row.token_type, row.issued_at, row.expires_at),
         connected_at=row.connected_at,
         updated_at=row.updated_at,
+        snapshot=snapshot,
     )

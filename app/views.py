@@ -6,6 +6,7 @@ page.
 """
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from flask import (
     Blueprint,
@@ -19,10 +20,10 @@ from flask import (
     url_for,
 )
 
-from . import flows, framing, launch, trace, webhooks
+from . import flows, framing, launch, snapshots, trace, webhooks
 from .client import get_client
+from .database import get_db
 from .handoffs import binding_for_this_session, get_handoffs, is_binding
-from .recent_clients import recent_clients
 from .security import require_csrf_token
 from .sessions import (
     choose_connection,
@@ -34,12 +35,16 @@ from .sessions import (
 )
 from .store import get_store
 from .used_states import get_used_states
-from .vcita import AccessRevoked, allowed_brand_host
+from .vcita import AccessRevoked, VcitaUnavailable, allowed_brand_host
 
 bp = Blueprint("connect", __name__)
 
 
 HANDOFF_CODE_KEY = "handoff_code"  # the popup's, between /callback and /connected
+# The connection whose dashboard the callback just read: the next dashboard renders it
+# from that copy instead of asking vcita again, if it comes this soon.
+JUST_CONNECTED_KEY = "just_connected"
+JUST_CONNECTED_FOR = timedelta(seconds=30)
 
 
 @bp.get("/")
@@ -107,23 +112,27 @@ def callback():
 
     # vcita's codes live 30 seconds: exchange before any other work.
     token = client.exchange_code(code, flow.code_verifier)
-    userinfo = client.fetch_userinfo(token)
-    business_uid, staff_uid = client.identify(userinfo)
-    connection = get_store().save_connection(
-        business_uid=business_uid, staff_uid=staff_uid, token=token
-    )
-    current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
-    webhooks.subscribe(connection)  # to hear when the business uninstalls the app
-    rotate_session(connection.id)
-    if trace.enabled():
-        # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
-        trace.keep(
-            client.authorization_url(flow.state, flow.code_verifier, flow.brand_host),
-            connection.id,
+    # Userinfo names the business; the dashboard's other call is made beside it.
+    snapshot = snapshots.read(token)
+    business_uid, staff_uid = client.identify(snapshot.userinfo)
+    with get_db().transaction():  # everything the callback writes, in one commit
+        connection = get_store().save_connection(
+            business_uid=business_uid, staff_uid=staff_uid, token=token, snapshot=snapshot
         )
+        rotate_session(connection.id)
+        if trace.enabled():
+            # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
+            trace.keep(
+                client.authorization_url(flow.state, flow.code_verifier, flow.brand_host),
+                connection.id,
+            )
+        if flow.handoff:
+            # A popup opened by vcita's frame: its last page hands the connection back.
+            session[HANDOFF_CODE_KEY] = get_handoffs().offer(flow.handoff, connection.id)
+    current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
+    session[JUST_CONNECTED_KEY] = connection.id
+    webhooks.subscribe_soon(connection)  # to hear when the business uninstalls the app
     if flow.handoff:
-        # A popup opened by vcita's frame: its last page hands the connection back.
-        session[HANDOFF_CODE_KEY] = get_handoffs().offer(flow.handoff, connection.id)
         framing.keep_opener()
         return redirect(url_for(".connected"), 303)
     # 303: the browser GETs the dashboard, and the code leaves the address bar.
@@ -171,33 +180,61 @@ def jwks():
 
 @bp.get("/dashboard")
 def dashboard():
-    """Step 4: show the business's live userinfo from vcita."""
+    """Step 4: show what vcita says about the business: live, or kept if vcita is down."""
     connection = current_connection()
     if connection is None:
         return redirect(url_for(".index"))
-    try:
-        userinfo = get_client().fetch_userinfo(connection.token)
-        clients = recent_clients(connection)  # None: vcita did not answer this call
-    except AccessRevoked:
-        return forget_revoked(connection)
-    get_store().touch(connection.id)
+    kept = connection.snapshot
+    unanswered = None  # why vcita's answer is not live, when it is not
+    if just_connected(connection):
+        snapshot = kept  # the callback read it a moment ago
+    else:
+        try:
+            snapshot = snapshots.read(connection.token)
+        except AccessRevoked:
+            return forget_revoked(connection)
+        except VcitaUnavailable as error:
+            if kept is None:
+                raise  # nothing kept to show: the error page says vcita did not answer
+            current_app.logger.warning("vcita did not answer (%s); showing the kept copy", error)
+            snapshot, unanswered = kept, error
+        else:
+            get_store().keep_snapshot(connection.id, snapshot)
+    userinfo = snapshot.userinfo
+    clients, clients_read_at = snapshots.client_rows(snapshot), snapshot.read_at
+    if clients is None and kept is not None and kept.recent_clients is not None:
+        # vcita did not answer for the clients this time: show the last it listed.
+        clients, clients_read_at = snapshots.client_rows(kept), kept.read_at
     launched = launch.remembered()
     return render_template(
         "connect/dashboard.html",
         connection=connection,
         userinfo=userinfo,
         userinfo_json=json.dumps(userinfo, indent=2, sort_keys=True, ensure_ascii=False),
+        read_at=snapshot.read_at,
+        unanswered=unanswered,
         launched=launched,
         # vcita opened the app for one business; the person approved with another.
         launched_for_another=bool(
             launched.business_uid and launched.business_uid != connection.business_uid
         ),
         recent_clients=clients,
+        clients_read_at=clients_read_at,
         flow_trace=trace.last_trace(connection.id),
         # Disconnect removes them too: the page says so before the person presses it.
         other_connections=get_store().count_existing(
             [known for known in connections_in_session() if known != connection.id]
         ),
+    )
+
+
+def just_connected(connection) -> bool:
+    """Say whether the callback just read this connection's dashboard (once per connect)."""
+    kept = connection.snapshot
+    return (
+        session.pop(JUST_CONNECTED_KEY, None) == connection.id
+        and kept is not None
+        and datetime.now(UTC) - kept.read_at < JUST_CONNECTED_FOR
     )
 
 

@@ -26,9 +26,17 @@ EVENT = "application/uninstalled"
 SUBSCRIBE = "/platform/v1/webhook/subscribe"
 UNSUBSCRIBE = "/platform/v1/webhook/unsubscribe"
 MAX_DELIVERY_BYTES = 16 * 1024  # vcita documents no payload; a notice is small
-CONFIRMING_THREADS = 2
+BACKGROUND_THREADS = 2
 
 bp = Blueprint("webhooks", __name__)
+
+
+def subscribe_soon(connection: Connection) -> None:
+    """Subscribe a new connection off the request: the person's dashboard does not wait."""
+    if current_app.config["PUBLIC_BASE_URL"] is not None:
+        current_app.extensions["webhook_work"].run(
+            ("subscribe", connection.id), subscribe, connection
+        )
 
 
 def subscribe(connection: Connection) -> None:
@@ -46,15 +54,21 @@ def subscribe(connection: Connection) -> None:
     except VcitaError as error:
         logger.warning("Could not subscribe to %s: %s", EVENT, error)
         return
-    store.save_subscription(connection.id, secret, target_url)
+    if not store.save_subscription(connection.id, secret, target_url):
+        # Disconnected while vcita was asked: leave no subscription behind at vcita.
+        _unsubscribe(connection, target_url)
+        return
     logger.info("Subscribed to %s", EVENT)
 
 
 def unsubscribe(connection: Connection) -> None:
     """Unsubscribe before the token is deleted; best effort: a failure is only logged."""
     target_url = get_store().subscription_of(connection.id)
-    if target_url is None:
-        return
+    if target_url is not None:
+        _unsubscribe(connection, target_url)
+
+
+def _unsubscribe(connection: Connection, target_url: str) -> None:
     try:
         get_client().api_post(
             connection.token, UNSUBSCRIBE, {"event": EVENT, "target_url": target_url}
@@ -77,39 +91,41 @@ def delivery(secret: str):
     if connection_id is None:
         abort(404)
     logger.info("vcita announced %s; asking vcita to confirm", EVENT)
-    current_app.extensions["webhook_confirmations"].confirm(connection_id)
+    current_app.extensions["webhook_work"].run(
+        ("confirm", connection_id), forget_if_revoked, connection_id
+    )
     return "", 200
 
 
-class Confirmations:
-    """Ask vcita whether a connection still works, off the request, once at a time each."""
+class Background:
+    """Talk to vcita off the request (subscribe, confirm), once at a time for each job."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.executor = ThreadPoolExecutor(CONFIRMING_THREADS, "webhook-confirmation")
-        self.pending: set[str] = set()
+        self.executor = ThreadPoolExecutor(BACKGROUND_THREADS, "webhooks")
+        self.pending: set[tuple] = set()
         self.lock = threading.Lock()
 
-    def confirm(self, connection_id: str):
-        """Check the connection soon; a check already waiting for it covers this one."""
+    def run(self, job: tuple, function, *args):
+        """Run `function(*args)` soon; the same job already waiting covers this one."""
         with self.lock:
-            if connection_id in self.pending:
+            if job in self.pending:
                 return None
-            self.pending.add(connection_id)
-        return self.executor.submit(self._check, connection_id)
+            self.pending.add(job)
+        return self.executor.submit(self._run, job, function, *args)
 
-    def _check(self, connection_id: str) -> None:
+    def _run(self, job: tuple, function, *args) -> None:
         try:
             with self.app.app_context():
-                forget_if_revoked(connection_id)
+                function(*args)
         except Exception:
-            logger.exception("Confirming a webhook delivery failed")
+            logger.exception("Webhook work %r failed", job[0])
         finally:
             with self.lock:
-                self.pending.discard(connection_id)
+                self.pending.discard(job)
 
     def wait(self, timeout: float = 10) -> None:
-        """Wait until every check asked for has finished (tests, and a clean shutdown)."""
+        """Wait until every job asked for has finished (tests, and a clean shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -140,4 +156,4 @@ def forget_if_revoked(connection_id: str) -> bool:
 def init_app(app: Flask) -> None:
     """Receive vcita's deliveries, and check them off the request."""
     app.register_blueprint(bp)
-    app.extensions["webhook_confirmations"] = Confirmations(app)
+    app.extensions["webhook_work"] = Background(app)

@@ -7,9 +7,11 @@ pytest-flask gives every test a `client` for the `app` fixture below.
 from dataclasses import replace
 
 import pytest
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from app import create_app
+from app.database import connections
 from sandbox import create_sandbox
 from sandbox.testing import SandboxPerson, ServerThread
 
@@ -25,6 +27,23 @@ def change_vcita_settings(app, **changes) -> None:
     """Change the settings of the app's vcita client (fault tests: timeouts, URLs)."""
     client = app.extensions["vcita"]
     client.settings = replace(client.settings, **changes)
+
+
+def only_snapshot(app):
+    """Return what the only stored connection keeps of vcita's answers."""
+    store = app.extensions["token_store"]
+    (stored,) = store.list_connections()
+    return store.get_connection(stored.id).snapshot
+
+
+def forget_snapshots(app) -> None:
+    """Drop what every connection keeps of vcita's answers, as before the app kept any."""
+    with app.extensions["database"].transaction() as db:
+        db.execute(
+            sa.update(connections).values(
+                encrypted_userinfo=None, encrypted_recent_clients=None, userinfo_read_at=None
+            )
+        )
 
 
 @pytest.fixture(scope="session")
@@ -169,9 +188,16 @@ def approved_callback(browser, person, staff: str | None = None, allow: bool = T
 
 @pytest.fixture
 def connect(client, person):
-    """Run the whole flow from Connect to the callback; return the callback's response."""
+    """Run the whole flow from Connect to the callback; return the callback's response.
+
+    Like a browser, it then opens the dashboard the callback sends it to, which renders
+    what the callback read: so a test's own next dashboard is a later view, read live.
+    """
 
     def connect(staff: str | None = None, allow: bool = True):
-        return client.get(approved_callback(client, person, staff=staff, allow=allow))
+        callback = client.get(approved_callback(client, person, staff=staff, allow=allow))
+        if callback.status_code == 303 and callback.location == "/dashboard":
+            client.get(callback.location)
+        return callback
 
     return connect

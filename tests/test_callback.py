@@ -4,9 +4,12 @@ import base64
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from app import flows
+from app.database import StoreUnavailable
 from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
+from app.views import JUST_CONNECTED_KEY
 from sandbox.testing import SandboxPerson
 
 from .conftest import (
@@ -239,7 +242,12 @@ def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vci
         session["leftover"] = "from before connecting"
     client.get(person.approve(this_tab.location))
     with client.session_transaction() as session:
-        assert set(session) == {CONNECTION_KEY, CONNECTIONS_KEY, flows.SESSION_KEY}
+        assert set(session) == {
+            CONNECTION_KEY,
+            CONNECTIONS_KEY,
+            JUST_CONNECTED_KEY,
+            flows.SESSION_KEY,
+        }
         assert list(session[flows.SESSION_KEY]) == [other_tab]
 
 
@@ -262,3 +270,38 @@ def test_error_together_with_code_is_rejected(client, vcita):
     response = client.get(f"/callback?error=access_denied&code=abc&state={state}")
     assert response.status_code == 400
     assert vcita.token_requests == []
+
+
+# --- The callback's writes: one transaction once the state is claimed -------------------
+
+
+@pytest.fixture
+def traced_app(make_app):
+    """An app that also keeps a flow trace: three writes in one callback."""
+    return make_app(SHOW_FLOW_TRACE="true")
+
+
+def test_the_callback_commits_twice_the_state_claim_then_everything_else(traced_app, person):
+    commits = []
+    sa.event.listen(traced_app.extensions["database"].engine, "commit", commits.append)
+    client = traced_app.test_client()
+    callback = approved_callback(client, person)
+    commits.clear()
+    assert client.get(callback).status_code == 303
+    # The state is claimed (and committed) before the exchange, so no code is ever
+    # exchanged twice; the connection, vcita's answers and the trace are one commit.
+    assert len(commits) == 2
+    assert client.get("/dashboard").status_code == 200
+    assert "What just happened" in client.get("/dashboard").text
+
+
+def test_a_failed_write_in_the_callback_saves_nothing(traced_app, person, monkeypatch):
+    store = traced_app.extensions["token_store"]
+
+    def trace_cannot_be_saved(*args):
+        raise StoreUnavailable("disk full")
+
+    monkeypatch.setattr(store, "save_trace", trace_cannot_be_saved)
+    client = traced_app.test_client()
+    assert client.get(approved_callback(client, person)).status_code == 503
+    assert store.count_connections() == 0  # not a connection without the rest

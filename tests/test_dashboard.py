@@ -1,13 +1,24 @@
-"""Step 4: the dashboard shows the business's live userinfo, and never the token."""
+"""Step 4: the dashboard shows what vcita says about the business, and never the token.
+
+Right after connecting it renders what the callback read; later views read vcita live
+and keep a copy, shown with a banner when vcita does not answer.
+"""
 
 import html
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from app.database import connections
 from app.sessions import CONNECTION_KEY
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
+
+from .conftest import approved_callback, change_vcita_settings, forget_snapshots, only_snapshot
+
+OUTAGE_BANNER = "vcita did not answer; showing what it said"
 
 
 def store(app):
@@ -92,16 +103,129 @@ def test_revoked_token_forgets_the_connection_and_asks_to_connect_again(
     assert store(app).count_connections() == 0
 
 
-@pytest.mark.parametrize("fault", [{"status": 500, "body": "down"}, {"json": ["a", "list"]}])
-def test_userinfo_failure_on_the_dashboard_keeps_the_connection(
-    app, client, connect, vcita, fault
-):
+# --- One round trip less, and a dashboard that outlives an outage ---------------------------
+
+
+def vcita_calls(vcita) -> int:
+    return len(vcita.userinfo_requests) + len(vcita.recorded_requests("clients"))
+
+
+def test_the_dashboard_right_after_connecting_asks_vcita_nothing(client, person, vcita):
+    callback = client.get(approved_callback(client, person, staff="Maya Goldberg"))
+    assert callback.location == "/dashboard"
+    asked = vcita_calls(vcita)
+    assert asked == 2  # userinfo and the clients list, once each, by the callback
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert vcita_calls(vcita) == asked
+    assert "Harbor Light Yoga" in page
+    assert len(panel_rows(page)) == 5
+    assert OUTAGE_BANNER not in page
+
+
+def test_only_the_first_dashboard_after_connecting_uses_the_callbacks_copy(client, connect, vcita):
+    connect()  # and the dashboard it leads to
+    asked = vcita_calls(vcita)
+    assert client.get("/dashboard").status_code == 200
+    assert vcita_calls(vcita) == asked + 2
+
+
+def test_a_copy_older_than_a_moment_is_not_shown_as_fresh(app, client, person, vcita):
+    assert client.get(approved_callback(client, person)).status_code == 303
+    read_earlier(app, minutes=5)  # the browser took long to follow the redirect
+    asked = vcita_calls(vcita)
+    assert client.get("/dashboard").status_code == 200
+    assert vcita_calls(vcita) == asked + 2
+
+
+def test_a_later_dashboard_reads_live_and_keeps_the_new_copy(app, client, connect, vcita):
     connect()
+    vcita.set_fault("userinfo", json_merge={"business_name": "Harbor Light Yoga & Pilates"})
+    assert "Harbor Light Yoga &amp; Pilates" in client.get("/dashboard").text
+    vcita.set_fault("userinfo", status=503)
+    page = client.get("/dashboard").text
+    assert OUTAGE_BANNER in page
+    assert "Harbor Light Yoga &amp; Pilates" in page  # the copy the last live view kept
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 500, "body": "down"},
+        {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
+        {"status": 429, "headers": {"Retry-After": "30"}},
+        {"delay": 1.0},
+        {"json": ["a", "list"]},
+    ],
+    ids=["500", "502", "429", "timeout", "not-the-documented-json"],
+)
+def test_vcita_not_answering_shows_the_kept_copy_with_a_banner(app, client, connect, vcita, fault):
+    connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    change_vcita_settings(app, api_timeout=(1, 0.3))
     vcita.set_fault("userinfo", **fault)
     response = client.get("/dashboard")
-    assert response.status_code == 502
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert OUTAGE_BANNER in page
+    assert ">5 minutes ago</time>" in page
+    assert "Harbor Light Yoga" in page and len(panel_rows(page)) == 5
+    assert store(app).count_connections() == 1
+    vcita.clear_faults()
+    assert OUTAGE_BANNER not in client.get("/dashboard").text
+
+
+def test_a_revoked_token_is_forgotten_even_with_a_copy_kept(app, client, connect, vcita):
+    connect()
+    vcita.revoke_all_tokens()
+    response = client.get("/dashboard", follow_redirects=True)
+    assert response.request.path == "/"
+    assert "Harbor Light Yoga" not in response.text
+    assert store(app).count_connections() == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ({"status": 500, "body": "down"}, 502),
+        ({"status": 429, "headers": {"Retry-After": "30"}}, 503),
+    ],
+    ids=["500", "429"],
+)
+def test_without_a_kept_copy_vcita_not_answering_shows_the_error_page(
+    app, client, connect, vcita, fault, status
+):
+    connect()
+    forget_snapshots(app)  # a connection stored before the app kept copies
+    vcita.set_fault("userinfo", **fault)
+    response = client.get("/dashboard")
+    assert response.status_code == status
     assert 'href="/dashboard"' in response.text
     assert store(app).count_connections() == 1
+    vcita.clear_faults()
+    assert client.get("/dashboard").status_code == 200
+    assert only_snapshot(app) is not None  # the next live read keeps a copy again
+
+
+def test_the_kept_copy_is_encrypted_at_rest(app, client, connect):
+    connect(staff="Maya Goldberg")
+    with app.extensions["database"].transaction() as db:
+        row = db.execute(sa.select(connections)).one()
+    stored = " ".join(str(value) for value in row)
+    for plaintext in ("Harbor Light Yoga", "@", "maya", "Maya"):
+        assert plaintext not in stored
+    kept = only_snapshot(app)
+    assert kept.userinfo["business_name"] == "Harbor Light Yoga"
+    assert len(kept.recent_clients) == 5
+
+
+def read_earlier(app, minutes: int) -> None:
+    """Make the kept copy `minutes` older, as if vcita had been read that long ago."""
+    with app.extensions["database"].transaction() as db:
+        db.execute(
+            sa.update(connections).values(
+                userinfo_read_at=datetime.now(UTC) - timedelta(minutes=minutes)
+            )
+        )
 
 
 def test_landing_page_links_a_connected_browser_to_its_dashboard(client, connect):
@@ -168,8 +292,28 @@ def test_hostile_client_data_is_text(client, connect, vcita_server):
 
 
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"body": "<html>oops"}])
-def test_the_panels_failure_leaves_the_dashboard_up(client, connect, vcita, fault):
+def test_the_panels_failure_shows_the_clients_last_listed(app, client, connect, vcita, fault):
     connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", **fault)
+    vcita.set_fault("userinfo", json_merge={"business_name": "Harbor Light Yoga & Pilates"})
+    response = client.get("/dashboard")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Harbor Light Yoga &amp; Pilates" in page  # userinfo is live
+    assert OUTAGE_BANNER not in page
+    assert len(panel_rows(page)) == 5
+    assert "vcita did not answer for your clients just now" in page
+    assert ">5 minutes ago</time>" in page
+    assert len(only_snapshot(app).recent_clients) == 5  # the rows are kept, not dropped
+
+
+@pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"body": "<html>oops"}])
+def test_the_panels_failure_with_no_clients_kept_leaves_the_dashboard_up(
+    app, client, connect, vcita, fault
+):
+    connect(staff="Maya Goldberg")
+    forget_snapshots(app)
     vcita.set_fault("clients", **fault)
     response = client.get("/dashboard")
     page = response.get_data(as_text=True)

@@ -18,7 +18,7 @@ import pytest
 
 from app.sessions import CONNECTION_KEY
 
-from .conftest import CLIENT_SECRET, approved_callback, change_vcita_settings
+from .conftest import CLIENT_SECRET, approved_callback, change_vcita_settings, forget_snapshots
 
 UNAVAILABLE = "vcita did not answer"
 EXPIRED = "The approval expired — vcita codes last 30 seconds"
@@ -360,22 +360,24 @@ ODD_USERINFO = {
 
 @pytest.mark.parametrize("odd", ODD_USERINFO.values(), ids=ODD_USERINFO.keys())
 def test_dashboard_renders_userinfo_of_unexpected_types_escaped(client, vcita, approved, odd):
-    assert client.get(approved()).status_code == 303
     vcita.set_fault("userinfo", json_merge=odd)
+    assert client.get(approved()).status_code == 303
 
-    response = client.get("/dashboard")
+    kept = client.get("/dashboard")  # what the callback read, kept with the connection
+    live = client.get("/dashboard")
 
-    assert response.status_code == 200
-    page = response.text
-    assert "<script>alert" not in page
-    assert "<img src=x" not in page
-    assert "<h1>owned</h1>" not in page
-    assert "<x9q>" not in page
-    assert "<b>" not in page
-    assert "url(//evil)" not in page.split("</head>")[0]
-    for value in odd.values():
-        if isinstance(value, str):
-            assert _escaped(value) in page
+    for response in (kept, live):
+        assert response.status_code == 200
+        page = response.text
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+        assert "<h1>owned</h1>" not in page
+        assert "<x9q>" not in page
+        assert "<b>" not in page
+        assert "url(//evil)" not in page.split("</head>")[0]
+        for value in odd.values():
+            if isinstance(value, str):
+                assert _escaped(value) in page
 
 
 def _escaped(text: str) -> str:
@@ -388,8 +390,12 @@ def _escaped(text: str) -> str:
     )
 
 
-def test_throttled_userinfo_on_the_dashboard_asks_to_come_back_later(app, client, vcita, approved):
+def test_throttled_userinfo_with_no_copy_kept_asks_to_come_back_later(
+    app, client, vcita, approved
+):
     assert client.get(approved()).status_code == 303
+    assert client.get("/dashboard").status_code == 200
+    forget_snapshots(app)  # a connection stored before the app kept copies
     vcita.set_fault("userinfo", status=429, headers={"Retry-After": "30"}, body="slow down")
 
     response = client.get("/dashboard")
@@ -401,18 +407,22 @@ def test_throttled_userinfo_on_the_dashboard_asks_to_come_back_later(app, client
 
 
 @pytest.mark.parametrize(
-    ("fault", "title"),
+    ("fault", "title", "copy_kept"),
     [
-        ({"status": 403, "json": {"error": "forbidden"}}, REFUSED),
-        (SLOW, UNAVAILABLE),
-        ({"body": "<html>maintenance</html>", "content_type": "text/html"}, UNAVAILABLE),
+        # A refusal is no outage: the kept copy is not shown for it.
+        ({"status": 403, "json": {"error": "forbidden"}}, REFUSED, True),
+        (SLOW, UNAVAILABLE, False),
+        ({"body": "<html>maintenance</html>", "content_type": "text/html"}, UNAVAILABLE, False),
     ],
-    ids=["403", "timeout", "not-json"],
+    ids=["403", "timeout-no-copy", "not-json-no-copy"],
 )
 def test_userinfo_failure_on_the_dashboard_keeps_the_connection_for_a_reload(
-    app, client, vcita, approved, caplog, fault, title
+    app, client, vcita, approved, caplog, fault, title, copy_kept
 ):
     assert client.get(approved()).status_code == 303
+    assert client.get("/dashboard").status_code == 200
+    if not copy_kept:
+        forget_snapshots(app)  # a connection stored before the app kept copies
     vcita.set_fault("userinfo", **fault)
 
     response = client.get("/dashboard")

@@ -331,7 +331,7 @@ def test_a_webhook_urls_secret_reaches_no_log_line(serve, person, vcita, monkeyp
 
         monkeypatch.setattr(type(store), "connection_for_webhook", unavailable)
         assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 503
-        served.app.extensions["webhook_confirmations"].wait()
+        served.app.extensions["webhook_work"].wait()
     served.assert_nothing_secret_logged()
     webhook_lines = [line for line in served.access_log_lines() if "/webhooks/vcita/" in line]
     assert len(webhook_lines) == 3

@@ -29,7 +29,7 @@ from packaging.version import Version
 from app.config import ConfigError, load_config
 from app.sessions import CONNECTION_KEY
 
-from .conftest import approved_callback
+from .conftest import approved_callback, only_snapshot
 from .security_support import decode_session, session_cookie, stored_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,14 +244,17 @@ def self_signed_certificate(folder: Path) -> Path:
 
 
 class FakeVcitaHandler(BaseHTTPRequestHandler):
-    """Answers like vcita's token and userinfo endpoints, to whoever completes TLS."""
+    """Answers like vcita's token, userinfo and clients list, to whoever completes TLS."""
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.answer({"access_token": "b" * 64, "token_type": "Bearer", "expires_in": 631139040})
 
     def do_GET(self):
-        self.answer({"business_uid": "tls-business", "sub": "tls-staff"})
+        if self.path.startswith("/platform/v1/clients"):
+            self.answer({"data": {"clients": []}})
+        else:
+            self.answer({"business_uid": "tls-business", "sub": "tls-staff"})
 
     def answer(self, body: dict):
         self.server.requests_answered += 1
@@ -303,10 +306,18 @@ def self_signed_vcita(tmp_path):
     server.server_close()
 
 
+ALL_OF_VCITA = ("token", "userinfo", "api")
+
+
 @pytest.mark.parametrize(
     ("self_signed", "trusted"),
-    [(("token", "userinfo"), False), (("userinfo",), False), (("token", "userinfo"), True)],
-    ids=["token-endpoint", "userinfo-endpoint", "trusted-control"],
+    [
+        (ALL_OF_VCITA, False),
+        (("userinfo",), False),
+        (("api",), False),
+        (ALL_OF_VCITA, True),
+    ],
+    ids=["token-endpoint", "userinfo-endpoint", "api", "trusted-control"],
 )
 def test_tls_is_verified_for_every_call_to_vcita(
     make_app, person, vcita, self_signed_vcita, monkeypatch, self_signed, trusted
@@ -319,15 +330,23 @@ def test_tls_is_verified_for_every_call_to_vcita(
         # The control: trust this one certificate, and the same server works.
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self_signed_vcita.certificate))
     url = self_signed_vcita.url
-    endpoints = {f"VCITA_{name.upper()}_URL": f"{url}/oauth/{name}" for name in self_signed}
+    endpoints = {
+        f"VCITA_{name.upper()}_URL": url if name == "api" else f"{url}/oauth/{name}"
+        for name in self_signed
+    }
     app = make_app(**endpoints)
     client = app.test_client()
     response = client.get(approved_callback(client, person))
     assert self_signed_vcita.handshakes_attempted >= 1
     if trusted:
         assert response.status_code == 303
-        assert self_signed_vcita.requests_answered == 2
+        assert self_signed_vcita.requests_answered == 3  # token, userinfo, clients
         assert store(app).count_connections() == 1
+    elif self_signed == ("api",):
+        # The clients list is the dashboard's panel: the connect goes on without it.
+        assert response.status_code == 303
+        assert self_signed_vcita.requests_answered == 0
+        assert only_snapshot(app).recent_clients is None
     else:
         assert response.status_code == 502
         assert "vcita did not answer" in response.text

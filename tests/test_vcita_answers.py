@@ -155,12 +155,18 @@ def test_the_callback_answers_any_token_and_userinfo_with_a_documented_page(
 
 
 def connected_browser(app, transport):
-    """Connect a browser through vcita's good answers; return it and the transport."""
+    """Connect a browser through vcita's good answers; return it and the transport.
+
+    Like a browser, it opens the dashboard the callback leads to (rendered from what the
+    callback read), so the test's own next dashboard reads vcita's answers live.
+    """
     transport.answer("/oauth/token", 200, GOOD_TOKEN)
     transport.answer("/oauth/userinfo", 200, GOOD_USERINFO)
+    transport.answer("/platform/v1/clients", 200, {"data": {"clients": []}})
     browser = app.test_client()
     state = state_of(browser.get("/connect").location)
     assert browser.get("/callback", query_string={"state": state, "code": "c"}).status_code == 303
+    assert browser.get("/dashboard").status_code == 200
     return browser, transport
 
 

@@ -22,8 +22,10 @@ def public_app(make_app):
 
 
 def connect(app, person):
+    """Connect in a new browser; return it once the app has subscribed (off the request)."""
     browser = app.test_client()
     assert browser.get(approved_callback(browser, person)).status_code == 303
+    app.extensions["webhook_work"].wait()
     return browser
 
 
@@ -42,7 +44,7 @@ def subscribed_url(app) -> str | None:
 
 def deliver(app, path: str, body=b'{"event": "application/uninstalled"}', **kwargs):
     response = app.test_client().post(path, data=body, content_type="application/json", **kwargs)
-    app.extensions["webhook_confirmations"].wait()
+    app.extensions["webhook_work"].wait()
     return response
 
 
@@ -142,6 +144,7 @@ def test_each_connection_has_a_secret_of_its_own(public_app, vcita_server, vcita
         with SandboxPerson(vcita_server.url) as someone:
             browser = public_app.test_client()
             browser.get(approved_callback(browser, someone, staff=staff))
+    public_app.extensions["webhook_work"].wait()
     urls = [held.target_url for held in vcita.subscriptions()]
     assert len(urls) == len(set(urls)) == 2
 
@@ -165,6 +168,30 @@ def test_connecting_again_keeps_the_one_subscription(public_app, person, vcita):
     connect(public_app, person)
     connect(public_app, person)
     assert len(vcita.subscriptions()) == 1
+
+
+def test_the_connect_does_not_wait_for_the_subscription(public_app, person, vcita):
+    vcita.set_fault("subscribe", delay=3)  # vcita slow to subscribe; answers in the end
+    browser = public_app.test_client()
+    assert browser.get(approved_callback(browser, person)).status_code == 303
+    assert browser.get("/dashboard").status_code == 200
+    assert vcita.subscriptions() == []  # the person already has the dashboard
+    public_app.extensions["webhook_work"].wait()
+    (held,) = vcita.subscriptions()
+    assert subscribed_url(public_app) == held.target_url
+
+
+def test_a_disconnect_before_the_subscription_lands_leaves_none_at_vcita(
+    public_app, person, vcita, caplog
+):
+    vcita.set_fault("subscribe", delay=1, times=1)
+    browser = public_app.test_client()
+    assert browser.get(approved_callback(browser, person)).status_code == 303
+    assert disconnect(browser).status_code == 303  # while vcita is still subscribing
+    public_app.extensions["webhook_work"].wait()
+    assert vcita.subscriptions() == []
+    assert only_connection(public_app) is None
+    assert "failed" not in caplog.text
 
 
 def disconnect(browser):
@@ -214,7 +241,7 @@ def test_an_uninstall_in_the_sandbox_removes_the_connection_within_one_delivery(
             "/_sandbox/uninstall", json={"business_uid": "7c6dc1589f078b66"}
         )
         assert answer.status_code == 200
-        app.extensions["webhook_confirmations"].wait()
+        app.extensions["webhook_work"].wait()
 
     (delivery,) = vcita.deliveries
     assert delivery["status"] == 200
