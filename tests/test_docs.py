@@ -41,3 +41,14 @@ def test_the_security_rules_name_their_tests():
     references = TEST_REFERENCE.findall((ROOT / "docs" / "security.md").read_text())
 
     assert len(references) >= 50
+
+
+def test_the_readmes_callback_is_the_real_one():
+    """Every line of the README's /callback excerpt is a line of app/views.py."""
+    readme = (ROOT / "README.md").read_text()
+    excerpt = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    views = {
+        line.split("  #")[0].strip() for line in (ROOT / "app/views.py").read_text().splitlines()
+    }
+    for line in excerpt.splitlines():
+        assert line.split("  #")[0].strip() in views, line
