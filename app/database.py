@@ -1,9 +1,13 @@
 """The database behind the app: its tables, its engine, and transactions that fail clearly.
 
-SQLite by default, PostgreSQL where DATABASE_URL names it. Tables are created when
-missing (`flask init-db`, or on first use); existing tables and rows are kept. Any
-failure to reach or write the database is raised as StoreUnavailable, which the views
-answer with a 503 page; the next call tries the database again.
+SQLite by default, PostgreSQL where DATABASE_URL names it. The schema changes only
+through the Alembic revisions in app/migrations/: `flask init-db`, and the app itself
+before its first transaction, bring the database to the newest one, keeping every row
+(docs/migrations.md). Changing a table here means writing a revision too:
+`alembic revision -m "what changes" --rev-id 0004`, or with `--autogenerate` for a
+first draft; a test fails until the revisions build exactly these tables. Any failure
+to reach or write the database is raised as StoreUnavailable, which the views answer
+with a 503 page; the next call tries the database again.
 """
 
 import logging
@@ -21,12 +25,13 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.schema import CreateIndex, CreateTable
+
+from . import migrations
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-# Any constant shared by every worker: they serialise creating the schema on it.
+# Any constant shared by every worker: they take turns upgrading the schema on it.
 SCHEMA_LOCK_ID = 0x7C17A
 
 
@@ -156,7 +161,7 @@ flow_traces = sa.Table(
 
 
 class Database:
-    """One engine on DATABASE_URL, with the schema created before the first transaction."""
+    """One engine on DATABASE_URL, with the schema upgraded before the first transaction."""
 
     def __init__(self, url: str) -> None:
         parsed = sa.make_url(url)
@@ -180,19 +185,33 @@ class Database:
         """Return the database URL with any password hidden, for messages."""
         return self.engine.url.render_as_string(hide_password=True)
 
-    def create_schema(self) -> None:
-        """Create the tables that are missing; existing tables and rows are kept."""
+    def upgrade_schema(self) -> str:
+        """Bring the schema to the newest revision, keeping every row; return the revision."""
         _make_sqlite_directory(self.engine.url)
-        with self._unavailable_on_failure(), self.engine.begin() as db:
-            if self.dialect == "postgresql":
-                # Workers starting together on an empty database would race to create
-                # the same tables; IF NOT EXISTS alone does not stop that in PostgreSQL.
-                db.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
-            for table in metadata.sorted_tables:
-                db.execute(CreateTable(table, if_not_exists=True))
-                for index in table.indexes:
-                    db.execute(CreateIndex(index, if_not_exists=True))
+        with self._unavailable_on_failure(), self.schema_lock() as db:
+            revision = migrations.upgrade(db, metadata)
         self._schema_ready = True
+        return revision
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[sa.Connection]:
+        """Open a transaction that no other worker's schema_lock enters until it ends.
+
+        Workers starting together on an old database would otherwise all run the same
+        revisions, and all but the first fail (a column that already exists).
+        """
+        with self.engine.begin() as db:
+            if self.dialect == "postgresql":
+                # Alembic runs PostgreSQL's DDL in this same transaction: the lock is
+                # held until the revisions are committed.
+                db.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+            else:
+                # Python's sqlite3 opens no transaction before DDL, so take SQLite's
+                # write lock now: another worker waits here (busy_timeout), then finds
+                # the schema upgraded (SQLAlchemy's pysqlite "transactional DDL" recipe,
+                # on this one connection).
+                db.exec_driver_sql("BEGIN IMMEDIATE")
+            yield db
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -207,7 +226,7 @@ class Database:
             yield joined
             return
         if not self._schema_ready:
-            self.create_schema()
+            self.upgrade_schema()
         with self._unavailable_on_failure(), self.engine.begin() as db:
             reset = self._open.set(db)
             try:
@@ -233,20 +252,20 @@ class Database:
         try:
             yield
         except (OperationalError, InterfaceError) as error:
-            # The database may come back empty (a new file, a restored server):
-            # check the tables again on the next call.
+            # The database may come back empty or older (a new file, a restored
+            # server): bring its schema up again on the next call.
             self._schema_ready = False
             raise StoreUnavailable(f"the database cannot be used: {error.orig}") from error
 
 
 def init_app(app: Flask) -> None:
-    """Open DATABASE_URL, create missing tables, and add `flask init-db`."""
+    """Open DATABASE_URL, bring its schema to the newest revision, add `flask init-db`."""
     database = Database(app.config["DATABASE_URL"])
     try:
-        database.create_schema()
+        database.upgrade_schema()
     except StoreUnavailable as error:
-        # Start anyway: pages answer 503 until the database is back, and the tables
-        # are created on its first use.
+        # Start anyway: pages answer 503 until the database is back, and its schema is
+        # upgraded on its first use.
         logger.warning("Database unavailable at startup (%s): %s", database.location, error)
     app.extensions["database"] = database
     app.cli.add_command(init_db_command)
@@ -260,15 +279,15 @@ def get_db() -> Database:
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the app's tables in DATABASE_URL."""
+    """Bring DATABASE_URL to the newest schema revision, keeping every row."""
     database = get_db()
     try:
-        database.create_schema()
-    except StoreUnavailable as error:
+        revision = database.upgrade_schema()
+    except (StoreUnavailable, migrations.UnknownRevision) as error:
         raise click.ClickException(
-            f"Cannot create the tables at {database.location}: {error}"
+            f"Cannot upgrade the database at {database.location}: {error}"
         ) from error
-    click.echo(f"Token store tables are ready at {database.location}.")
+    click.echo(f"The database at {database.location} is at schema revision {revision}.")
 
 
 def _create_engine(url: sa.URL) -> sa.Engine:

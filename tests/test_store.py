@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from app import database, used_states
+from app import database, migrations, used_states
 from app import store as token_store
 from app.database import StoreUnavailable
 from app.store import Connection, TokenStore
@@ -361,13 +361,15 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
         db.execute("DROP TABLE webhook_subscriptions")
         db.execute("DROP TABLE connections")
         db.execute("DROP TABLE used_states")
+        db.execute("DROP TABLE alembic_version")
     assert sqlite_tables(path) == set()
 
     result = app.test_cli_runner().invoke(args=["init-db"])
 
     assert result.exit_code == 0
     assert str(path) in result.output
-    assert sqlite_tables(path) >= {"connections", "used_states", "handoffs"}
+    assert f"schema revision {migrations.script_directory().get_current_head()}" in result.output
+    assert sqlite_tables(path) >= {"connections", "used_states", "handoffs", "alembic_version"}
 
 
 def test_workers_starting_together_on_an_empty_database_all_start(make_store, key, store_log):
@@ -463,4 +465,4 @@ def test_init_db_command_reports_an_unreachable_database(open_app, key, sqlite_u
     result = app.test_cli_runner().invoke(args=["init-db"])
 
     assert result.exit_code == 1
-    assert "Cannot create the tables" in result.output
+    assert "Cannot upgrade the database" in result.output
