@@ -8,18 +8,18 @@ client that keeps its connections alive pays the handshakes once, one that opens
 connection per call pays them every time, as against vcita. The pages (login, consent,
 App Market) and the control endpoints answer at once: they are the browser's, not the app's.
 
-A connection is told apart by the client's address and port, which waitress puts in the
-WSGI environ; a pair not seen before is a new connection. An approximation: a port the
-operating system gives again to a later connection is taken for the old one, which then
-skips its handshakes (rare: a client cycles through some 28,000 ports, and it only brings
-vcita a little nearer). Where no REMOTE_PORT is set (Flask's test client), each API request
-waits one round trip.
+A connection is told apart by waitress's channel, the object that lives as long as the TCP
+connection: waitress hands each request a method of it. The client's address and port
+would not do: on loopback Linux gives a closed connection's port to the next one at once
+(net.ipv4.tcp_tw_reuse), which would then skip its handshakes. Under a server other than
+waitress (Flask's test client) each API request waits one round trip.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -46,13 +46,19 @@ def server_threads(config: Mapping[str, Any], threads: int) -> int:
     return max(threads, THREADS_WHEN_DISTANT) if config["SANDBOX_RTT_MS"] else threads
 
 
+def connection_of(environ: dict[str, Any]) -> object | None:
+    """Return the connection a request came on: waitress's channel (None under another server)."""
+    return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+
+
 class RoundTrips:
     """WSGI middleware: wait one round trip per API request, three on a new connection."""
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], round_trip: float) -> None:
         self.wsgi_app = wsgi_app
         self.round_trip = round_trip  # seconds
-        self._connections: set[tuple[str, str]] = set()
+        # The connections seen; each drops out once closed and forgotten by waitress.
+        self._connections: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -62,10 +68,10 @@ class RoundTrips:
 
     def round_trips(self, environ: dict[str, Any]) -> int:
         """Return the round trips a request costs: one, plus the handshakes of a new connection."""
-        if environ.get("REMOTE_PORT") is None:
+        connection = connection_of(environ)
+        if connection is None:
             return 1
-        peer = (environ.get("REMOTE_ADDR", ""), environ["REMOTE_PORT"])
         with self._lock:
-            new_connection = peer not in self._connections
-            self._connections.add(peer)
+            new_connection = connection not in self._connections
+            self._connections.add(connection)
         return 1 + HANDSHAKE_ROUND_TRIPS if new_connection else 1

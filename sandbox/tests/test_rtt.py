@@ -7,6 +7,7 @@ upper bounds are generous, and each one sits where the rule under test would put
 
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +35,22 @@ def first_request_seconds(url: str) -> float:
     """GET `url` on a new connection; return the seconds until the answer arrived."""
     with requests.Session() as http:
         return timed_get(http, url)
+
+
+def seconds_from_port(local_port: int, server: ServerThread, path: str) -> float:
+    """GET `path` on a new connection from `local_port`, which the server closes first."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", local_port))
+        started = time.perf_counter()
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
+        # Read until the server closes: then the port is free again at once, on this side.
+        while sock.recv(65536):
+            pass
+        return time.perf_counter() - started
 
 
 def test_rtt_is_off_by_default():
@@ -78,6 +95,27 @@ def test_every_new_connection_pays_the_handshakes(served_sandbox, state):
     seconds = [first_request_seconds(url) for _ in range(3)]
     assert len({record["peer"] for record in state.recorded_requests("userinfo")}) == 3
     assert min(seconds) >= NEW_CONNECTION
+
+
+@pytest.mark.sandbox_settings(SANDBOX_RTT_MS="50")
+def test_a_new_connection_on_a_closed_ones_port_pays_the_handshakes_too(served_sandbox, state):
+    # On loopback Linux hands a closed connection's port to the next one (tcp_tw_reuse).
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]  # a port free right now
+    seconds = [seconds_from_port(port, served_sandbox, "/oauth/userinfo") for _ in range(3)]
+    assert {record["peer"] for record in state.recorded_requests("userinfo")} == {
+        f"127.0.0.1:{port}"
+    }
+    assert min(seconds) >= NEW_CONNECTION
+
+
+@pytest.mark.sandbox_settings(SANDBOX_RTT_MS="50")
+def test_without_waitress_each_api_request_waits_one_round_trip(browser):
+    # Flask's test client has no connections to tell apart.
+    started = time.perf_counter()
+    response = browser.get("/oauth/userinfo")
+    assert response.status_code == 401
+    assert time.perf_counter() - started >= RTT
 
 
 @pytest.mark.sandbox_settings(SANDBOX_RTT_MS="50")
