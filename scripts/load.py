@@ -43,7 +43,9 @@ import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
 from sandbox.faults import FAULT_ENDPOINTS  # noqa: E402
-from sandbox.rtt import server_threads  # noqa: E402
+from sandbox.rtt import connection_of, server_threads  # noqa: E402
 from sandbox.settings import DEFAULT_BUSINESSES_FILE, MAX_RTT_MS  # noqa: E402
 from sandbox.testing import THREADS, SandboxPerson, ServerThread  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
@@ -425,14 +427,24 @@ class SandboxProcess:
 
 
 class ConnectionCounter:
-    """Count the TCP connections a WSGI app is reached on, by their peer address and port."""
+    """Count the TCP connections a WSGI app served by waitress is reached on.
+
+    By connection (waitress's channel), not by the client's port: on loopback Linux hands
+    a closed connection's port to the next one at once.
+    """
 
     def __init__(self, wsgi_app) -> None:
         self.wsgi_app = wsgi_app
-        self.peers: set[tuple[str, str]] = set()
+        self.count = 0
+        self._seen: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
-        self.peers.add((environ["REMOTE_ADDR"], environ["REMOTE_PORT"]))  # waitress sets both
+        connection = connection_of(environ)
+        with self._lock:
+            if connection not in self._seen:
+                self._seen.add(connection)
+                self.count += 1
         return self.wsgi_app(environ, start_response)
 
 
@@ -458,8 +470,8 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str, rtt_ms: int) ->
         state = sandbox.extensions["vcita_sandbox"]
         pipe.send(
             {
-                "pages": len(pages_counter.peers),
-                "api": len(api_counter.peers),
+                "pages": pages_counter.count,
+                "api": api_counter.count,
                 "requests": {
                     endpoint: state.requests_received(endpoint) for endpoint in FAULT_ENDPOINTS
                 },
