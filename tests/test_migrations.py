@@ -1,0 +1,448 @@
+"""Deployed databases upgrade to the newest schema and keep every connection and token.
+
+Every test runs on SQLite, and on PostgreSQL too under `make test-postgres` (in a schema
+of its own, dropped afterwards). The schemas of earlier versions are written out here as
+those versions of app/database.py created them, so they stay what deployed databases
+hold however the app's tables change.
+"""
+
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from cryptography.fernet import Fernet
+
+from app import migrations
+from app.database import Database, metadata
+from app.vcita import AccessToken
+
+from . import postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+NEWEST = migrations.script_directory().get_current_head()
+ACCESS_TOKEN = "vcita-access-token-0b8e41c7d2a94f65"
+ISSUED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CONNECTION_ID = "Xq2b7Yc0Qm9sLk3RtV1wZg"
+TARGET_URL = "https://connect.example/webhooks/vcita/9f2c41d07a6b4e35"
+# Statements that change a database; reading its revision or taking a lock does not.
+WRITES = re.compile(r"\s*(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+# --- The schemas before migrations -------------------------------------------------------
+
+
+def schema_before_migrations(commit: str) -> sa.MetaData:
+    """Return the tables app/database.py created at `commit`, with their names and indexes.
+
+    09ee3c1: when issue 12 was filed. ffb1f5c: handoffs, activity and webhook
+    subscriptions added. 628ebe8: the snapshot columns on connections, still without
+    migrations.
+    """
+    schema = sa.MetaData()
+    timestamp = sa.DateTime(timezone=True)
+    snapshot_columns = [
+        sa.Column("encrypted_userinfo", sa.Text, nullable=True),
+        sa.Column("encrypted_recent_clients", sa.Text, nullable=True),
+        sa.Column("userinfo_read_at", timestamp, nullable=True),
+    ]
+    sa.Table(
+        "connections",
+        schema,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("business_uid", sa.String(255), nullable=False),
+        sa.Column("staff_uid", sa.String(255), nullable=False),
+        sa.Column("encrypted_access_token", sa.Text, nullable=False),
+        sa.Column("token_type", sa.String(40), nullable=False),
+        sa.Column("issued_at", timestamp, nullable=False),
+        sa.Column("expires_at", timestamp, nullable=True),
+        sa.Column("connected_at", timestamp, nullable=False),
+        sa.Column("updated_at", timestamp, nullable=False),
+        *(snapshot_columns if commit == "628ebe8" else []),
+        sa.UniqueConstraint("business_uid", "staff_uid", name="uq_connections_business_staff"),
+    )
+    sa.Table(
+        "used_states",
+        schema,
+        sa.Column("state_hash", sa.String(64), primary_key=True),
+        sa.Column("expires_at", timestamp, nullable=False, index=True),
+    )
+    if commit != "09ee3c1":
+        add_tables_of_ffb1f5c(schema, timestamp)
+    sa.Table(
+        "flow_traces",
+        schema,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column(
+            "connection_id",
+            sa.String(64),
+            sa.ForeignKey("connections.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("encrypted_steps", sa.Text, nullable=False),
+        sa.Column("expires_at", timestamp, nullable=False, index=True),
+    )
+    return schema
+
+
+def add_tables_of_ffb1f5c(schema: sa.MetaData, timestamp: sa.DateTime) -> None:
+    """Add the handoffs, connection_activity and webhook_subscriptions of ffb1f5c."""
+    sa.Table(
+        "handoffs",
+        schema,
+        sa.Column("code_hash", sa.String(64), primary_key=True),
+        sa.Column("binding", sa.String(64), nullable=False),
+        sa.Column(
+            "connection_id",
+            sa.String(64),
+            sa.ForeignKey("connections.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("expires_at", timestamp, nullable=False, index=True),
+    )
+    sa.Table(
+        "connection_activity",
+        schema,
+        sa.Column(
+            "connection_id",
+            sa.String(64),
+            sa.ForeignKey("connections.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("last_used_at", timestamp, nullable=False),
+    )
+    sa.Table(
+        "webhook_subscriptions",
+        schema,
+        sa.Column(
+            "connection_id",
+            sa.String(64),
+            sa.ForeignKey("connections.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("encrypted_target_url", sa.Text, nullable=False),
+        sa.Column("subscribed_at", timestamp, nullable=False),
+    )
+
+
+# --- Fixtures and helpers ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """An empty database: a SQLite file, or a new schema in `make test-postgres`'s server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'connect.db'}"
+        return
+    server_database = request.getfixturevalue("postgres_database")
+    if server_database is None:
+        pytest.skip("DATABASE_URL does not name a PostgreSQL server")
+    with postgres.fresh_schema(server_database) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(database_url):
+    """A plain engine on the database under test, for building and inspecting it."""
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def key(settings) -> str:
+    """The TOKEN_ENCRYPTION_KEY of the apps these tests start."""
+    return settings["TOKEN_ENCRYPTION_KEY"]
+
+
+@pytest.fixture
+def open_databases():
+    """Open Database objects (one per worker), each disposed afterwards."""
+    opened = []
+
+    def open_databases(url: str, count: int) -> list[Database]:
+        opened.extend(Database(url) for _ in range(count))
+        return opened[-count:]
+
+    yield open_databases
+    for database in opened:
+        database.dispose()
+
+
+def build_before_migrations(engine: sa.Engine, commit: str, key: str) -> None:
+    """Create the tables `commit` created, and store a connection as its app did."""
+    schema = schema_before_migrations(commit)
+    schema.create_all(engine)
+    fernet = Fernet(key)
+    with engine.begin() as db:
+        db.execute(
+            schema.tables["connections"].insert(),
+            {
+                "id": CONNECTION_ID,
+                "business_uid": "business-1",
+                "staff_uid": "staff-1",
+                # TokenStore's way: Fernet with the app's key, never the token itself.
+                "encrypted_access_token": fernet.encrypt(ACCESS_TOKEN.encode()).decode(),
+                "token_type": "Bearer",
+                "issued_at": ISSUED_AT,
+                "expires_at": None,
+                "connected_at": ISSUED_AT,
+                "updated_at": ISSUED_AT,
+            },
+        )
+        if "webhook_subscriptions" in schema.tables:
+            db.execute(
+                schema.tables["webhook_subscriptions"].insert(),
+                {
+                    "connection_id": CONNECTION_ID,
+                    "secret_hash": hashlib.sha256(b"9f2c41d07a6b4e35").hexdigest(),
+                    "encrypted_target_url": fernet.encrypt(TARGET_URL.encode()).decode(),
+                    "subscribed_at": ISSUED_AT,
+                },
+            )
+
+
+def build_at_revision(engine: sa.Engine, revision: str, key: str) -> None:
+    """Run the revisions up to `revision`, and store a connection in its tables."""
+    run_revisions(engine.url.render_as_string(hide_password=False), revision)
+    with engine.begin() as db:
+        db.execute(
+            sa.text(
+                "INSERT INTO connections (id, business_uid, staff_uid, encrypted_access_token,"
+                " token_type, issued_at, connected_at, updated_at) VALUES (:id, 'business-1',"
+                " 'staff-1', :ciphertext, 'Bearer', :issued_at, :issued_at, :issued_at)"
+            ).bindparams(sa.bindparam("issued_at", type_=sa.DateTime(timezone=True))),
+            {
+                "id": CONNECTION_ID,
+                "ciphertext": Fernet(key).encrypt(ACCESS_TOKEN.encode()).decode(),
+                "issued_at": ISSUED_AT,
+            },
+        )
+
+
+def run_revisions(url: str, destination: str) -> None:
+    """Run the revisions one by one up to `destination`, as `alembic upgrade` does."""
+    database = Database(url)
+    try:
+        with database.schema_lock() as connection:
+            config = migrations.alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, destination)
+    finally:
+        database.dispose()
+
+
+def revision_of(engine: sa.Engine) -> tuple[str, ...]:
+    with engine.connect() as db:
+        return MigrationContext.configure(db).get_current_heads()
+
+
+def differences(engine: sa.Engine, schema: sa.MetaData) -> list:
+    """Return what Alembic's autogenerate finds between the database and `schema`."""
+    with engine.connect() as db:
+        return compare_metadata(MigrationContext.configure(db), schema)
+
+
+def record_statements(engine: sa.Engine) -> list[str]:
+    """Return a list that collects every statement `engine` runs from now on."""
+    statements = []
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda *args: statements.append(args[2]), named=False
+    )
+    return statements
+
+
+def run_command(command_line: list[str], settings: dict, database_url: str):
+    """Run a command of the project as a developer would, on `database_url`."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VCITA_", "DATABASE_"))},
+        **settings,
+        "DATABASE_URL": database_url,
+        "FLASK_SKIP_DOTENV": "1",
+    }
+    return subprocess.run(
+        command_line, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+# --- Upgrading keeps every connection ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        pytest.param("09ee3c1", id="made-by-09ee3c1"),
+        pytest.param("ffb1f5c", id="made-by-ffb1f5c"),
+        pytest.param("628ebe8", id="made-by-628ebe8"),
+        pytest.param("0001", id="at-revision-0001"),
+        pytest.param("0002", id="at-revision-0002"),
+    ],
+)
+def test_the_app_upgrades_an_old_database_and_reads_its_connection(
+    make_app, database_url, engine, key, old
+):
+    if old.isdigit():
+        build_at_revision(engine, old, key)
+    else:
+        build_before_migrations(engine, old, key)
+
+    app = make_app(DATABASE_URL=database_url)
+
+    connection = app.extensions["token_store"].get_connection(CONNECTION_ID)
+    assert connection.id == CONNECTION_ID
+    assert (connection.business_uid, connection.staff_uid) == ("business-1", "staff-1")
+    assert connection.token == AccessToken(ACCESS_TOKEN, "Bearer", ISSUED_AT, None)
+    assert revision_of(engine) == (NEWEST,)
+    # Adopted or upgraded, the database ends exactly as a new one begins.
+    assert differences(engine, metadata) == []
+
+
+def test_a_webhook_subscription_made_before_migrations_is_kept(
+    make_app, database_url, engine, key
+):
+    build_before_migrations(engine, "ffb1f5c", key)
+
+    app = make_app(DATABASE_URL=database_url)
+
+    assert app.extensions["token_store"].subscription_of(CONNECTION_ID) == TARGET_URL
+
+
+def test_init_db_upgrades_an_old_database_and_names_its_revision(
+    settings, database_url, engine, key
+):
+    build_before_migrations(engine, "09ee3c1", key)
+
+    result = run_command(
+        [sys.executable, "-m", "flask", "--app", "app", "init-db"], settings, database_url
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert f"is at schema revision {NEWEST}" in result.stdout
+    assert revision_of(engine) == (NEWEST,)
+
+
+def test_a_database_at_the_newest_revision_is_left_as_it_is(make_app, database_url, engine):
+    app = make_app(DATABASE_URL=database_url)
+    store = app.extensions["token_store"]
+    saved = store.save_connection(
+        business_uid="business-1",
+        staff_uid="staff-1",
+        token=AccessToken(ACCESS_TOKEN, "Bearer", ISSUED_AT, None),
+    )
+    statements = record_statements(app.extensions["database"].engine)
+
+    result = app.test_cli_runner().invoke(args=["init-db"])
+
+    assert result.exit_code == 0
+    assert f"is at schema revision {NEWEST}" in result.output
+    assert statements  # it did look
+    assert [statement for statement in statements if WRITES.match(statement)] == []
+    assert store.get_connection(saved.id).token.access_token == ACCESS_TOKEN
+
+
+def test_a_new_database_is_created_at_the_newest_revision(make_app, engine):
+    make_app(DATABASE_URL=engine.url.render_as_string(hide_password=False))
+
+    assert revision_of(engine) == (NEWEST,)
+    assert differences(engine, metadata) == []
+
+
+def test_a_database_a_newer_version_upgraded_is_refused(make_app, database_url, engine):
+    app = make_app(DATABASE_URL=database_url)
+    with engine.begin() as db:
+        db.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+
+    result = app.test_cli_runner().invoke(args=["init-db"])
+
+    assert result.exit_code == 1
+    assert "at revision 0999, which this version of the app does not know" in result.output
+    with pytest.raises(migrations.UnknownRevision, match="0999"):
+        make_app(DATABASE_URL=database_url)
+
+
+# --- Workers starting together -----------------------------------------------------------
+
+
+def test_workers_starting_together_on_an_old_database_upgrade_it_once(
+    database_url, engine, key, open_databases, caplog
+):
+    build_before_migrations(engine, "09ee3c1", key)
+    workers = open_databases(database_url, 2)
+    for worker in workers:
+        # Whoever upgrades takes its time, so the other surely arrives meanwhile.
+        sa.event.listen(worker.engine, "before_cursor_execute", pause_before_altering)
+    together = threading.Barrier(len(workers))
+
+    def start(worker: Database) -> str:
+        together.wait()
+        return worker.upgrade_schema()
+
+    with (
+        caplog.at_level(logging.INFO, logger="alembic"),
+        ThreadPoolExecutor(len(workers)) as pool,
+    ):
+        revisions = list(pool.map(start, workers))
+
+    assert revisions == [NEWEST, NEWEST]
+    ran = [record.getMessage().split(",")[0] for record in caplog.records]
+    assert [line for line in ran if line.startswith("Running upgrade")] == [
+        "Running upgrade 0001 -> 0002",
+        "Running upgrade 0002 -> 0003",
+    ]
+    assert revision_of(engine) == (NEWEST,)
+
+
+def pause_before_altering(connection, cursor, statement, parameters, context, executemany):
+    if statement.lstrip().upper().startswith("ALTER TABLE"):
+        time.sleep(0.3)
+
+
+# --- The revisions themselves ------------------------------------------------------------
+
+
+def test_every_revision_from_nothing_builds_the_tables_the_app_creates(database_url, engine):
+    run_revisions(database_url, "head")
+
+    assert differences(engine, metadata) == []
+
+
+@pytest.mark.parametrize(("revision", "commit"), [("0001", "09ee3c1"), ("0002", "ffb1f5c")])
+def test_a_revision_builds_the_schema_of_its_commit(database_url, engine, revision, commit):
+    run_revisions(database_url, revision)
+
+    assert differences(engine, schema_before_migrations(commit)) == []
+
+
+def test_the_alembic_command_undoes_the_newest_revision_and_does_it_again(
+    settings, database_url, engine, key
+):
+    build_at_revision(engine, NEWEST, key)
+    alembic = [sys.executable, "-m", "alembic"]
+
+    undone = run_command([*alembic, "downgrade", "-1"], settings, database_url)
+
+    assert undone.returncode == 0, undone.stderr
+    assert revision_of(engine) == ("0002",)
+    assert differences(engine, schema_before_migrations("ffb1f5c")) == []
+    with engine.connect() as db:
+        assert db.execute(sa.text("SELECT id FROM connections")).scalars().all() == [CONNECTION_ID]
+
+    redone = run_command([*alembic, "upgrade", "head"], settings, database_url)
+
+    assert redone.returncode == 0, redone.stderr
+    assert revision_of(engine) == (NEWEST,)
+    assert differences(engine, metadata) == []
