@@ -1,13 +1,13 @@
 """The database behind the app: its tables, its engine, and transactions that fail clearly.
 
 SQLite by default, PostgreSQL where DATABASE_URL names it. The schema changes only
-through the Alembic revisions in app/migrations/: `flask init-db`, and the app itself
-before its first transaction, bring the database to the newest one, keeping every row
-(docs/migrations.md). Changing a table here means writing a revision too:
-`alembic revision -m "what changes" --rev-id 0004`, or with `--autogenerate` for a
-first draft; a test fails until the revisions build exactly these tables. Any failure
-to reach or write the database is raised as StoreUnavailable, which the views answer
-with a 503 page; the next call tries the database again.
+through the Alembic revisions in app/migrations/: `flask init-db` and every app at
+startup bring the database to the newest one, keeping every row (docs/configuration.md,
+"Schema migrations"). A change to a table here needs a revision too, `alembic revision
+-m "what changes" --rev-id 0004` (with `--autogenerate` for a first draft), and a test
+fails until the revisions build exactly these tables. Any failure to reach or write the
+database is raised as StoreUnavailable, which the views answer with a 503 page; the next
+call tries the database again, bringing its schema up first.
 """
 
 import logging
