@@ -38,8 +38,10 @@ import argparse
 import json
 import multiprocessing
 import os
+import random
 import re
 import secrets
+import socket
 import statistics
 import sys
 import tempfile
@@ -64,7 +66,7 @@ from sandbox.faults import FAULT_ENDPOINTS  # noqa: E402
 from sandbox.rtt import connection_of, server_threads  # noqa: E402
 from sandbox.settings import DEFAULT_BUSINESSES_FILE, MAX_RTT_MS  # noqa: E402
 from sandbox.testing import THREADS, SandboxPerson, ServerThread  # noqa: E402
-from tests.servers import ServerProcess, free_port  # noqa: E402
+from tests.servers import ServerProcess  # noqa: E402
 
 CLIENT_ID = "vcita-connect-load"
 CLIENT_SECRET = secrets.token_hex(16)  # for this run's sandbox only
@@ -201,7 +203,7 @@ def run_flows(
     client_app: type[GunicornServer], businesses: list[dict], workdir: Path, options
 ) -> LoadRun:
     """Start a sandbox and `client_app` on it, run the flows, stop both; return the run."""
-    app_url = f"http://127.0.0.1:{free_port()}"
+    app_url = f"http://127.0.0.1:{port_to_serve_on()}"
     sandbox = SandboxProcess(
         businesses_file=workdir / "businesses.json", app_url=app_url, rtt_ms=options.rtt_ms
     )
@@ -246,6 +248,23 @@ def run_flows(
         lines = [line for line in server.log().splitlines() if not ACCESS_LINE.match(line)]
         print("\n".join(lines[-40:]), file=sys.stderr)
     return run
+
+
+def port_to_serve_on() -> int:
+    """Return a free port below the ephemeral range, for gunicorn to bind a while later.
+
+    A port from that range (as `tests.servers.free_port` gives) may be handed meanwhile to
+    a server binding port 0, such as the sandbox's, and gunicorn then stops: "Connection
+    in use". The system hands out no port below it.
+    """
+    lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, lowest - 10_000), lowest), 100):
+        try:
+            with socket.create_server(("127.0.0.1", port)):
+                return port
+        except OSError:
+            continue  # someone listens on it
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def write_businesses(path: Path, count: int) -> list[dict]:
