@@ -12,10 +12,11 @@ call tries the database again, bringing its schema up first.
 
 import logging
 import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,6 +174,10 @@ class Database:
             f"open_transaction_{id(self)}", default=None
         )
         self._schema_ready = False
+        # SQLite has one writer at a time, and a thread that finds the file locked sleeps
+        # in SQLite's busy handler (1, 2, 5, ... 100 ms) before trying again: the threads
+        # of one worker take turns here instead, and only other workers ever wait there.
+        self._turns = threading.Lock() if self.dialect == "sqlite" else nullcontext()
         # Closing SQLite's last connection at exit folds its write-ahead log into the file.
         weakref.finalize(self, self.engine.dispose)
 
@@ -227,7 +232,7 @@ class Database:
             return
         if not self._schema_ready:
             self.upgrade_schema()
-        with self._unavailable_on_failure(), self.engine.begin() as db:
+        with self._turns, self._unavailable_on_failure(), self.engine.begin() as db:
             reset = self._open.set(db)
             try:
                 yield db

@@ -11,10 +11,17 @@ The app is served by a real threaded HTTP server, as under gunicorn's threads.
 import html
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 import requests
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
+from app import snapshots
+from app.database import Database
+from app.store import TokenStore
+from app.vcita import AccessToken
 from sandbox.testing import SandboxPerson, ServerThread
 
 from .security_support import path_and_query
@@ -119,13 +126,14 @@ def test_two_browsers_connecting_at_the_same_moment(
     # on the same row, as two tabs or two people at one business would.
     both_arrived = threading.Barrier(2, timeout=10)
     token_store = app.extensions["token_store"]
-    save_connection = token_store.save_connection
+    read_from_vcita = snapshots.read
 
-    def save_together(**connection):
+    def read_together(token):
+        snapshot = read_from_vcita(token)
         both_arrived.wait()
-        return save_connection(**connection)
+        return snapshot
 
-    monkeypatch.setattr(token_store, "save_connection", save_together)
+    monkeypatch.setattr(snapshots, "read", read_together)
 
     def complete(approval):
         browser, callback = approval
@@ -140,3 +148,28 @@ def test_two_browsers_connecting_at_the_same_moment(
     for page, member in zip(pages, chosen, strict=True):
         assert html.escape(business) in page
         assert html.escape(member.uid) in page
+
+
+def test_the_threads_of_one_worker_take_turns_writing_to_sqlite(tmp_path):
+    """No thread of a worker ever meets another's write lock in SQLite.
+
+    SQLite's busy handler sleeps up to 100 ms at a time while a writer waits; with a
+    busy timeout of 0, meeting the lock at all fails the write, so any contention shows.
+    """
+    database = Database(f"sqlite:///{tmp_path / 'turns.db'}")
+    sa.event.listen(
+        database.engine, "connect", lambda dbapi, record: dbapi.execute("PRAGMA busy_timeout = 0")
+    )
+    database.upgrade_schema()  # as every worker does at startup
+    store = TokenStore(database, [Fernet.generate_key().decode()])
+    token = AccessToken("t" * 40, "Bearer", datetime.now(UTC), None)
+
+    def connect_many(thread: int) -> None:
+        for count in range(25):
+            store.save_connection(business_uid=f"b{thread}", staff_uid=f"s{count}", token=token)
+            store.touch(store.find_connection(f"b{thread}", f"s{count}").id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(connect_many, range(8)))  # raises StoreUnavailable on "locked"
+    assert store.count_connections() == 200
+    database.dispose()
