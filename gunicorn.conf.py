@@ -17,8 +17,13 @@ def whole_number(name: str, default: int, maximum: int) -> int:
 
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
+# One worker per core of the 2-core machine it was measured on (docs/load.md).
 workers = whole_number("WEB_CONCURRENCY", default=2, maximum=MAX_WORKERS)
-threads = whole_number("GUNICORN_THREADS", default=4, maximum=MAX_THREADS)
+# A thread spends most of a connect waiting on vcita (two round trips in /callback), not
+# computing: with 4 threads per worker, 20 browsers at once queued for a thread, and at
+# 16 they do not (make load --rtt-ms 50: /dashboard p95 153 -> 80 ms, flows/s 34.7 ->
+# 37.3). More threads add nothing there; the machine's CPU is then the limit.
+threads = whole_number("GUNICORN_THREADS", default=16, maximum=MAX_THREADS)
 # A connect flow waits on vcita for up to ~13 s (the token timeout); leave room for it.
 timeout = 30
 # gunicorn's control socket has one path per user ($HOME/.gunicorn/gunicorn.ctl): two

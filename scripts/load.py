@@ -40,6 +40,7 @@ import multiprocessing
 import os
 import random
 import re
+import runpy
 import secrets
 import socket
 import statistics
@@ -78,6 +79,8 @@ BUSINESS_UID = re.compile(r"load-business-\d{4}")
 STAFF_UID = re.compile(r"load-staff-\d{4}")
 # gunicorn.conf.py's access_log_format: '%(h)s "%(m)s %(U)s %(H)s" ...'
 ACCESS_LINE = re.compile(r'\S+ "[A-Z]+ /')
+# ... '%(s)s %(B)s %(M)sms': the milliseconds gunicorn's worker spent on the request.
+SERVED_IN = re.compile(r'\S+ "GET (/callback|/dashboard) \S+" \d+ \S+ (\d+)ms')
 ALLOW_TO_DASHBOARD = "Allow → dashboard"
 # What --compare sets side by side, besides flows/s: (latency, percentile).
 COMPARED_LATENCIES = [
@@ -137,6 +140,9 @@ class LoadRun:
     sandbox_counts: dict
     peak_rss: dict[int, int]
     retried: list[str]
+    # Per path, the seconds the app's workers spent on each request, from the access log:
+    # what the browsers waited beyond it was spent queueing, on the machine or in them.
+    served: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def completed(self) -> list[FlowResult]:
@@ -241,13 +247,27 @@ def run_flows(
     finally:
         sandbox_counts = sandbox.stop()
     run = LoadRun(
-        server.name, results, elapsed, sandbox_counts, peak_rss, list(BrowserRetry.retried)
+        server.name,
+        results,
+        elapsed,
+        sandbox_counts,
+        peak_rss,
+        list(BrowserRetry.retried),
+        served_times(server.log()) if server.log_path.exists() else {},
     )
     if run.failed and server.log_path.exists():
         print(f"\n{server.name}'s log, but for its access lines:", file=sys.stderr)
         lines = [line for line in server.log().splitlines() if not ACCESS_LINE.match(line)]
         print("\n".join(lines[-40:]), file=sys.stderr)
     return run
+
+
+def served_times(log: str) -> dict[str, list[float]]:
+    """Return, per path, the seconds gunicorn's access lines say each request took."""
+    served: dict[str, list[float]] = {}
+    for match in SERVED_IN.finditer(log):
+        served.setdefault(match[1], []).append(int(match[2]) / 1000)
+    return served
 
 
 def port_to_serve_on() -> int:
@@ -352,6 +372,8 @@ def report(run: LoadRun) -> None:
     print(f"flows/s:                    {run.flows_per_second():.1f}")
     for name in ("/callback", "/dashboard", ALLOW_TO_DASHBOARD):
         print(f"{name + ' latency:':<28}{percentiles(run.latencies(name))}")
+    for path, seconds in run.served.items():
+        print(f"{path + ' in the worker:':<28}{percentiles(seconds)}")
     requests_received = ", ".join(
         f"{count} {endpoint}" for endpoint, count in counts["requests"].items() if count
     )
@@ -378,6 +400,11 @@ def compare(app: LoadRun, bare: LoadRun) -> None:
         comparison_row(
             f"{name} p{p} (ms)",
             *(milliseconds(percentile(run.latencies(name), p)) for run in (app, bare)),
+        )
+    for path in ("/callback", "/dashboard"):
+        comparison_row(
+            f"{path} in the worker p50 (ms)",
+            *(milliseconds(percentile(run.served.get(path, []), 50)) for run in (app, bare)),
         )
     for label, key in (("requests to vcita's API", "requests"), ("connections to it", "api")):
         comparison_row(label, *(total(run.sandbox_counts[key]) for run in (app, bare)))
@@ -505,8 +532,10 @@ class GunicornServer(ServerProcess):
     description = "no database"
 
     def __init__(self, url: str, sandbox: SandboxProcess, workdir: Path):
-        self.workers = os.environ.get("WEB_CONCURRENCY", "2")
-        self.threads = os.environ.get("GUNICORN_THREADS", "4")
+        # What gunicorn.conf.py makes of the environment: the settings `make serve` ships.
+        shipped = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+        self.workers = str(shipped["workers"])
+        self.threads = str(shipped["threads"])
         self.url = url
         self.own_settings = self.settings(workdir)
         environ = {
