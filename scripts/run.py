@@ -66,8 +66,8 @@ def main() -> int:
     else:
         server = [*flask, "run", "--port", APP_PORT]
     try:
-        # Creates the schema, and in the sandbox the generated secrets, before any
-        # worker starts: workers then all share them.
+        # Brings the schema to the newest revision, and in the sandbox makes the secrets,
+        # before any worker starts: workers then all share them.
         subprocess.run([*flask, "init-db"], cwd=ROOT, env=env, check=True)
         print(f"vcita Connect: http://localhost:{APP_PORT}")
         app = subprocess.Popen(server, cwd=ROOT, env=env)
