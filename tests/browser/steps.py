@@ -96,6 +96,16 @@ def before_vcita_sends_back(page: Page, servers: Servers, action: Callable[[], N
     page.route(f"{servers.sandbox_url}/app/oauth/authorize/decision", hold, times=1)
 
 
+def document_status(page: Page) -> int:
+    """Return the HTTP status of the page's document, as the browser itself recorded it.
+
+    Where a route held vcita's redirect (before_vcita_sends_back), Playwright's response
+    event for the page it leads to now and then never comes; the browser's navigation
+    timing always has it.
+    """
+    return page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus")
+
+
 def press_back(page: Page) -> None:
     """Press the Back button.
 
