@@ -4,6 +4,7 @@
     make load FLOWS=500
     make load ARGS="--concurrency 20 --rtt-ms 50"    # 20 browsers at once, vcita 50 ms away
     make load ARGS="--flows 200 --concurrency 20 --rtt-ms 50 --compare"    # app vs bare client
+    make load ARGS="--concurrency 20 --processes"    # each browser a process of its own
     WEB_CONCURRENCY=4 GUNICORN_THREADS=8 make load
     scripts/postgres.sh .venv/bin/python scripts/load.py    # on PostgreSQL
 
@@ -16,8 +17,9 @@ It starts, on 127.0.0.1 only:
   handshakes), as sandbox/rtt.py explains; the pages answer at once;
 - `scripts/run.py --gunicorn`, which is what `make serve` runs, with the sandbox as its
   vcita, on a new SQLite database (or the DATABASE_URL in the environment);
-- FLOWS simulated browsers, all at once or --concurrency at a time. Each has its own
-  cookie jars (requests sessions), presses Connect, logs in to the sandbox as its own
+- FLOWS simulated browsers, all at once or --concurrency at a time, as threads of this
+  process or (--processes) each in a process of its own. Each has its own cookie jars
+  (requests sessions), presses Connect, logs in to the sandbox as its own
   business's staff member, allows access, follows the redirect to /callback and opens
   /dashboard, which must show its own business and nobody else's.
 
@@ -100,24 +102,35 @@ class BrowserRetry(Retry):
     Each retry is counted, and printed.
     """
 
-    retried: list[str] = []  # noqa: RUF012 - shared by every browser on purpose
+    def __init__(self, *args, retried: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retried = [] if retried is None else retried  # the browser's, kept by urllib3
+
+    def new(self, **changes) -> BrowserRetry:
+        retry = super().new(**changes)
+        retry.retried = self.retried
+        return retry
 
     def increment(self, method=None, url=None, *args, error=None, **kwargs):
         retry = super().increment(method, url, *args, error=error, **kwargs)
         # Without the query string: a callback's carries a code and a state.
-        BrowserRetry.retried.append(f"{method} {str(url).split('?')[0]}: {error!r}")
+        self.retried.append(f"{method} {str(url).split('?')[0]}: {error!r}")
         return retry
 
 
-BROWSER_RETRY = BrowserRetry(
-    total=1, connect=1, read=1, status=0, redirect=0, other=0, allowed_methods={"GET"}
-)
-
-
-def new_browser(session: requests.Session) -> requests.Session:
-    """Make `session` retry like a browser (see BrowserRetry)."""
-    adapter = HTTPAdapter(max_retries=BROWSER_RETRY)
-    session.mount("http://", adapter)
+def new_browser(session: requests.Session, retried: list[str]) -> requests.Session:
+    """Make `session` retry like a browser (see BrowserRetry), noting each retry in `retried`."""
+    retry = BrowserRetry(
+        total=1,
+        connect=1,
+        read=1,
+        status=0,
+        redirect=0,
+        other=0,
+        allowed_methods={"GET"},
+        retried=retried,
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
     return session
 
 
@@ -128,6 +141,7 @@ class FlowResult:
     failure: str | None = None
     crossed: bool = False
     latencies: dict[str, float] = field(default_factory=dict)
+    retried: list[str] = field(default_factory=list)  # GETs sent again (BrowserRetry)
 
 
 @dataclass
@@ -191,6 +205,13 @@ def parse_options() -> argparse.Namespace:
         "two more on a new connection (default 0: the sandbox answers at once)",
     )
     parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="run each browser at once in a process of its own, not a thread (one process "
+        "per --concurrency), at a lower priority (nice 10): the browsers then share no "
+        "interpreter lock, and take CPU from the servers only when they have it to spare",
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="run the same flows against scripts/bare_client.py too; print both side by side",
@@ -226,20 +247,24 @@ def run_flows(
                 f"Running {options.flows} connect flows, {options.concurrency} at once...",
                 flush=True,
             )
-            BrowserRetry.retried.clear()
+            flows = [
+                (app_url, sandbox.pages_url, businesses[number % len(businesses)], options.timeout)
+                for number in range(options.flows)
+            ]
             started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-                results = list(
-                    pool.map(
-                        lambda number: run_flow(
-                            app_url,
-                            sandbox.pages_url,
-                            businesses[number % len(businesses)],
-                            options.timeout,
-                        ),
-                        range(options.flows),
-                    )
-                )
+            if options.processes:
+                # Each browser a process of its own, as real browsers are: none waits for
+                # another's turn at one Python interpreter (its GIL) to read its answers.
+                # Real browsers run on their own machines: here they yield the cores to
+                # the servers they load (nice 10), which then run about as they would.
+                context = multiprocessing.get_context("fork")
+                with context.Pool(
+                    options.concurrency, initializer=os.nice, initargs=(10,)
+                ) as pool:
+                    results = pool.starmap(run_flow, flows, chunksize=1)
+            else:
+                with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
+                    results = list(pool.map(lambda flow: run_flow(*flow), flows))
             elapsed = time.perf_counter() - started
             peak_rss = server.peak_rss_per_worker()
         finally:
@@ -252,7 +277,7 @@ def run_flows(
         elapsed,
         sandbox_counts,
         peak_rss,
-        list(BrowserRetry.retried),
+        [retried for result in results for retried in result.retried],
         served_times(server.log()) if server.log_path.exists() else {},
     )
     if run.failed and server.log_path.exists():
@@ -319,10 +344,10 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
     step = "/connect"
     try:
         with (
-            new_browser(requests.Session()) as browser,
+            new_browser(requests.Session(), result.retried) as browser,
             SandboxPerson(pages_url, timeout=timeout) as person,
         ):
-            new_browser(person.browser)
+            new_browser(person.browser, result.retried)
             start = browser.get(f"{app_url}/connect", allow_redirects=False, timeout=timeout)
             if start.status_code != 302:
                 result.failure = f"/connect answered {start.status_code}"
