@@ -29,11 +29,17 @@ def change_vcita_settings(app, **changes) -> None:
     client.settings = replace(client.settings, **changes)
 
 
+def only_connection(app):
+    """Return the one stored connection, with its token; None if there is none."""
+    store = app.extensions["token_store"]
+    with app.app_context():
+        rows = store.list_connections()
+        return store.get_connection(rows[0].id) if rows else None
+
+
 def only_snapshot(app):
     """Return what the only stored connection keeps of vcita's answers."""
-    store = app.extensions["token_store"]
-    (stored,) = store.list_connections()
-    return store.get_connection(stored.id).snapshot
+    return only_connection(app).snapshot
 
 
 def forget_snapshots(app) -> None:

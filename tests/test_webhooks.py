@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.testing import ServerThread
 
-from .conftest import approved_callback
+from .conftest import approved_callback, only_connection
 
 PUBLIC = "https://connect.example"
 
@@ -27,13 +27,6 @@ def connect(app, person):
     assert browser.get(approved_callback(browser, person)).status_code == 303
     app.extensions["webhook_work"].wait()
     return browser
-
-
-def only_connection(app):
-    store = app.extensions["token_store"]
-    with app.app_context():
-        rows = store.list_connections()
-        return store.get_connection(rows[0].id) if rows else None
 
 
 def subscribed_url(app) -> str | None:
