@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         port=options.port,
         threads=server_threads(sandbox.config, THREADS),
     )
-    # `make run` stops its servers with SIGINT or SIGTERM; treat both as Ctrl+C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # `make run` stops its servers with SIGINT or SIGTERM; both stop it as Ctrl+C does.
+    # SIGINT too is set, as gunicorn does: a shell that starts a command in the background
+    # (`cmd &` in a script) leaves SIGINT ignored, and Python would keep it so.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.default_int_handler)
     print(describe(f"http://{options.host}:{server.effective_port}", sandbox.config), flush=True)
     try:
         server.run()  # until Ctrl+C or SIGTERM, which waitress catches and returns on

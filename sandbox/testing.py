@@ -8,11 +8,13 @@ denies, over real HTTP, without a browser:
     with ServerThread(create_sandbox()) as vcita, SandboxPerson(vcita.url) as person:
         callback_url = person.approve(authorize_url, staff="Dana Levi")
 
-`scripts/load.py` uses both as well.
+`scripts/load.py` uses both as well. `as_a_shell_starts` runs a server's command with
+SIGINT as a shell would leave it, to test that Ctrl+C stops it however it was started.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +28,24 @@ from waitress.server import create_server
 
 # Enough worker threads for a browser's parallel requests plus a client app's own calls.
 THREADS = 16
+
+# Sets SIGINT's disposition (argv[1]), then becomes the Python command that follows.
+_WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, getattr(signal, sys.argv[1])); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
+def as_a_shell_starts(python_args: list[str], *, in_the_background: bool) -> list[str]:
+    """Return a command running `python *python_args` with SIGINT as a shell leaves it.
+
+    A terminal's foreground command gets SIGINT at its default; a command that a
+    non-interactive shell starts in the background (`cmd &` in a script, a CI step) gets
+    it ignored, and Python keeps it ignored: Ctrl+C then raises no KeyboardInterrupt.
+    Given either way, so that a test does not depend on how its own runner was started.
+    """
+    sigint = "SIG_IGN" if in_the_background else "SIG_DFL"
+    return [sys.executable, "-c", _WITH_SIGINT, sigint, *python_args]
 
 
 class ServerThread:

@@ -48,7 +48,10 @@ def main() -> int:
         "yes",
         "on",
     )
-    # Stop the servers we started however we are stopped: Ctrl+C or a plain kill.
+    # Stop the servers we started however we are stopped: Ctrl+C or a plain kill. SIGINT
+    # is set even if we inherited it ignored (a script's `make run &`): so Ctrl+C stops
+    # us, and the servers we start, which get it back at its default, stop on our SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     children = []
     if use_sandbox:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.testing import SandboxPerson
+from sandbox.testing import SandboxPerson, as_a_shell_starts
 
 from .servers import ServerProcess, free_port
 
@@ -128,6 +129,30 @@ def test_servers_refuse_to_start_without_credentials_or_sandbox_switch(tmp_path,
     output = result.stdout + result.stderr
     assert "VCITA_CLIENT_ID is not set" in output
     assert "Traceback" not in output
+
+
+def test_make_run_started_in_the_background_stops_on_ctrl_c_and_stops_its_servers(tmp_path):
+    # A script's `make run &` leaves SIGINT ignored; Ctrl+C (SIGINT) must still stop it,
+    # and it must stop the sandbox and the app, not leave them holding their ports.
+    app_port, sandbox_port = free_port(), free_port()
+    env = clean_environment(
+        PORT=str(app_port),
+        SANDBOX_PORT=str(sandbox_port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}",
+    )
+    command = as_a_shell_starts(["scripts/run.py"], in_the_background=True)
+    urls = [f"http://localhost:{app_port}/", f"http://127.0.0.1:{sandbox_port}/"]
+    with ServerProcess(command, env, tmp_path / "run.log", urls=urls) as served:
+        served.process.send_signal(signal.SIGINT)
+        try:
+            served.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"make run did not stop on SIGINT:\n{served.log()}")
+
+    assert "Stopping the vcita sandbox." in served.log()  # stopped, not killed
+    for url in urls:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=5)
 
 
 def test_make_run_serves_a_complete_flow_on_the_sandbox(tmp_path):

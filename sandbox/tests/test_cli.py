@@ -6,27 +6,42 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from sandbox.__main__ import describe
 from sandbox.settings import load_settings
+from sandbox.testing import as_a_shell_starts
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, in_the_background: bool = False
+) -> subprocess.Popen:
+    """Start `python -m sandbox` as a shell would, from a terminal or in the background."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "sandbox", *args],
+        as_a_shell_starts(["-m", "sandbox", *args], in_the_background=in_the_background),
         cwd=ROOT,
         env={**clean, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def interrupt(process: subprocess.Popen) -> None:
+    """Press Ctrl+C on it; kill it, and fail, if it does not stop."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the sandbox did not stop on SIGINT") from None
 
 
 def test_help_describes_the_options():
@@ -36,16 +51,17 @@ def test_help_describes_the_options():
     assert "--host" in out and "--port" in out and "vcita sandbox" in out
 
 
-def test_serves_until_interrupted_and_prints_what_it_accepts():
-    process = run_cli("--port", "0", "--quiet")
+# In the background, a shell leaves SIGINT ignored; the sandbox still stops on it.
+@pytest.mark.parametrize("in_the_background", [False, True], ids=["terminal", "background"])
+def test_serves_until_interrupted_and_prints_what_it_accepts(in_the_background):
+    process = run_cli("--port", "0", "--quiet", in_the_background=in_the_background)
     try:
         first_line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", first_line).group(0)
         with requests.Session() as http:
             assert http.get(f"{url}/", timeout=5).status_code == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
+        interrupt(process)
     out = first_line + process.stdout.read()
     err = process.stderr.read()
     process.stdout.close()
@@ -81,8 +97,7 @@ def test_the_access_log_masks_state_and_code_and_cannot_be_forged():
             forged = "2026-11-28 17:59:59 sandbox: 127.0.0.1 FORGED"
             http.get(f"{url}/x%0A{forged.replace(' ', '%20')}", timeout=5)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
+        interrupt(process)
     out = process.stdout.read()
     process.stdout.close()
     process.stderr.close()
