@@ -131,15 +131,21 @@ def test_servers_refuse_to_start_without_credentials_or_sandbox_switch(tmp_path,
     assert "Traceback" not in output
 
 
-def test_make_run_started_in_the_background_stops_on_ctrl_c_and_stops_its_servers(tmp_path):
-    # A script's `make run &` leaves SIGINT ignored; Ctrl+C (SIGINT) must still stop it,
-    # and it must stop the sandbox and the app, not leave them holding their ports.
+def make_run_environment(tmp_path: Path) -> tuple[int, int, dict]:
+    """Return free ports for the app and the sandbox, and `make run`'s environment."""
     app_port, sandbox_port = free_port(), free_port()
     env = clean_environment(
         PORT=str(app_port),
         SANDBOX_PORT=str(sandbox_port),
         DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}",
     )
+    return app_port, sandbox_port, env
+
+
+def test_make_run_started_in_the_background_stops_on_ctrl_c_and_stops_its_servers(tmp_path):
+    # A script's `make run &` leaves SIGINT ignored; Ctrl+C (SIGINT) must still stop it,
+    # and it must stop the sandbox and the app, not leave them holding their ports.
+    app_port, sandbox_port, env = make_run_environment(tmp_path)
     command = as_a_shell_starts(["scripts/run.py"], in_the_background=True)
     urls = [f"http://localhost:{app_port}/", f"http://127.0.0.1:{sandbox_port}/"]
     with ServerProcess(command, env, tmp_path / "run.log", urls=urls) as served:
@@ -156,12 +162,7 @@ def test_make_run_started_in_the_background_stops_on_ctrl_c_and_stops_its_server
 
 
 def test_make_run_serves_a_complete_flow_on_the_sandbox(tmp_path):
-    app_port, sandbox_port = free_port(), free_port()
-    env = clean_environment(
-        PORT=str(app_port),
-        SANDBOX_PORT=str(sandbox_port),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}",
-    )
+    app_port, sandbox_port, env = make_run_environment(tmp_path)
     base = f"http://localhost:{app_port}"
     command = [sys.executable, "scripts/run.py"]
     with (
