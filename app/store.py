@@ -105,7 +105,10 @@ class TokenStore:
         token: AccessToken,
         snapshot: Snapshot | None = None,
     ) -> Connection:
-        """Store a business's token, and what vcita said, replacing what it had before."""
+        """Store a business's token, and what vcita said, replacing what it had before.
+
+        What vcita said was read with the token: a snapshot given touches the connection.
+        """
         now = datetime.now(UTC)
         values = {
             "id": secrets.token_urlsafe(16),  # kept only if this pair is new
@@ -121,6 +124,8 @@ class TokenStore:
         }
         with self.database.transaction() as db:
             row = db.execute(self._upsert_connection(values)).one()
+            if snapshot is not None:
+                self.touch(row.id)
         return _connection_from(row, token.access_token, snapshot)
 
     def keep_snapshot(self, connection_id: str, snapshot: Snapshot) -> None:

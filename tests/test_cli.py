@@ -49,6 +49,11 @@ def test_connections_lists_business_staff_and_times_never_a_token(connected):
     assert_no_token_in(result, tokens)
 
 
+def test_a_new_connection_is_listed_as_used_by_its_connect(connected):
+    # The callback read userinfo and the clients list with the token: that is its first use.
+    assert "last used never" not in run(connected, "connections").stdout
+
+
 def test_connections_says_when_there_are_none(app):
     result = run(app, "connections")
     assert result.exit_code == 0
