@@ -4,7 +4,7 @@ SQLite by default, PostgreSQL where DATABASE_URL names it. The schema changes on
 through the Alembic revisions in app/migrations/: `flask init-db` and every app at
 startup bring the database to the newest one, keeping every row (docs/configuration.md,
 "Schema migrations"). A change to a table here needs a revision too, `alembic revision
--m "what changes" --rev-id 0004` (with `--autogenerate` for a first draft), and a test
+-m "what changes" --rev-id 0005` (with `--autogenerate` for a first draft), and a test
 fails until the revisions build exactly these tables. Any failure to reach or write the
 database is raised as StoreUnavailable, which the views answer with a 503 page; the next
 call tries the database again, bringing its schema up first.
@@ -85,6 +85,8 @@ connections = sa.Table(
     sa.Column("encrypted_userinfo", sa.Text, nullable=True),
     sa.Column("encrypted_recent_clients", sa.Text, nullable=True),
     sa.Column("userinfo_read_at", UTCDateTime, nullable=True),
+    # The clients list has a time of its own: it may fail while userinfo answers.
+    sa.Column("recent_clients_read_at", UTCDateTime, nullable=True),
     # One connection per business and staff member: connecting again replaces it.
     sa.UniqueConstraint("business_uid", "staff_uid", name="uq_connections_business_staff"),
 )

@@ -10,6 +10,7 @@ to it, with a banner, when vcita does not answer.
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from flask import Flask, current_app
@@ -33,7 +34,17 @@ def read(token: AccessToken) -> Snapshot:
     """
     clients = _readers().submit(_recent_clients_in, current_app._get_current_object(), token)
     userinfo = get_client().fetch_userinfo(token)
-    return Snapshot(userinfo, _rows(clients), datetime.now(UTC))
+    rows, now = _rows(clients), datetime.now(UTC)
+    return Snapshot(userinfo, rows, now, clients_read_at=None if rows is None else now)
+
+
+def with_last_clients(snapshot: Snapshot, kept: Snapshot | None) -> Snapshot:
+    """Return `snapshot`, with the clients `kept` lists if vcita did not answer for them now."""
+    if snapshot.recent_clients is not None or kept is None or kept.recent_clients is None:
+        return snapshot
+    return replace(
+        snapshot, recent_clients=kept.recent_clients, clients_read_at=kept.clients_read_at
+    )
 
 
 def client_rows(snapshot: Snapshot) -> list[ClientRow] | None:

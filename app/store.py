@@ -38,6 +38,13 @@ logger = logging.getLogger(__name__)
 # Each dialect's INSERT .. ON CONFLICT, so that a write and its conflict check are one
 # atomic statement: two workers saving the same connection at once cannot both insert.
 INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# Where a connection keeps what vcita last said (Snapshot), encrypted but for the times.
+SNAPSHOT_COLUMNS = (
+    "encrypted_userinfo",
+    "encrypted_recent_clients",
+    "userinfo_read_at",
+    "recent_clients_read_at",
+)
 # What connecting again replaces; the id and connected_at of the first connection stay,
 # so every browser that holds the id keeps finding the connection.
 REPLACED_ON_RECONNECT = (
@@ -46,9 +53,7 @@ REPLACED_ON_RECONNECT = (
     "issued_at",
     "expires_at",
     "updated_at",
-    "encrypted_userinfo",
-    "encrypted_recent_clients",
-    "userinfo_read_at",
+    *SNAPSHOT_COLUMNS,
 )
 # A trace is for the developer looking at the dashboard right after connecting.
 TRACE_LIFETIME = timedelta(minutes=15)
@@ -61,7 +66,8 @@ class Snapshot:
     userinfo: dict
     # The Recent clients panel's rows, as JSON; None if vcita did not answer that call.
     recent_clients: list[dict] | None
-    read_at: datetime
+    read_at: datetime  # when userinfo was read
+    clients_read_at: datetime | None  # when the clients were; None with them
 
 
 @dataclass(frozen=True)
@@ -129,13 +135,8 @@ class TokenStore:
         return _connection_from(row, token.access_token, snapshot)
 
     def keep_snapshot(self, connection_id: str, snapshot: Snapshot) -> None:
-        """Replace what vcita last said about the connection's business, and touch it.
-
-        Recent clients vcita did not answer for this time keep their last known rows.
-        """
+        """Replace what vcita last said about the connection's business, and touch it."""
         values = self._snapshot_values(snapshot)
-        if snapshot.recent_clients is None:
-            del values["encrypted_recent_clients"]
         with self.database.transaction() as db:
             db.execute(
                 sa.update(connections).where(connections.c.id == connection_id).values(values)
@@ -347,9 +348,7 @@ class TokenStore:
     def _snapshot_values(self, snapshot: Snapshot | None) -> dict:
         """Return the columns that keep `snapshot`, encrypted; NULLs if there is none."""
         if snapshot is None:
-            return dict.fromkeys(
-                ("encrypted_userinfo", "encrypted_recent_clients", "userinfo_read_at")
-            )
+            return dict.fromkeys(SNAPSHOT_COLUMNS)
         clients = snapshot.recent_clients
         return {
             "encrypted_userinfo": self._encrypt(json.dumps(snapshot.userinfo)),
@@ -357,6 +356,7 @@ class TokenStore:
             if clients is None
             else self._encrypt(json.dumps(clients)),
             "userinfo_read_at": snapshot.read_at,
+            "recent_clients_read_at": None if clients is None else snapshot.clients_read_at,
         }
 
     def _snapshot_from(self, row: sa.Row) -> Snapshot | None:
@@ -372,7 +372,8 @@ class TokenStore:
             return None  # written under a key this deployment no longer has
         if not isinstance(userinfo, dict) or not isinstance(clients, list | None):
             return None
-        return Snapshot(userinfo, clients, row.userinfo_read_at)
+        clients_read_at = None if clients is None else row.recent_clients_read_at
+        return Snapshot(userinfo, clients, row.userinfo_read_at, clients_read_at)
 
     def _encrypt(self, plaintext: str) -> str:
         return self._newest_key.encrypt(plaintext.encode()).decode()

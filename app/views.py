@@ -190,7 +190,8 @@ def dashboard():
         snapshot = kept  # the callback read it a moment ago
     else:
         try:
-            snapshot = snapshots.read(connection.token)
+            # If vcita did not answer for the clients this time: the last it listed.
+            snapshot = snapshots.with_last_clients(snapshots.read(connection.token), kept)
         except AccessRevoked:
             return forget_revoked(connection)
         except VcitaUnavailable as error:
@@ -201,10 +202,6 @@ def dashboard():
         else:
             get_store().keep_snapshot(connection.id, snapshot)
     userinfo = snapshot.userinfo
-    clients, clients_read_at = snapshots.client_rows(snapshot), snapshot.read_at
-    if clients is None and kept is not None and kept.recent_clients is not None:
-        # vcita did not answer for the clients this time: show the last it listed.
-        clients, clients_read_at = snapshots.client_rows(kept), kept.read_at
     launched = launch.remembered()
     return render_template(
         "connect/dashboard.html",
@@ -218,8 +215,8 @@ def dashboard():
         launched_for_another=bool(
             launched.business_uid and launched.business_uid != connection.business_uid
         ),
-        recent_clients=clients,
-        clients_read_at=clients_read_at,
+        recent_clients=snapshots.client_rows(snapshot),
+        clients_read_at=snapshot.clients_read_at,
         flow_trace=trace.last_trace(connection.id),
         # Disconnect removes them too: the page says so before the person presses it.
         other_connections=get_store().count_existing(

@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 
 from app import create_app
 from app.database import connections
+from app.store import SNAPSHOT_COLUMNS
 from sandbox import create_sandbox
 from sandbox.testing import SandboxPerson, ServerThread
 
@@ -45,11 +46,7 @@ def only_snapshot(app):
 def forget_snapshots(app) -> None:
     """Drop what every connection keeps of vcita's answers, as before the app kept any."""
     with app.extensions["database"].transaction() as db:
-        db.execute(
-            sa.update(connections).values(
-                encrypted_userinfo=None, encrypted_recent_clients=None, userinfo_read_at=None
-            )
-        )
+        db.execute(sa.update(connections).values(dict.fromkeys(SNAPSHOT_COLUMNS)))
 
 
 @pytest.fixture(scope="session")

@@ -222,11 +222,10 @@ def test_the_kept_copy_is_encrypted_at_rest(app, client, connect):
 
 def read_earlier(app, minutes: int) -> None:
     """Make the kept copy `minutes` older, as if vcita had been read that long ago."""
+    earlier = datetime.now(UTC) - timedelta(minutes=minutes)
     with app.extensions["database"].transaction() as db:
         db.execute(
-            sa.update(connections).values(
-                userinfo_read_at=datetime.now(UTC) - timedelta(minutes=minutes)
-            )
+            sa.update(connections).values(userinfo_read_at=earlier, recent_clients_read_at=earlier)
         )
 
 
@@ -308,6 +307,19 @@ def test_the_panels_failure_shows_the_clients_last_listed(app, client, connect, 
     assert "vcita did not answer for your clients just now" in page
     assert ">5 minutes ago</time>" in page
     assert len(only_snapshot(app).recent_clients) == 5  # the rows are kept, not dropped
+
+
+def test_clients_last_listed_keep_their_own_time_while_vcita_fails_to_list_them(
+    app, client, connect, vcita
+):
+    connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", status=503)
+    for view in ("first", "second"):  # userinfo is read live each time; the clients are not
+        page = client.get("/dashboard").text
+        assert "vcita did not answer for your clients just now" in page, view
+        assert ">5 minutes ago</time>" in page, view  # when they were listed, not the last view
+        assert OUTAGE_BANNER not in page and len(panel_rows(page)) == 5
 
 
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"body": "<html>oops"}])

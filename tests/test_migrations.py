@@ -290,6 +290,7 @@ def run_command(command_line: list[str], settings: dict, database_url: str):
         pytest.param("628ebe8", id="made-by-628ebe8"),
         pytest.param("0001", id="at-revision-0001"),
         pytest.param("0002", id="at-revision-0002"),
+        pytest.param("0003", id="at-revision-0003"),
     ],
 )
 def test_the_app_upgrades_an_old_database_and_reads_its_connection(
@@ -309,6 +310,32 @@ def test_the_app_upgrades_an_old_database_and_reads_its_connection(
     assert revision_of(engine) == (NEWEST,)
     # Adopted or upgraded, the database ends exactly as a new one begins.
     assert differences(engine, metadata) == []
+
+
+def test_clients_kept_before_0004_are_dated_with_the_userinfo_they_were_read_with(
+    make_app, database_url, engine, key
+):
+    build_at_revision(engine, "0003", key)
+    read_at = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    fernet = Fernet(key)
+    with engine.begin() as db:
+        db.execute(
+            sa.text(
+                "UPDATE connections SET encrypted_userinfo = :userinfo,"
+                " encrypted_recent_clients = :clients, userinfo_read_at = :read_at"
+            ).bindparams(sa.bindparam("read_at", type_=sa.DateTime(timezone=True))),
+            {
+                "userinfo": fernet.encrypt(b'{"business_uid": "business-1"}').decode(),
+                "clients": fernet.encrypt(b"[]").decode(),
+                "read_at": read_at,
+            },
+        )
+
+    app = make_app(DATABASE_URL=database_url)
+
+    snapshot = app.extensions["token_store"].get_connection(CONNECTION_ID).snapshot
+    assert snapshot.recent_clients == []
+    assert snapshot.read_at == snapshot.clients_read_at == read_at
 
 
 def test_a_webhook_subscription_made_before_migrations_is_kept(
@@ -402,6 +429,7 @@ def test_workers_starting_together_on_an_old_database_upgrade_it_once(
     assert [line for line in ran if line.startswith("Running upgrade")] == [
         "Running upgrade 0001 -> 0002",
         "Running upgrade 0002 -> 0003",
+        "Running upgrade 0003 -> 0004",
     ]
     assert revision_of(engine) == (NEWEST,)
 
@@ -420,7 +448,9 @@ def test_every_revision_from_nothing_builds_the_tables_the_app_creates(database_
     assert differences(engine, metadata) == []
 
 
-@pytest.mark.parametrize(("revision", "commit"), [("0001", "09ee3c1"), ("0002", "ffb1f5c")])
+@pytest.mark.parametrize(
+    ("revision", "commit"), [("0001", "09ee3c1"), ("0002", "ffb1f5c"), ("0003", "628ebe8")]
+)
 def test_a_revision_builds_the_schema_of_its_commit(database_url, engine, revision, commit):
     run_revisions(database_url, revision)
 
@@ -436,8 +466,8 @@ def test_the_alembic_command_undoes_the_newest_revision_and_does_it_again(
     undone = run_command([*alembic, "downgrade", "-1"], settings, database_url)
 
     assert undone.returncode == 0, undone.stderr
-    assert revision_of(engine) == ("0002",)
-    assert differences(engine, schema_before_migrations("ffb1f5c")) == []
+    assert revision_of(engine) == ("0003",)
+    assert differences(engine, schema_before_migrations("628ebe8")) == []
     with engine.connect() as db:
         assert db.execute(sa.text("SELECT id FROM connections")).scalars().all() == [CONNECTION_ID]
 
