@@ -174,6 +174,16 @@ def test_vcita_not_answering_shows_the_kept_copy_with_a_banner(app, client, conn
     assert OUTAGE_BANNER not in client.get("/dashboard").text
 
 
+def test_an_outage_page_does_not_call_the_rest_up_to_date(app, client, connect, vcita):
+    vcita.set_fault("clients", status=503)
+    connect()  # kept: userinfo, and no clients
+    vcita.set_fault("userinfo", status=503)
+    page = client.get("/dashboard").text
+    assert OUTAGE_BANNER in page
+    assert "your clients cannot be shown just" in page
+    assert "The rest of this page is up to date" not in page
+
+
 def test_a_revoked_token_is_forgotten_even_with_a_copy_kept(app, client, connect, vcita):
     connect()
     vcita.revoke_all_tokens()
