@@ -51,15 +51,35 @@ def connection_of(environ: dict[str, Any]) -> object | None:
     return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
 
 
+class Connections:
+    """The connections requests came on, each known by waitress's channel, and their count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        # The connections seen; each drops out once closed and forgotten by waitress.
+        self._seen: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def is_new(self, environ: dict[str, Any]) -> bool | None:
+        """Say whether the request is the first on its connection; None under another server."""
+        connection = connection_of(environ)
+        if connection is None:
+            return None
+        with self._lock:
+            if connection in self._seen:
+                return False
+            self._seen.add(connection)
+            self.count += 1
+            return True
+
+
 class RoundTrips:
     """WSGI middleware: wait one round trip per API request, three on a new connection."""
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], round_trip: float) -> None:
         self.wsgi_app = wsgi_app
         self.round_trip = round_trip  # seconds
-        # The connections seen; each drops out once closed and forgotten by waitress.
-        self._connections: weakref.WeakSet = weakref.WeakSet()
-        self._lock = threading.Lock()
+        self._connections = Connections()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(API_PATHS):
@@ -68,10 +88,4 @@ class RoundTrips:
 
     def round_trips(self, environ: dict[str, Any]) -> int:
         """Return the round trips a request costs: one, plus the handshakes of a new connection."""
-        connection = connection_of(environ)
-        if connection is None:
-            return 1
-        with self._lock:
-            new_connection = connection not in self._connections
-            self._connections.add(connection)
-        return 1 + HANDSHAKE_ROUND_TRIPS if new_connection else 1
+        return 1 + HANDSHAKE_ROUND_TRIPS if self._connections.is_new(environ) else 1

@@ -48,9 +48,7 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
 from sandbox.faults import FAULT_ENDPOINTS  # noqa: E402
-from sandbox.rtt import connection_of, server_threads  # noqa: E402
+from sandbox.rtt import Connections, server_threads  # noqa: E402
 from sandbox.settings import DEFAULT_BUSINESSES_FILE, MAX_RTT_MS  # noqa: E402
 from sandbox.testing import THREADS, SandboxPerson, ServerThread  # noqa: E402
 from tests.servers import ServerProcess  # noqa: E402
@@ -500,22 +498,16 @@ class SandboxProcess:
 class ConnectionCounter:
     """Count the TCP connections a WSGI app served by waitress is reached on.
 
-    By connection (waitress's channel), not by the client's port: on loopback Linux hands
-    a closed connection's port to the next one at once.
+    By connection (waitress's channel, as sandbox/rtt.py tells them apart), not by the
+    client's port: on loopback Linux hands a closed connection's port to the next one at once.
     """
 
     def __init__(self, wsgi_app) -> None:
         self.wsgi_app = wsgi_app
-        self.count = 0
-        self._seen: weakref.WeakSet = weakref.WeakSet()
-        self._lock = threading.Lock()
+        self.connections = Connections()
 
     def __call__(self, environ, start_response):
-        connection = connection_of(environ)
-        with self._lock:
-            if connection not in self._seen:
-                self._seen.add(connection)
-                self.count += 1
+        self.connections.is_new(environ)
         return self.wsgi_app(environ, start_response)
 
 
@@ -541,8 +533,8 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str, rtt_ms: int) ->
         state = sandbox.extensions["vcita_sandbox"]
         pipe.send(
             {
-                "pages": pages_counter.count,
-                "api": api_counter.count,
+                "pages": pages_counter.connections.count,
+                "api": api_counter.connections.count,
                 "requests": {
                     endpoint: state.requests_received(endpoint) for endpoint in FAULT_ENDPOINTS
                 },
