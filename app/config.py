@@ -31,6 +31,8 @@ SANDBOX_HINT = " (or run `make run`, which serves the app on the built-in sandbo
 MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
 MIN_FERNET_KEY_DISTINCT_BYTES = 16
 MAX_TRUSTED_PROXIES = 10
+# The database without DATABASE_URL: a SQLite file in the instance folder.
+DEFAULT_DATABASE_FILE = "vcita_connect.db"
 # Where vcita's own UI shows installed apps in its frame.
 VCITA_APP_ORIGIN = "https://app.vcita.com"
 # A CSP host-source naming one origin: scheme://host[:port], the host maybe "*.domain".
@@ -99,7 +101,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
             "VCITA_BRAND_AUTHORIZE_URL", default=vcita.BRAND_AUTHORIZE_URL
         ),
         "DATABASE_URL": reader.database_url(
-            "DATABASE_URL", default=f"sqlite:///{Path(instance_path) / 'vcita_connect.db'}"
+            "DATABASE_URL", default=f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE_FILE}"
         ),
         "TRUSTED_PROXY_COUNT": reader.count("TRUSTED_PROXY_COUNT", maximum=MAX_TRUSTED_PROXIES),
         "SHOW_FLOW_TRACE": reader.flag("SHOW_FLOW_TRACE"),

@@ -12,11 +12,12 @@ from pathlib import Path
 from alembic import context
 from dotenv import load_dotenv
 
+from app.config import DEFAULT_DATABASE_FILE
 from app.database import Database, metadata
 
 # The app's default database (app/config.py): in instance/ beside the app package.
 INSTANCE_FOLDER = Path(__file__).resolve().parents[2] / "instance"
-DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_FOLDER / 'vcita_connect.db'}"
+DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_FOLDER / DEFAULT_DATABASE_FILE}"
 
 
 def run_revisions(connection) -> None:
