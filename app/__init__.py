@@ -1,8 +1,8 @@
 """vcita Connect: connect a business to vcita with OAuth 2.0, the way vcita documents it.
 
-`create_app` reads like the table of contents of the app: settings, logs, database,
-used states, token store, handoffs, vcita client, its readers, framing, security headers, pages,
-webhooks, error pages.
+`create_app` reads like the table of contents of the app: settings, logs, storage, the
+vcita client, the three features (the connect flow, the App Market, using the token),
+then the pages and what every page passes through.
 """
 
 import os
@@ -12,22 +12,19 @@ from dotenv import load_dotenv
 from flask import Flask, g
 
 from . import (
-    cli,
-    client,
-    database,
+    app_market,
+    connect,
     errors,
     formatting,
-    framing,
-    handoffs,
     logs,
     security,
-    snapshots,
-    store,
-    used_states,
+    storage,
+    token_use,
+    vcita_client,
     views,
-    webhooks,
 )
 from .config import ConfigError, load_config
+from .connect import trace
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -51,18 +48,15 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.before_request(start_with_a_clean_g)
     logs.init_app(app)
-    database.init_app(app)
-    used_states.init_app(app)
-    store.init_app(app)
-    handoffs.init_app(app)
-    client.init_app(app)
-    snapshots.init_app(app)
-    framing.init_app(app)
+    storage.init_app(app)
+    # The flow trace watches the wire through the client's response hook.
+    vcita_client.init_app(app, response_hook=trace.record_exchange)
+    connect.init_app(app)
+    app_market.init_app(app)
+    token_use.init_app(app)
     security.init_app(app)
     formatting.init_app(app)
     app.register_blueprint(views.bp)
-    webhooks.init_app(app)
-    cli.init_app(app)
     errors.init_app(app)
     return app
 

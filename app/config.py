@@ -9,6 +9,7 @@ import base64
 import ipaddress
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,8 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import vcita
-from .database import SUPPORTED_BACKENDS
-from .keys import load_private_key
+from .signing_keys import load_private_key
+from .storage.database import SUPPORTED_BACKENDS
 
 APP_ENVS = ("development", "production")
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -131,7 +132,20 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         _check_production(config, environ, reader)
     if reader.problems:
         raise ConfigError(reader.problems)
+    config["VCITA"] = vcita_settings(config)
     return config
+
+
+def vcita_settings(config: Mapping) -> vcita.VcitaSettings:
+    """Build the client's settings from the variables that set them, VCITA_<FIELD>.
+
+    The timeouts are not settings of the app: the client's defaults apply.
+    """
+    names = {field.name: f"VCITA_{field.name.upper()}" for field in fields(vcita.VcitaSettings)}
+    names["private_keys"] = "VCITA_CLIENT_PRIVATE_KEYS"  # a list of key files, read as keys
+    return vcita.VcitaSettings(
+        **{field: config[name] for field, name in names.items() if name in config}
+    )
 
 
 def _cookie_settings(production: bool) -> dict:

@@ -10,8 +10,8 @@ from flask import Flask, current_app, render_template, request, url_for
 from werkzeug.exceptions import BadHost, HTTPException
 
 from . import vcita
-from .database import StoreUnavailable
 from .logs import hide_url_secrets
+from .storage.database import StoreUnavailable
 
 
 @dataclass(frozen=True)

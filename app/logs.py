@@ -23,8 +23,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 # the path, so vcita's error_description=%22no%22 or %C2%A0 must not end the cut
 # before the state.
 QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/)|[^ ]*)")
-# The per-connection secret that ends a webhook URL (app/webhooks.py), up to the query,
-# the next space or slash.
+# The per-connection secret that ends a webhook URL (app/token_use/subscriptions.py), up
+# to the query, the next space or slash.
 WEBHOOK_SECRET = re.compile(r"(/webhooks/vcita/)[^/?\s]+")
 # The colours Werkzeug's development server gives its access lines (ANSI SGR codes). It
 # escapes the request's own control characters first, so every such code is its own.
@@ -113,7 +113,7 @@ def init_app(app: Flask) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(RequestIdFilter())
-    # On the handler too: lines of app.database and app.store reach it by propagation,
+    # On the handler too: lines of app.storage and the rest reach it by propagation,
     # which skips the filters of the "app" logger itself.
     handler.addFilter(ControlCharacterFilter())
     app.logger.handlers[:] = [handler]

@@ -1,8 +1,9 @@
 """What every response carries, and the CSRF token for the app's one form.
 
-Headers follow OWASP ASVS V3/V14 and RFC 9700 §4.2.4: no inline script, no framing
-but by vcita (`framing`), no sniffing, and no Referer that could carry a code or state
-to another site.
+Headers follow OWASP ASVS V3/V14 and RFC 9700 §4.2.4: no inline script, no framing, no
+sniffing, no opener across origins, and no Referer that could carry a code or state to
+another site. A page may relax framing or the opener policy for itself through `g`
+(`frame_ancestors`, `opener_policy`): vcita's frame does (`app_market/framing.py`).
 """
 
 import hmac
@@ -12,9 +13,8 @@ from flask import Flask, abort, g, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.urls import iri_to_uri
 
-from . import framing
+from .session_keys import CSRF_TOKEN
 
-CSRF_SESSION_KEY = "csrf_token"
 CSRF_FORM_FIELD = "csrf_token"
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -84,7 +84,7 @@ def add_security_headers(response):
     if "csp_nonce" in g:
         # A page that styles itself with vcita's brand colours allows its one <style>.
         policy = policy.replace("style-src 'self'", f"style-src 'self' 'nonce-{g.csp_nonce}'")
-    ancestors = framing.frame_ancestors()
+    ancestors = g.get("frame_ancestors", "'none'")
     policy = policy.replace("frame-ancestors 'none'", f"frame-ancestors {ancestors}")
     response.headers.setdefault("Content-Security-Policy", policy)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -92,7 +92,9 @@ def add_security_headers(response):
     if ancestors == "'none'":
         # Browsers that predate frame-ancestors; it cannot name the origins allowed.
         response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cross-Origin-Opener-Policy", framing.opener_policy())
+    response.headers.setdefault(
+        "Cross-Origin-Opener-Policy", g.get("opener_policy", "same-origin")
+    )
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.endpoint != "static":
@@ -110,14 +112,14 @@ def csp_nonce() -> str:
 
 def csrf_token() -> str:
     """Return this session's CSRF token, creating it on first use."""
-    if CSRF_SESSION_KEY not in session:
-        session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
-    return session[CSRF_SESSION_KEY]
+    if CSRF_TOKEN not in session:
+        session[CSRF_TOKEN] = secrets.token_urlsafe(32)
+    return session[CSRF_TOKEN]
 
 
 def require_csrf_token() -> None:
     """Abort with 403 unless the posted form carries this session's CSRF token."""
-    expected = session.get(CSRF_SESSION_KEY)
+    expected = session.get(CSRF_TOKEN)
     sent = request.form.get(CSRF_FORM_FIELD, "")
     if not isinstance(expected, str) or not expected:
         abort(403)  # no token, or one another version of the app stored differently

@@ -1,12 +1,9 @@
-"""The pages of the connect flow: /, /connect, /callback, /dashboard, /disconnect.
+"""The connect flow's pages: /, /connect, /callback, /connected, /handoff, /dashboard, /disconnect.
 
-Views read as vcita's guide: each step is a call into the vcita client, the pending
-flows or the token store, and every failure is raised to `errors`, which renders its
-page.
+Views read as vcita's guide: each step is a call into the vcita client, the connect
+flow, the App Market's pieces or the stores, and every failure is raised to `errors`,
+which renders its page.
 """
-
-import json
-from datetime import UTC, datetime, timedelta
 
 from flask import (
     Blueprint,
@@ -20,31 +17,19 @@ from flask import (
     url_for,
 )
 
-from . import flows, framing, launch, snapshots, trace, webhooks
-from .client import get_client
-from .database import get_db
-from .handoffs import binding_for_this_session, get_handoffs, is_binding
+from .app_market import framing, launch
+from .app_market.handoffs import binding_for_this_session, get_handoffs, is_binding
+from .connect import browser, flows, trace
+from .connect.used_states import get_used_states
 from .security import require_csrf_token
-from .sessions import (
-    choose_connection,
-    connection_for,
-    connections_in_session,
-    current_connection,
-    forget_in_session,
-    rotate_session,
-)
-from .store import get_store
-from .used_states import get_used_states
-from .vcita import AccessRevoked, VcitaUnavailable, allowed_brand_host
+from .storage.connections import Connection, get_connections
+from .storage.database import get_db
+from .token_use import snapshots, subscriptions
+from .token_use.ending import Ending, end_connection
+from .vcita import AccessRevoked, allowed_brand_host
+from .vcita_client import get_vcita
 
 bp = Blueprint("connect", __name__)
-
-
-HANDOFF_CODE_KEY = "handoff_code"  # the popup's, between /callback and /connected
-# The connection whose dashboard the callback just read: the next dashboard renders it
-# from that copy instead of asking vcita again, if it comes this soon.
-JUST_CONNECTED_KEY = "just_connected"
-JUST_CONNECTED_FOR = timedelta(seconds=30)
 
 
 @bp.get("/")
@@ -56,40 +41,42 @@ def index():
     """
     launched = launch.read_launch(request.args)
     launch.remember(launched)
-    connection = current_connection()
     if launched.business_uid:
-        known = connection_for(launched.business_uid, launched.staff_uid)
+        known = browser.connection_for(launched.business_uid, launched.staff_uid)
         if known is not None:
-            choose_connection(known)
+            browser.choose_connection(known)
             return redirect(url_for(".dashboard"))
+    connection = browser.current_connection()
     other_business = bool(connection and launched.business_uid)
-    popup_url = None
-    if framing.in_frame():
-        # vcita's sign-in page refuses frames: Connect opens a popup bound to this session.
-        popup_url = url_for(
-            ".start", brand_host=launched.brand_host, handoff=binding_for_this_session()
-        )
     return render_template(
         "connect/index.html",
         connection=None if other_business else connection,
         other_business=other_business,
         connect_url=url_for(".start", brand_host=launched.brand_host),
-        popup_url=popup_url,
+        popup_url=popup_url(launched.brand_host) if framing.in_frame() else None,
     )
+
+
+def popup_url(brand_host: str | None) -> str:
+    """Return where Connect goes from vcita's frame: a popup bound to this session.
+
+    vcita's sign-in page refuses to be framed, so it opens in a window of its own.
+    """
+    return url_for(".start", brand_host=brand_host, handoff=binding_for_this_session())
 
 
 @bp.get("/connect")
 def start():
     """Step 2: start a flow and send the browser to vcita's consent page."""
-    client = get_client()
-    brand_host = allowed_brand_host(request.args.get("brand_host"), client.settings.brand_hosts)
+    vcita = get_vcita()
+    brand_host = allowed_brand_host(request.args.get("brand_host"), vcita.settings.brand_hosts)
     if request.args.get("brand_host") and brand_host is None:
         current_app.logger.info(
             "Ignored a brand_host that is not in VCITA_BRAND_HOSTS; using VCITA_AUTHORIZE_URL"
         )
     handoff = request.args.get("handoff")
     flow = flows.start_flow(
-        use_pkce=client.settings.use_pkce,
+        use_pkce=vcita.settings.use_pkce,
         next_url=flows.safe_next_url(request.args.get("next")),
         brand_host=brand_host,
         handoff=handoff if is_binding(handoff) else None,
@@ -97,42 +84,33 @@ def start():
     if flow.handoff:
         framing.keep_opener()
     current_app.logger.info("Connect flow started; redirecting to vcita")
-    return redirect(client.authorization_url(flow.state, flow.code_verifier, brand_host), 302)
+    return redirect(vcita.authorization_url(flow.state, flow.code_verifier, brand_host), 302)
 
 
 @bp.get("/callback")
 def callback():
     """Step 3: check vcita's answer, exchange the code, and remember the connection."""
-    client = get_client()
+    vcita = get_vcita()
     # Take the flow out of the session (and mark its state used) before anything
     # else: a reload or a replayed URL then finds it gone, and no code is ever
     # exchanged twice, whatever else the callback carries.
     flow = flows.consume_flow(request.args.get("state", ""), get_used_states().mark_used)
-    code = client.code_from_callback(request.args, flow)
-
-    # vcita's codes live 30 seconds: exchange before any other work.
-    token = client.exchange_code(code, flow.code_verifier)
-    # Userinfo names the business; the dashboard's other call is made beside it.
-    snapshot = snapshots.read(token)
-    business_uid, staff_uid = client.identify(snapshot.userinfo)
+    code = vcita.code_from_callback(request.args, flow)
+    token = vcita.exchange_code(code, flow.code_verifier)  # at once: codes live 30 s
+    snapshot = snapshots.read(token)  # GET /oauth/userinfo, and the clients list beside it
+    business_uid, staff_uid = vcita.identify(snapshot.userinfo)
     with get_db().transaction():  # everything the callback writes, in one commit
-        connection = get_store().save_connection(
+        connection = get_connections().save(
             business_uid=business_uid, staff_uid=staff_uid, token=token, snapshot=snapshot
         )
-        rotate_session(connection.id)
-        if trace.enabled():
-            # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
-            trace.keep(
-                client.authorization_url(flow.state, flow.code_verifier, flow.brand_host),
-                connection.id,
-            )
-        if flow.handoff:
-            # A popup opened by vcita's frame: its last page hands the connection back.
-            session[HANDOFF_CODE_KEY] = get_handoffs().offer(flow.handoff, connection.id)
+        browser.start_connected_session(  # a fresh session: no session fixation
+            connection,
+            flow_trace=trace.keep(flow, connection.id),
+            handoff_code=get_handoffs().offer(flow.handoff, connection.id),
+        )
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
-    session[JUST_CONNECTED_KEY] = connection.id
-    webhooks.subscribe_soon(connection)  # to hear when the business uninstalls the app
-    if flow.handoff:
+    subscriptions.subscribe_soon(connection)  # to hear when the business uninstalls the app
+    if flow.handoff:  # a popup opened by vcita's frame: its last page hands the connection back
         framing.keep_opener()
         return redirect(url_for(".connected"), 303)
     # 303: the browser GETs the dashboard, and the code leaves the address bar.
@@ -143,13 +121,10 @@ def callback():
 def connected():
     """The popup's last page: hand the connection to vcita's frame, then close."""
     framing.keep_opener()
-    code = session.pop(HANDOFF_CODE_KEY, None)
-    connection = current_connection()
-    if connection is None:
+    code = browser.take_handoff_code()
+    if browser.current_connection() is None:
         return redirect(url_for(".index"))
-    return render_template(
-        "connect/connected.html", handoff_code=code if isinstance(code, str) else None
-    )
+    return render_template("connect/connected.html", handoff_code=code)
 
 
 @bp.post("/handoff")
@@ -157,11 +132,11 @@ def handoff():
     """Redeem a popup's one-time code in vcita's frame: only the session that opened it can."""
     require_csrf_token()
     connection_id = get_handoffs().redeem(request.form.get("code", ""))
-    connection = get_store().get_connection(connection_id) if connection_id else None
+    connection = get_connections().get(connection_id) if connection_id else None
     if connection is None:
         current_app.logger.info("Refused a handoff: unknown, used, expired or not this session's")
         return jsonify(connected=False), 403
-    rotate_session(connection.id)
+    browser.rotate_session(connection.id)
     current_app.logger.info("Connection handed over to vcita's frame")
     return jsonify(connected=True, location=url_for(".dashboard"))
 
@@ -169,7 +144,7 @@ def handoff():
 @bp.get("/.well-known/jwks.json")
 def jwks():
     """The public halves of the private_key_jwt keys: the app's client_auth_jwks_uri."""
-    keys = get_client().public_jwks()
+    keys = get_vcita().public_jwks()
     if not keys["keys"]:
         return jsonify(error="not_found", error_description="no signing keys configured"), 404
     response = jsonify(keys)
@@ -181,64 +156,27 @@ def jwks():
 @bp.get("/dashboard")
 def dashboard():
     """Step 4: show what vcita says about the business: live, or kept if vcita is down."""
-    connection = current_connection()
+    connection = browser.current_connection()
     if connection is None:
         return redirect(url_for(".index"))
-    kept = connection.snapshot
-    unanswered = None  # why vcita's answer is not live, when it is not
-    if just_connected(connection):
-        snapshot = kept  # the callback read it a moment ago
-    else:
-        try:
-            # If vcita did not answer for the clients this time: the last it listed.
-            snapshot = snapshots.with_last_clients(snapshots.read(connection.token), kept)
-        except AccessRevoked:
-            return forget_revoked(connection)
-        except VcitaUnavailable as error:
-            if kept is None:
-                raise  # nothing kept to show: the error page says vcita did not answer
-            current_app.logger.warning("vcita did not answer (%s); showing the kept copy", error)
-            snapshot, unanswered = kept, error
-        else:
-            get_store().keep_snapshot(connection.id, snapshot)
-    userinfo = snapshot.userinfo
-    launched = launch.remembered()
+    try:
+        shown = snapshots.for_dashboard(connection, browser.just_connected(connection))
+    except AccessRevoked:
+        return connection_revoked(connection)
     return render_template(
         "connect/dashboard.html",
         connection=connection,
-        userinfo=userinfo,
-        userinfo_json=json.dumps(userinfo, indent=2, sort_keys=True, ensure_ascii=False),
-        read_at=snapshot.read_at,
-        unanswered=unanswered,
-        launched=launched,
-        # vcita opened the app for one business; the person approved with another.
-        launched_for_another=bool(
-            launched.business_uid and launched.business_uid != connection.business_uid
-        ),
-        recent_clients=snapshots.client_rows(snapshot),
-        clients_read_at=snapshot.clients_read_at,
+        dashboard=shown,
+        launched=launch.remembered(),
         flow_trace=trace.last_trace(connection.id),
-        # Disconnect removes them too: the page says so before the person presses it.
-        other_connections=get_store().count_existing(
-            [known for known in connections_in_session() if known != connection.id]
-        ),
+        other_connections=browser.other_connections_kept(connection),
     )
 
 
-def just_connected(connection) -> bool:
-    """Say whether the callback just read this connection's dashboard (once per connect)."""
-    kept = connection.snapshot
-    return (
-        session.pop(JUST_CONNECTED_KEY, None) == connection.id
-        and kept is not None
-        and datetime.now(UTC) - kept.read_at < JUST_CONNECTED_FOR
-    )
-
-
-def forget_revoked(connection):
+def connection_revoked(connection: Connection):
     """A 401 on a 20-year token means the business revoked this app in vcita."""
-    get_store().delete_connection(connection.id)
-    forget_in_session(connection.id)
+    end_connection(connection.id, Ending.REVOKED)
+    browser.forget_in_session(connection.id)
     current_app.logger.info("vcita revoked the token; connection forgotten")
     flash(
         "vcita no longer accepts this connection: it was revoked there. "
@@ -250,16 +188,16 @@ def forget_revoked(connection):
 
 @bp.post("/disconnect")
 def disconnect():
-    """Forget every connection this browser made, with their tokens, and say which."""
+    """End every connection this browser made, with their tokens, and say which."""
     require_csrf_token()
-    store = get_store()
-    for known in connections_in_session():
-        if (connection := store.get_connection(known)) is not None:
-            webhooks.unsubscribe(connection)  # while the token still works
-    removed = [known for known in connections_in_session() if store.delete_connection(known)]
+    ended = [
+        known
+        for known in browser.connections_in_session()
+        if end_connection(known, Ending.DISCONNECTED)
+    ]
     session.clear()
-    current_app.logger.info("Disconnected %d connection(s)", len(removed))
-    flash(disconnect_message(len(removed)), "info")
+    current_app.logger.info("Disconnected %d connection(s)", len(ended))
+    flash(disconnect_message(len(ended)), "info")
     return redirect(url_for(".index"), 303)
 
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.database import connections
-from app.store import SNAPSHOT_COLUMNS
+from app.storage.connections import SNAPSHOT_COLUMNS
+from app.storage.tables import connections
 from sandbox import create_sandbox
 from sandbox.testing import SandboxPerson, ServerThread
 
@@ -32,10 +32,10 @@ def change_vcita_settings(app, **changes) -> None:
 
 def only_connection(app):
     """Return the one stored connection, with its token; None if there is none."""
-    store = app.extensions["token_store"]
+    store = app.extensions["connections"]
     with app.app_context():
-        rows = store.list_connections()
-        return store.get_connection(rows[0].id) if rows else None
+        rows = store.all()
+        return store.get(rows[0].id) if rows else None
 
 
 def only_snapshot(app):

@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Flask
 from itsdangerous import BadSignature
 
-from app import flows
-from app.sessions import CONNECTION_KEY
+from app import session_keys
+from app.session_keys import CONNECTION
 
 EVIL = "evil.example"
 
@@ -46,13 +46,13 @@ def session_cookie(client) -> str | None:
 
 
 def pending_flows(app: Flask, client) -> dict:
-    return decode_session(app, session_cookie(client)).get(flows.SESSION_KEY, {})
+    return decode_session(app, session_cookie(client)).get(session_keys.PENDING_FLOWS, {})
 
 
 def stored_token(app: Flask, client) -> str:
     """Return the access token stored for this browser's connection."""
-    connection_id = decode_session(app, session_cookie(client))[CONNECTION_KEY]
-    return app.extensions["token_store"].get_connection(connection_id).token.access_token
+    connection_id = decode_session(app, session_cookie(client))[CONNECTION]
+    return app.extensions["connections"].get(connection_id).token.access_token
 
 
 class Links(HTMLParser):

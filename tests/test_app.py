@@ -95,7 +95,7 @@ def test_unexpected_error_is_a_500_page_without_details(app, client, monkeypatch
     def explode(*args, **kwargs):
         raise RuntimeError("internal detail 1234")
 
-    monkeypatch.setattr("app.views.flows.start_flow", explode)
+    monkeypatch.setattr("app.connect.flows.start_flow", explode)
     response = client.get("/connect")
     assert response.status_code == 500
     assert "Something went wrong" in response.text
@@ -105,7 +105,7 @@ def test_unexpected_error_is_a_500_page_without_details(app, client, monkeypatch
 def test_init_db_command_creates_the_schema(app):
     result = app.test_cli_runner().invoke(args=["init-db"])
     assert result.exit_code == 0
-    assert app.extensions["token_store"].count_connections() == 0
+    assert app.extensions["connections"].count() == 0
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app import handoffs
+from app import session_keys
+from app.app_market import handoffs
 from app.vcita import allowed_brand_host
 from sandbox.testing import SandboxPerson
 
@@ -112,7 +113,7 @@ def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its
     ],
 )
 def test_a_malformed_launch_parameter_is_ignored_with_a_log_line(client, caplog, query):
-    caplog.set_level(logging.INFO, logger="app.launch")
+    caplog.set_level(logging.INFO, logger="app.app_market.launch")
     response = client.get(f"/?{query}")
     assert response.status_code == 200
     name = query.partition("=")[0]
@@ -391,12 +392,12 @@ def test_a_handoff_code_is_redeemed_once(app, person):
     frame = Frame(app, person)
     code = frame.connect_in_popup()
     with frame.client.session_transaction() as session:
-        secret = session[handoffs.SESSION_KEY]
+        secret = session[session_keys.HANDOFF_SECRET]
     assert frame.redeem(code).status_code == 200
     # The frame's session holding the same secret again (a cookie copied before): the
     # code itself is spent.
     with frame.client.session_transaction() as session:
-        session[handoffs.SESSION_KEY] = secret
+        session[session_keys.HANDOFF_SECRET] = secret
     dashboard = frame.client.get("/dashboard", headers=FRAMED).text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', dashboard).group(1)
     again = frame.redeem(code, csrf=csrf)

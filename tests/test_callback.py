@@ -6,10 +6,10 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 import pytest
 import sqlalchemy as sa
 
-from app import flows
-from app.database import StoreUnavailable
-from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
-from app.views import JUST_CONNECTED_KEY
+from app import session_keys
+from app.connect import flows
+from app.session_keys import CONNECTION, CONNECTIONS, JUST_CONNECTED
+from app.storage.database import StoreUnavailable
 from sandbox.testing import SandboxPerson
 
 from .conftest import (
@@ -22,7 +22,7 @@ from .conftest import (
 
 
 def store(app):
-    return app.extensions["token_store"]
+    return app.extensions["connections"]
 
 
 def state_of(response) -> str:
@@ -34,9 +34,9 @@ def test_allowing_access_connects_and_redirects_to_the_dashboard(app, client, co
     assert response.status_code == 303
     assert response.location == "/dashboard"
     assert len(vcita.token_requests) == 1
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     with client.session_transaction() as session:
-        connection = store(app).get_connection(session[CONNECTION_KEY])
+        connection = store(app).get(session[CONNECTION])
     assert connection.business_uid and connection.staff_uid
     assert len(connection.token.access_token) == 64
 
@@ -107,7 +107,7 @@ def test_denying_access_shows_a_page_and_makes_no_token_request(client, connect,
     assert 'href="/connect"' in response.text
     assert vcita.token_requests == []
     with client.session_transaction() as session:
-        assert session.get(flows.SESSION_KEY) == {}
+        assert session.get(session_keys.PENDING_FLOWS) == {}
 
 
 def test_denial_with_a_foreign_state_is_an_invalid_link(client, vcita):
@@ -177,7 +177,7 @@ def test_expired_code_shows_the_approval_expired_page(app, client, person, vcita
     assert response.status_code == 400
     assert "The approval expired — vcita codes last 30 seconds" in response.text
     assert 'href="/connect"' in response.text
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 def test_rejected_client_credentials_show_a_configuration_page_without_the_secret(
@@ -190,7 +190,7 @@ def test_rejected_client_credentials_show_a_configuration_page_without_the_secre
     assert "not set up correctly" in response.text
     assert "wrong-secret-3f9a" not in response.text
     assert CLIENT_SECRET not in response.text
-    assert app.extensions["token_store"].count_connections() == 0
+    assert app.extensions["connections"].count() == 0
 
 
 @pytest.mark.parametrize(
@@ -211,7 +211,7 @@ def test_broken_token_answers_show_vcita_did_not_answer(app, client, person, vci
     response = client.get(callback)
     assert response.status_code == 502
     assert "vcita did not answer" in response.text
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 def test_token_endpoint_timeout_shows_vcita_did_not_answer(
@@ -223,7 +223,7 @@ def test_token_endpoint_timeout_shows_vcita_did_not_answer(
     response = client.get(callback)
     assert response.status_code == 502
     assert "vcita did not answer" in response.text
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 def test_unreachable_token_endpoint_shows_vcita_did_not_answer(make_app, person, vcita):
@@ -232,7 +232,7 @@ def test_unreachable_token_endpoint_shows_vcita_did_not_answer(make_app, person,
     response = client.get(approved_callback(client, person))
     assert response.status_code == 502
     assert "vcita did not answer" in response.text
-    assert app.extensions["token_store"].count_connections() == 0
+    assert app.extensions["connections"].count() == 0
 
 
 def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vcita):
@@ -243,12 +243,12 @@ def test_session_is_rotated_keeping_only_flows_of_other_tabs(client, person, vci
     client.get(person.approve(this_tab.location))
     with client.session_transaction() as session:
         assert set(session) == {
-            CONNECTION_KEY,
-            CONNECTIONS_KEY,
-            JUST_CONNECTED_KEY,
-            flows.SESSION_KEY,
+            CONNECTION,
+            CONNECTIONS,
+            JUST_CONNECTED,
+            session_keys.PENDING_FLOWS,
         }
-        assert list(session[flows.SESSION_KEY]) == [other_tab]
+        assert list(session[session_keys.PENDING_FLOWS]) == [other_tab]
 
 
 def test_second_tab_still_connects_after_the_first(client, person, vcita):
@@ -262,7 +262,7 @@ def test_second_tab_still_connects_after_the_first(client, person, vcita):
 def test_connecting_again_replaces_the_stored_connection(app, connect):
     connect()
     connect()
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
 
 
 def test_error_together_with_code_is_rejected(client, vcita):
@@ -296,12 +296,12 @@ def test_the_callback_commits_twice_the_state_claim_then_everything_else(traced_
 
 
 def test_a_failed_write_in_the_callback_saves_nothing(traced_app, person, monkeypatch):
-    store = traced_app.extensions["token_store"]
+    store = traced_app.extensions["connections"]
 
     def trace_cannot_be_saved(*args):
         raise StoreUnavailable("disk full")
 
-    monkeypatch.setattr(store, "save_trace", trace_cannot_be_saved)
+    monkeypatch.setattr(traced_app.extensions["flow_traces"], "save", trace_cannot_be_saved)
     client = traced_app.test_client()
     assert client.get(approved_callback(client, person)).status_code == 503
-    assert store.count_connections() == 0  # not a connection without the rest
+    assert store.count() == 0  # not a connection without the rest

@@ -22,11 +22,9 @@ def connected(app, client, person):
 
 
 def stored_tokens(app) -> list[str]:
-    store = app.extensions["token_store"]
+    store = app.extensions["connections"]
     with app.app_context():
-        return [
-            store.get_connection(row.id).token.access_token for row in store.list_connections()
-        ]
+        return [store.get(row.id).token.access_token for row in store.all()]
 
 
 def run(app, *args, **kwargs):

@@ -18,9 +18,10 @@ import requests
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from app import snapshots
-from app.database import Database
-from app.store import TokenStore
+from app.storage.connections import ConnectionStore
+from app.storage.database import Database
+from app.storage.sealer import Sealer
+from app.token_use import snapshots
 from app.vcita import AccessToken
 from sandbox.testing import SandboxPerson, ServerThread
 
@@ -125,7 +126,7 @@ def test_two_browsers_connecting_at_the_same_moment(
     # Hold both callbacks just before they write, until both are there: they really race
     # on the same row, as two tabs or two people at one business would.
     both_arrived = threading.Barrier(2, timeout=10)
-    token_store = app.extensions["token_store"]
+    token_store = app.extensions["connections"]
     read_from_vcita = snapshots.read
 
     def read_together(token):
@@ -143,7 +144,7 @@ def test_two_browsers_connecting_at_the_same_moment(
     with ThreadPoolExecutor(max_workers=2) as pool:
         pages = list(pool.map(complete, approved))
 
-    assert token_store.count_connections() == rows
+    assert token_store.count() == rows
     business = staff[0].business_uid
     for page, member in zip(pages, chosen, strict=True):
         assert html.escape(business) in page
@@ -161,15 +162,15 @@ def test_the_threads_of_one_worker_take_turns_writing_to_sqlite(tmp_path):
         database.engine, "connect", lambda dbapi, record: dbapi.execute("PRAGMA busy_timeout = 0")
     )
     database.upgrade_schema()  # as every worker does at startup
-    store = TokenStore(database, [Fernet.generate_key().decode()])
+    store = ConnectionStore(database, Sealer([Fernet.generate_key().decode()]))
     token = AccessToken("t" * 40, "Bearer", datetime.now(UTC), None)
 
     def connect_many(thread: int) -> None:
         for count in range(25):
-            store.save_connection(business_uid=f"b{thread}", staff_uid=f"s{count}", token=token)
-            store.touch(store.find_connection(f"b{thread}", f"s{count}").id)
+            store.save(business_uid=f"b{thread}", staff_uid=f"s{count}", token=token)
+            store.touch(store.find(f"b{thread}", f"s{count}").id)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(connect_many, range(8)))  # raises StoreUnavailable on "locked"
-    assert store.count_connections() == 200
+    assert store.count() == 200
     database.dispose()

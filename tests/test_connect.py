@@ -5,7 +5,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app import flows
+from app import session_keys
+from app.connect import flows
 
 from .conftest import CLIENT_ID, REDIRECT_URI
 
@@ -16,7 +17,7 @@ def authorize_params(response) -> dict[str, list[str]]:
 
 def pending_states(client) -> list[str]:
     with client.session_transaction() as session:
-        return list(session.get(flows.SESSION_KEY, {}))
+        return list(session.get(session_keys.PENDING_FLOWS, {}))
 
 
 def test_connect_redirects_to_the_authorize_url_with_the_documented_parameters(client, settings):

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import flows
+from app import session_keys
+from app.connect import flows
 
 from .security_support import decode_session, session_cookie, state_of
 
@@ -126,4 +127,4 @@ def settings_for_app(make_app):
 
 
 def pending_flows_of(app, client) -> dict:
-    return decode_session(app, session_cookie(client))[flows.SESSION_KEY]
+    return decode_session(app, session_cookie(client))[session_keys.PENDING_FLOWS]

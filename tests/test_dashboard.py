@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from app.database import connections
-from app.sessions import CONNECTION_KEY
+from app.session_keys import CONNECTION
+from app.storage.tables import connections
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 
 from .conftest import approved_callback, change_vcita_settings, forget_snapshots, only_snapshot
@@ -22,7 +22,7 @@ OUTAGE_BANNER = "vcita did not answer; showing what it said"
 
 
 def store(app):
-    return app.extensions["token_store"]
+    return app.extensions["connections"]
 
 
 def test_dashboard_without_a_connection_goes_back_to_the_landing_page(client):
@@ -61,7 +61,7 @@ def test_dashboard_says_when_the_token_was_issued_and_expires(client, connect):
 def test_dashboard_never_shows_the_token(app, client, connect):
     connect()
     with client.session_transaction() as session:
-        token = store(app).get_connection(session[CONNECTION_KEY]).token.access_token
+        token = store(app).get(session[CONNECTION]).token.access_token
     response = client.get("/dashboard")
     assert token not in response.text
     assert token not in str(response.headers)
@@ -100,7 +100,7 @@ def test_revoked_token_forgets_the_connection_and_asks_to_connect_again(
     assert response.request.path == "/"
     assert "revoked" in response.text
     assert "Connect vcita" in response.text
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 # --- One round trip less, and a dashboard that outlives an outage ---------------------------
@@ -169,7 +169,7 @@ def test_vcita_not_answering_shows_the_kept_copy_with_a_banner(app, client, conn
     assert OUTAGE_BANNER in page
     assert ">5 minutes ago</time>" in page
     assert "Harbor Light Yoga" in page and len(panel_rows(page)) == 5
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     vcita.clear_faults()
     assert OUTAGE_BANNER not in client.get("/dashboard").text
 
@@ -190,7 +190,7 @@ def test_a_revoked_token_is_forgotten_even_with_a_copy_kept(app, client, connect
     response = client.get("/dashboard", follow_redirects=True)
     assert response.request.path == "/"
     assert "Harbor Light Yoga" not in response.text
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_without_a_kept_copy_vcita_not_answering_shows_the_error_page(
     response = client.get("/dashboard")
     assert response.status_code == status
     assert 'href="/dashboard"' in response.text
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     vcita.clear_faults()
     assert client.get("/dashboard").status_code == 200
     assert only_snapshot(app) is not None  # the next live read keeps a copy again

@@ -7,7 +7,7 @@ cannot hold a NUL character that SQLite stores without complaint.
 
 import pytest
 
-from app.sessions import CONNECTION_KEY
+from app.session_keys import CONNECTION
 
 
 @pytest.mark.parametrize("field", ["business_uid", "sub"])
@@ -21,23 +21,23 @@ def test_callback_refuses_userinfo_ids_with_control_characters(app, connect, vci
 
     assert response.status_code == 502
     assert "vcita did not answer" in response.get_data(as_text=True)
-    assert app.extensions["token_store"].count_connections() == 0
+    assert app.extensions["connections"].count() == 0
 
 
 def test_a_connection_id_with_a_nul_names_no_connection(app, connect):
     assert connect().status_code == 303
-    store = app.extensions["token_store"]
+    store = app.extensions["connections"]
 
-    assert store.get_connection("abc\x00def") is None
-    assert store.delete_connection("abc\x00def") is False
-    assert store.count_connections() == 1
+    assert store.get("abc\x00def") is None
+    assert store.delete("abc\x00def") is False
+    assert store.count() == 1
 
 
 def test_a_session_naming_an_id_with_a_nul_is_sent_to_the_landing_page(client):
     # Only a session signed with this app's SECRET_KEY gets here: another version of the
     # app, or a key that leaked.
     with client.session_transaction() as session:
-        session[CONNECTION_KEY] = "abc\x00def"
+        session[CONNECTION] = "abc\x00def"
 
     response = client.get("/dashboard")
 

@@ -4,8 +4,8 @@ import re
 
 import sqlalchemy as sa
 
-from app.database import connections
-from app.sessions import CONNECTION_KEY
+from app.session_keys import CONNECTION
+from app.storage.tables import connections
 from sandbox.testing import SandboxPerson
 
 from .conftest import approved_callback
@@ -21,9 +21,9 @@ def test_disconnect_forgets_the_token_and_clears_the_session(app, client, connec
     response = client.post("/disconnect", data={"csrf_token": token})
     assert response.status_code == 303
     assert response.location == "/"
-    assert app.extensions["token_store"].count_connections() == 0
+    assert app.extensions["connections"].count() == 0
     with client.session_transaction() as session:
-        assert CONNECTION_KEY not in session
+        assert CONNECTION not in session
     landing = client.get("/")
     assert "Disconnected" in landing.text
 
@@ -32,7 +32,7 @@ def test_disconnect_by_get_is_not_allowed(app, client, connect):
     connect()
     response = client.get("/disconnect")
     assert response.status_code == 405
-    assert app.extensions["token_store"].count_connections() == 1
+    assert app.extensions["connections"].count() == 1
 
 
 def test_disconnect_without_csrf_token_is_refused_and_deletes_nothing(app, client, connect):
@@ -40,7 +40,7 @@ def test_disconnect_without_csrf_token_is_refused_and_deletes_nothing(app, clien
     client.get("/dashboard")
     response = client.post("/disconnect")
     assert response.status_code == 403
-    assert app.extensions["token_store"].count_connections() == 1
+    assert app.extensions["connections"].count() == 1
 
 
 def test_dashboard_is_unreachable_after_disconnect_even_with_the_old_cookie(app, client, connect):
@@ -119,7 +119,7 @@ def test_disconnect_after_the_connection_was_removed_elsewhere_says_so(app, clie
     connect_as(client, vcita_server, "Maya Goldberg")
     page = client.get("/dashboard").text
     with client.session_transaction() as session:
-        app.extensions["token_store"].delete_connection(session[CONNECTION_KEY])
+        app.extensions["connections"].delete(session[CONNECTION])
 
     client.post("/disconnect", data={"csrf_token": csrf_token(page)})
 
@@ -148,10 +148,10 @@ def test_a_revoked_connection_leaves_the_browsers_other_connections_for_disconne
 def test_the_dashboard_counts_only_the_other_connections_still_kept(app, client, vcita_server):
     connect_as(client, vcita_server, "Maya Goldberg")
     with client.session_transaction() as session:
-        maya = session[CONNECTION_KEY]
+        maya = session[CONNECTION]
     connect_as(client, vcita_server, "Priya Raman")
     assert "and the 1 other vcita login connected" in client.get("/dashboard").text
 
-    app.extensions["token_store"].delete_connection(maya)  # say, revoked in another tab
+    app.extensions["connections"].delete(maya)  # say, revoked in another tab
 
     assert "other vcita login" not in client.get("/dashboard").text

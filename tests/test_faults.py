@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.sessions import CONNECTION_KEY
+from app.session_keys import CONNECTION
 
 from .conftest import CLIENT_SECRET, approved_callback, change_vcita_settings, forget_snapshots
 
@@ -55,7 +55,7 @@ def approved(client, person):
 
 
 def store(app):
-    return app.extensions["token_store"]
+    return app.extensions["connections"]
 
 
 def secrets_of(callback: str) -> list[str]:
@@ -67,9 +67,9 @@ def assert_failed_cleanly(app, client, vcita, caplog, callback, response, status
     """The page and status, nothing stored, the state spent, and one safe log line."""
     assert response.status_code == status
     assert title in response.text
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
     with client.session_transaction() as session:
-        assert CONNECTION_KEY not in session
+        assert CONNECTION not in session
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(logged in message and "/callback" in message for message in warnings), warnings
@@ -84,7 +84,7 @@ def assert_failed_cleanly(app, client, vcita, caplog, callback, response, status
     assert replay.status_code == 400
     assert INVALID_LINK in replay.text
     assert (len(vcita.token_requests), len(vcita.userinfo_requests)) == asked
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 # --- Step 3: the token endpoint ---------------------------------------------------------
@@ -249,7 +249,7 @@ def test_bearer_token_type_is_accepted_in_any_case(app, client, vcita, approved,
 
     assert response.status_code == 303
     assert response.location == "/dashboard"
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     # Stored and sent back in the one form RFC 6750 §2.1 spells.
     client.get("/dashboard")
     assert vcita.userinfo_requests[-1]["headers"]["Authorization"].startswith("Bearer ")
@@ -403,7 +403,7 @@ def test_throttled_userinfo_with_no_copy_kept_asks_to_come_back_later(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
     assert 'href="/dashboard"' in response.text
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
 
 
 @pytest.mark.parametrize(
@@ -429,7 +429,7 @@ def test_userinfo_failure_on_the_dashboard_keeps_the_connection_for_a_reload(
 
     assert response.status_code == 502
     assert title in response.text
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     assert any("on /dashboard" in r.getMessage() for r in caplog.records)
     vcita.clear_faults()
     assert client.get("/dashboard").status_code == 200
@@ -472,12 +472,12 @@ def test_store_down_at_the_callback_shows_503_and_a_new_connect_works_once_it_is
             if r.levelno == logging.WARNING
         )
 
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
     assert client.get(callback).status_code == 400  # the pending flow was spent
     retried = client.get(approved())
     assert retried.status_code == 303
     assert retried.location == "/dashboard"
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     assert client.get("/dashboard").status_code == 200
 
 
@@ -501,12 +501,12 @@ def test_store_down_after_the_exchange_stores_nothing_and_the_flow_can_be_retrie
     assert response.status_code == 503
     assert STORE_DOWN in response.text
     assert len(vcita.token_requests) == 1
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
     for secret in secrets_of(callback):
         assert secret not in caplog.text
     assert client.get(callback).status_code == 400
     assert client.get(approved()).status_code == 303
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
 
 
 def test_store_down_on_the_dashboard_shows_503_until_it_is_back(app, client, approved):
@@ -517,7 +517,7 @@ def test_store_down_on_the_dashboard_shows_503_until_it_is_back(app, client, app
         assert STORE_DOWN in response.text
         assert 'href="/dashboard"' in response.text
     assert client.get("/dashboard").status_code == 200
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
 
 
 @contextmanager

@@ -14,8 +14,9 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import trace
-from app.sessions import CONNECTION_KEY
+from app import session_keys
+from app.connect import trace
+from app.session_keys import CONNECTION
 from sandbox.testing import SandboxPerson
 
 from .conftest import approved_callback, only_snapshot
@@ -95,10 +96,8 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
     assert "[hidden: " in dashboard.text
     token_request = server.sandbox.extensions["vcita_sandbox"].token_requests[0]
     with app.app_context():
-        connection_id = decode_session(app, session_cookie(client))[CONNECTION_KEY]
-        access_token = (
-            app.extensions["token_store"].get_connection(connection_id).token.access_token
-        )
+        connection_id = decode_session(app, session_cookie(client))[CONNECTION]
+        access_token = app.extensions["connections"].get(connection_id).token.access_token
     secrets = {
         "client secret": server.client_secret,
         "state": state_of(start.location),
@@ -203,9 +202,9 @@ def test_the_trace_lives_on_the_server_and_the_cookie_holds_only_its_id(
     dashboard = client.get("/dashboard")
 
     assert "What just happened" in dashboard.text
-    assert set(session) >= {trace.SESSION_KEY, CONNECTION_KEY}
+    assert set(session) >= {session_keys.FLOW_TRACE, CONNECTION}
     assert "trace_steps" not in json.dumps(session) and "authorize_url" not in json.dumps(session)
-    assert len(session[trace.SESSION_KEY]) < 40
+    assert len(session[session_keys.FLOW_TRACE]) < 40
 
 
 def test_the_trace_is_gone_after_its_lifetime_and_after_disconnect(
@@ -215,7 +214,7 @@ def test_the_trace_is_gone_after_its_lifetime_and_after_disconnect(
     connect()
     assert "What just happened" in client.get("/dashboard").text
     later = datetime.now(UTC) + timedelta(minutes=16)
-    monkeypatch.setattr("app.store.datetime", _FrozenAt(later))
+    monkeypatch.setattr("app.connect.flow_traces.datetime", _FrozenAt(later))
 
     assert "What just happened" not in client.get("/dashboard").text
 
@@ -232,12 +231,12 @@ def test_a_trace_is_only_shown_with_the_connection_it_describes(settings, app, v
         with SandboxPerson(vcita_server.url) as person:
             browser.get(approved_callback(browser, person, staff=staff))
     assert (
-        decode_session(app, session_cookie(first))[CONNECTION_KEY]
-        != (decode_session(app, session_cookie(second))[CONNECTION_KEY])
+        decode_session(app, session_cookie(first))[CONNECTION]
+        != (decode_session(app, session_cookie(second))[CONNECTION])
     )
-    trace_of_first = decode_session(app, session_cookie(first))[trace.SESSION_KEY]
+    trace_of_first = decode_session(app, session_cookie(first))[session_keys.FLOW_TRACE]
     with second.session_transaction() as session:
-        session[trace.SESSION_KEY] = trace_of_first
+        session[session_keys.FLOW_TRACE] = trace_of_first
 
     assert "What just happened" not in second.get("/dashboard").text
     assert "What just happened" in first.get("/dashboard").text

@@ -23,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from app import flows, trace
-from app.flows import MAX_NEXT_URL_BYTES
-from app.sessions import CONNECTION_KEY, CONNECTIONS_KEY
+from app import session_keys
+from app.connect import flows
+from app.connect.flows import MAX_NEXT_URL_BYTES
+from app.session_keys import CONNECTION, CONNECTIONS
 
 MARKER = "<x9q>"
 # Hypothesis warns when it prints a failing example holding an 8 KB value; the suite's
@@ -262,7 +263,7 @@ CASES_EVERY_RUN = [
 @every_case(CASES_EVERY_RUN)
 def test_any_request_to_any_route_is_answered_without_a_server_error(app, vcita, sent):
     EXAMPLES_RUN["any request to any route"] += 1
-    store = app.extensions["token_store"]
+    store = app.extensions["connections"]
     state, cookie = start_flow(app) if sent["started_a_flow"] else (None, None)
     token_requests = len(vcita.token_requests)
 
@@ -291,7 +292,7 @@ def test_any_request_to_any_route_is_answered_without_a_server_error(app, vcita,
     else:
         assert response.status_code < 500, response.text[:500]
     assert_marker_not_reflected(response)
-    assert store.count_connections() == 0
+    assert store.count() == 0
     assert vcita.userinfo_requests == []
     if len(vcita.token_requests) > token_requests:
         # Only the browser's own state, back with its own cookie, may reach step 3.
@@ -382,7 +383,7 @@ old_flow = st.fixed_dictionaries(
 session_of_another_version = st.fixed_dictionaries(
     {},
     optional={
-        flows.SESSION_KEY: st.one_of(
+        session_keys.PENDING_FLOWS: st.one_of(
             st.dictionaries(
                 st.one_of(st.just(Real.STATE), marked),
                 st.one_of(old_flow, small_json_value),
@@ -390,10 +391,10 @@ session_of_another_version = st.fixed_dictionaries(
             ),
             small_json_value,
         ),
-        CONNECTION_KEY: st.one_of(marked, small_json_value),
+        CONNECTION: st.one_of(marked, small_json_value),
         "csrf_token": st.one_of(marked, small_json_value),
-        trace.SESSION_KEY: st.one_of(marked, small_json_value),
-        CONNECTIONS_KEY: st.one_of(st.lists(marked, max_size=3), small_json_value),
+        session_keys.FLOW_TRACE: st.one_of(marked, small_json_value),
+        CONNECTIONS: st.one_of(st.lists(marked, max_size=3), small_json_value),
     },
 )
 # Browsers keep cookies up to 4096 bytes (RFC 6265 §6.1); leave room for what the app adds.
@@ -406,7 +407,9 @@ CALLBACK = [OWN_STATE, ("code", "abc")]
 def flow_of(**fields) -> dict:
     """A session whose one pending flow, for this browser's state, has these fields."""
     return {
-        flows.SESSION_KEY: {Real.STATE: {"state": Real.STATE, "started_at": Real.NOW, **fields}}
+        session_keys.PENDING_FLOWS: {
+            Real.STATE: {"state": Real.STATE, "started_at": Real.NOW, **fields}
+        }
     }
 
 
@@ -418,9 +421,9 @@ SESSIONS_EVERY_RUN = [
     (flow_of(code_verifier=7), "/callback", CALLBACK),
     (flow_of(next_url=["/dashboard"]), "/callback", CALLBACK),
     (flow_of(scope="openid"), "/callback", CALLBACK),
-    ({flows.SESSION_KEY: ["a", "list"]}, "/connect", []),
-    ({CONNECTION_KEY: {"id": 1}}, "/dashboard", []),
-    ({CONNECTION_KEY: 7}, "/", []),
+    ({session_keys.PENDING_FLOWS: ["a", "list"]}, "/connect", []),
+    ({CONNECTION: {"id": 1}}, "/dashboard", []),
+    ({CONNECTION: 7}, "/", []),
     ({"csrf_token": True}, "/disconnect", []),
 ]
 
@@ -471,7 +474,7 @@ def test_session_of_another_app_version_is_answered_without_a_server_error(
 
     assert response.status_code < 500, response.text[:500]
     assert_marker_not_reflected(response)
-    assert app.extensions["token_store"].count_connections() == 0
+    assert app.extensions["connections"].count() == 0
     assert vcita.userinfo_requests == []
     if vcita.token_requests:
         # A well-formed flow of this browser's: its forged code was refused by vcita.
@@ -497,7 +500,9 @@ def test_long_next_urls_never_make_the_session_cookie_too_large_for_a_browser(
         assert response.status_code == 302
         assert len(response.headers["Set-Cookie"]) < 4096
         with browser.session_transaction() as session:
-            newest = max(session[flows.SESSION_KEY].values(), key=lambda f: f["started_at"])
+            newest = max(
+                session[session_keys.PENDING_FLOWS].values(), key=lambda f: f["started_at"]
+            )
         assert newest["next_url"] == (next_url if kept else None)
 
 
@@ -520,7 +525,7 @@ def start_flow(app) -> tuple[str, str]:
     browser = app.test_client()
     browser.get("/connect")
     with browser.session_transaction() as session:
-        [state] = session[flows.SESSION_KEY]
+        [state] = session[session_keys.PENDING_FLOWS]
     return state, browser.get_cookie("vcita_connect").value
 
 

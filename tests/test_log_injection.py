@@ -142,14 +142,15 @@ def written_by_the_app(app) -> io.StringIO:
 def test_log_lines_of_the_apps_modules_cannot_be_forged(app):
     written = written_by_the_app(app)
 
-    # app.database logs the driver's error, which PostgreSQL's spreads over lines.
-    logging.getLogger("app.database").warning(
+    # app.storage.database logs the driver's error, which PostgreSQL's spreads over lines.
+    logging.getLogger("app.storage.database").warning(
         "Database unavailable at startup (%s): %s", "postgresql", f"refused\n{FORGED}"
     )
 
     assert is_one_clean_line(written.getvalue().rstrip("\n"))
-    assert "app.database: Database unavailable at startup (postgresql): refused\\n2026" in (
-        written.getvalue()
+    assert (
+        "app.storage.database: Database unavailable at startup (postgresql): refused\\n2026"
+        in (written.getvalue())
     )
 
 

@@ -25,8 +25,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 
-from app import migrations
-from app.database import Database, metadata
+from app.storage import migrations
+from app.storage.database import Database
+from app.storage.tables import metadata
 from app.vcita import AccessToken
 
 from . import postgres
@@ -195,7 +196,7 @@ def build_before_migrations(engine: sa.Engine, commit: str, key: str) -> None:
                 "id": CONNECTION_ID,
                 "business_uid": "business-1",
                 "staff_uid": "staff-1",
-                # TokenStore's way: Fernet with the app's key, never the token itself.
+                # ConnectionStore's way: Fernet with the app's key, never the token itself.
                 "encrypted_access_token": fernet.encrypt(ACCESS_TOKEN.encode()).decode(),
                 "token_type": "Bearer",
                 "issued_at": ISSUED_AT,
@@ -303,7 +304,7 @@ def test_the_app_upgrades_an_old_database_and_reads_its_connection(
 
     app = make_app(DATABASE_URL=database_url)
 
-    connection = app.extensions["token_store"].get_connection(CONNECTION_ID)
+    connection = app.extensions["connections"].get(CONNECTION_ID)
     assert connection.id == CONNECTION_ID
     assert (connection.business_uid, connection.staff_uid) == ("business-1", "staff-1")
     assert connection.token == AccessToken(ACCESS_TOKEN, "Bearer", ISSUED_AT, None)
@@ -333,7 +334,7 @@ def test_clients_kept_before_0004_are_dated_with_the_userinfo_they_were_read_wit
 
     app = make_app(DATABASE_URL=database_url)
 
-    snapshot = app.extensions["token_store"].get_connection(CONNECTION_ID).snapshot
+    snapshot = app.extensions["connections"].get(CONNECTION_ID).snapshot
     assert snapshot.recent_clients == []
     assert snapshot.read_at == snapshot.clients_read_at == read_at
 
@@ -345,7 +346,7 @@ def test_a_webhook_subscription_made_before_migrations_is_kept(
 
     app = make_app(DATABASE_URL=database_url)
 
-    assert app.extensions["token_store"].subscription_of(CONNECTION_ID) == TARGET_URL
+    assert app.extensions["subscriptions"].target_url_of(CONNECTION_ID) == TARGET_URL
 
 
 def test_init_db_upgrades_an_old_database_and_names_its_revision(
@@ -364,8 +365,8 @@ def test_init_db_upgrades_an_old_database_and_names_its_revision(
 
 def test_a_database_at_the_newest_revision_is_left_as_it_is(make_app, database_url, engine):
     app = make_app(DATABASE_URL=database_url)
-    store = app.extensions["token_store"]
-    saved = store.save_connection(
+    store = app.extensions["connections"]
+    saved = store.save(
         business_uid="business-1",
         staff_uid="staff-1",
         token=AccessToken(ACCESS_TOKEN, "Bearer", ISSUED_AT, None),
@@ -378,7 +379,7 @@ def test_a_database_at_the_newest_revision_is_left_as_it_is(make_app, database_u
     assert f"is at schema revision {NEWEST}" in result.output
     assert statements  # it did look
     assert [statement for statement in statements if WRITES.match(statement)] == []
-    assert store.get_connection(saved.id).token.access_token == ACCESS_TOKEN
+    assert store.get(saved.id).token.access_token == ACCESS_TOKEN
 
 
 def test_a_new_database_is_created_at_the_newest_revision(make_app, engine):

@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from app import vcita
 from app.config import ConfigError, load_config
-from app.keys import load_private_key
+from app.signing_keys import load_private_key
 from sandbox.testing import ServerThread
 
 PRIVATE_PARTS = {"d", "p", "q", "dp", "dq", "qi"}

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from werkzeug.serving import BaseWSGIServer
 
 from app import create_app
-from app.database import StoreUnavailable
 from app.logs import hide_url_secrets
+from app.storage.database import StoreUnavailable
 
 from .conftest import approved_callback, change_vcita_settings
 from .security_support import (
@@ -109,7 +109,7 @@ class ServedApp:
 
     def stored_token(self) -> str:
         connection_id = self.session()["connection_id"]
-        return self.app.extensions["token_store"].get_connection(connection_id).token.access_token
+        return self.app.extensions["connections"].get(connection_id).token.access_token
 
     def assert_nothing_secret_logged(self) -> None:
         text = self.recorder.text + self.app_lines.getvalue()
@@ -315,12 +315,10 @@ def test_a_webhook_urls_secret_reaches_no_log_line(serve, person, vcita, monkeyp
     secret = "webhook-secret-" + "s7" * 20
     with serve() as served:
         assert served.get(served.start(person)).status_code == 303
-        store = served.app.extensions["token_store"]
+        subscriptions = served.app.extensions["subscriptions"]
         with served.app.app_context():
-            (row,) = store.list_connections()
-            store.save_subscription(
-                row.id, secret, f"https://connect.example/webhooks/vcita/{secret}"
-            )
+            (row,) = served.app.extensions["connections"].all()
+            subscriptions.save(row.id, secret, f"https://connect.example/webhooks/vcita/{secret}")
         served.secrets.add(secret)
         assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 200
         assert served.post(f"/webhooks/vcita/{secret}x?a=1", data=b"{}").status_code == 404
@@ -329,9 +327,9 @@ def test_a_webhook_urls_secret_reaches_no_log_line(serve, person, vcita, monkeyp
         def unavailable(*args):
             raise StoreUnavailable("the database cannot be used: test")
 
-        monkeypatch.setattr(type(store), "connection_for_webhook", unavailable)
+        monkeypatch.setattr(type(subscriptions), "connection_for", unavailable)
         assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 503
-        served.app.extensions["webhook_work"].wait()
+        served.app.extensions["background"].wait()
     served.assert_nothing_secret_logged()
     webhook_lines = [line for line in served.access_log_lines() if "/webhooks/vcita/" in line]
     assert len(webhook_lines) == 3

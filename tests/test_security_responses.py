@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from app.sessions import CONNECTION_KEY
+from app.session_keys import CONNECTION
 
 from .conftest import REDIRECT_URI, approved_callback
 from .security_support import (
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def store(app):
-    return app.extensions["token_store"]
+    return app.extensions["connections"]
 
 
 def csrf_token(page: str) -> str:
@@ -237,7 +237,7 @@ def test_tokens_never_reach_the_browser(make_app, person, vcita, trace):
             value = cookie.split("=", 1)[1].split(";", 1)[0]
             if value:
                 sessions.append(decode_session(app, value))
-    assert any(CONNECTION_KEY in session for session in sessions)  # the cookies were read
+    assert any(CONNECTION in session for session in sessions)  # the cookies were read
     for session in sessions:
         assert token not in repr(session)
 

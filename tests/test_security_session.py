@@ -27,7 +27,7 @@ from flask import request
 from packaging.version import Version
 
 from app.config import ConfigError, load_config
-from app.sessions import CONNECTION_KEY
+from app.session_keys import CONNECTION
 
 from .conftest import approved_callback, only_snapshot
 from .security_support import decode_session, session_cookie, stored_token
@@ -39,7 +39,7 @@ FIRST_SAFE_AUTHLIB = Version("1.6.11")
 
 
 def store(app):
-    return app.extensions["token_store"]
+    return app.extensions["connections"]
 
 
 def csrf_token(page: str) -> str:
@@ -68,8 +68,8 @@ def test_session_is_rotated_when_a_connection_is_made(app, client, person, vcita
     assert client.get(person.approve(start.location)).status_code == 303
     after = session_cookie(client)
     assert after != before
-    assert CONNECTION_KEY not in decode_session(app, before)
-    assert CONNECTION_KEY in decode_session(app, after)
+    assert CONNECTION not in decode_session(app, before)
+    assert CONNECTION in decode_session(app, after)
     response = browser_with_cookie(app, before).get("/dashboard")
     assert response.status_code == 302
     assert response.location == "/"
@@ -86,7 +86,7 @@ def test_old_cookie_after_disconnect_does_not_reach_the_dashboard(app, client, c
     assert response.status_code == 302
     assert response.location == "/"
     assert len(vcita.userinfo_requests) == userinfo_calls  # the token is gone, not just hidden
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 @pytest.mark.parametrize("sent", ["missing", "empty", "forged", "another-browsers"])
@@ -105,7 +105,7 @@ def test_disconnect_requires_this_sessions_csrf_token(app, client, connect, pers
     response = client.post("/disconnect", data=data)
     assert response.status_code == 403
     assert "This request was refused" in response.text
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
     assert client.get("/dashboard").status_code == 200  # still connected
 
 
@@ -341,7 +341,7 @@ def test_tls_is_verified_for_every_call_to_vcita(
     if trusted:
         assert response.status_code == 303
         assert self_signed_vcita.requests_answered == 3  # token, userinfo, clients
-        assert store(app).count_connections() == 1
+        assert store(app).count() == 1
     elif self_signed == ("api",):
         # The clients list is the dashboard's panel: the connect goes on without it.
         assert response.status_code == 303
@@ -351,7 +351,7 @@ def test_tls_is_verified_for_every_call_to_vcita(
         assert response.status_code == 502
         assert "vcita did not answer" in response.text
         assert self_signed_vcita.requests_answered == 0
-        assert store(app).count_connections() == 0
+        assert store(app).count() == 0
 
 
 # --- Tokens at rest --------------------------------------------------------------------
@@ -391,7 +391,7 @@ def test_another_encryption_key_cannot_read_the_stored_token(
     response = browser_with_cookie(other, cookie).get("/dashboard")
     assert response.status_code == 302  # not connected: the token cannot be read
     assert len(vcita.userinfo_requests) == userinfo_calls
-    assert store(other).count_connections() == 1  # kept for the deployment that has the key
+    assert store(other).count() == 1  # kept for the deployment that has the key
 
 
 def test_rotated_keys_read_old_rows_and_reencrypt_them_with_the_newest(

@@ -12,7 +12,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from app import flows, vcita
+from app import session_keys, vcita
+from app.connect import flows
 from sandbox.testing import ServerThread
 
 from .conftest import approved_callback
@@ -31,14 +32,14 @@ INVALID_LINK = "This sign-in link is no longer valid"
 
 
 def store(app):
-    return app.extensions["token_store"]
+    return app.extensions["connections"]
 
 
 def assert_refused_before_the_exchange(response, app, vcita):
     assert response.status_code == 400
     assert INVALID_LINK in response.text
     assert vcita.token_requests == []
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 # --- The state itself ----------------------------------------------------------------
@@ -182,7 +183,7 @@ def test_two_identical_callbacks_at_the_same_moment_make_one_token_request(
             thread.join()
     assert sorted(statuses) == [303, 400]
     assert len(vcita.token_requests) == 1
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
 
 
 # --- What vcita's answer may carry -----------------------------------------------------
@@ -193,7 +194,7 @@ def test_error_together_with_code_is_rejected(app, client, person, vcita):
     response = client.get(f"{callback}&error=access_denied")
     assert response.status_code == 400
     assert vcita.token_requests == []
-    assert store(app).count_connections() == 0
+    assert store(app).count() == 0
 
 
 def test_error_description_is_shown_escaped_or_not_at_all(client, vcita):
@@ -253,7 +254,7 @@ def test_callback_with_the_configured_issuer_connects(make_app, person, vcita, v
     callback = approved_callback(client, person)
     assert "iss=" in callback
     assert client.get(callback).status_code == 303
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1
 
 
 @pytest.mark.parametrize("sent", ["configured-elsewhere", "forged-in-the-url"])
@@ -324,13 +325,13 @@ def test_pkce_verifier_is_enforced_by_the_sandbox(pkce_app, person, vcita):
     callback = approved_callback(client, person)
     # The right code and state with a wrong verifier: the code alone is not enough.
     with client.session_transaction() as session:
-        pending = session[flows.SESSION_KEY]
+        pending = session[session_keys.PENDING_FLOWS]
         pending[state_of(callback)]["code_verifier"] = "x" * 43
-        session[flows.SESSION_KEY] = pending
+        session[session_keys.PENDING_FLOWS] = pending
     response = client.get(callback)
     assert response.status_code == 400
     assert vcita.token_requests[0]["status"] == 400
-    assert store(pkce_app).count_connections() == 0
+    assert store(pkce_app).count() == 0
 
 
 def test_code_injected_from_another_flow_fails_with_pkce(pkce_app, person, vcita):
@@ -348,7 +349,7 @@ def test_code_injected_from_another_flow_fails_with_pkce(pkce_app, person, vcita
         victims_verifier
     ]
     assert vcita.token_requests[0]["status"] == 400
-    assert store(pkce_app).count_connections() == 0
+    assert store(pkce_app).count() == 0
     # The code itself was good: only the verifier it was bound to was missing.
     assert attacker.get(attackers_callback).status_code == 303
 
@@ -363,4 +364,4 @@ def test_without_pkce_an_injected_code_is_not_detected(app, person, vcita):
         f"/callback?code={quote(code_of(attackers_callback))}&state={victims_state}"
     )
     assert response.status_code == 303
-    assert store(app).count_connections() == 1
+    assert store(app).count() == 1

@@ -21,11 +21,12 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from app import database, migrations, used_states
-from app import store as token_store
-from app.database import StoreUnavailable
-from app.store import Connection, TokenStore
-from app.used_states import UsedStates
+from app import storage
+from app.connect import used_states
+from app.connect.used_states import UsedStates
+from app.storage import migrations
+from app.storage.connections import Connection, ConnectionStore
+from app.storage.database import StoreUnavailable
 from app.vcita import AccessToken
 
 ACCESS_TOKEN = "vcita-access-token-5f2c8a91d04e4b7f"
@@ -82,10 +83,9 @@ def open_app():
     def open_app(url: str, *keys: str) -> Flask:
         app = Flask(__name__)
         app.config.update(DATABASE_URL=url, TOKEN_ENCRYPTION_KEYS=list(keys))
-        database.init_app(app)
+        storage.init_app(app)
         used_states.init_app(app)
-        token_store.init_app(app)
-        stores.append(app.extensions["token_store"])
+        stores.append(app.extensions["connections"])
         return app
 
     yield open_app
@@ -95,8 +95,8 @@ def open_app():
 
 @pytest.fixture
 def open_store(open_app):
-    def open_store(url: str, *keys: str) -> TokenStore:
-        return open_app(url, *keys).extensions["token_store"]
+    def open_store(url: str, *keys: str) -> ConnectionStore:
+        return open_app(url, *keys).extensions["connections"]
 
     return open_store
 
@@ -105,21 +105,23 @@ def open_store(open_app):
 def make_store(open_store, database_url):
     """Open another store on the database under test, with these keys."""
 
-    def make_store(*keys: str) -> TokenStore:
+    def make_store(*keys: str) -> ConnectionStore:
         return open_store(database_url, *keys)
 
     return make_store
 
 
 @pytest.fixture
-def store(make_store, key) -> TokenStore:
+def store(make_store, key) -> ConnectionStore:
     return make_store(key)
 
 
 @pytest.fixture
 def store_log(caplog):
     """Capture the store's log, even when another test stopped the app's propagating."""
-    loggers = [logging.getLogger(name) for name in ("app.store", "app.database")]
+    loggers = [
+        logging.getLogger(name) for name in ("app.storage.connections", "app.storage.database")
+    ]
     for logger in loggers:
         logger.addHandler(caplog.handler)
     yield caplog
@@ -127,13 +129,13 @@ def store_log(caplog):
         logger.removeHandler(caplog.handler)
 
 
-def save(store: TokenStore, staff_uid: str = "staff-1", **changes) -> Connection:
+def save(store: ConnectionStore, staff_uid: str = "staff-1", **changes) -> Connection:
     token = {"access_token": ACCESS_TOKEN, "token_type": "Bearer", "issued_at": ISSUED_AT}
     token = AccessToken(**{"expires_at": None, **token, **changes})
-    return store.save_connection(business_uid="business-1", staff_uid=staff_uid, token=token)
+    return store.save(business_uid="business-1", staff_uid=staff_uid, token=token)
 
 
-def mark_used(store: TokenStore, state: str, expires_at: datetime) -> bool:
+def mark_used(store: ConnectionStore, state: str, expires_at: datetime) -> bool:
     """Mark a state used in the ledger on the store's database."""
     return UsedStates(store.database).mark_used(state, expires_at)
 
@@ -189,15 +191,15 @@ def test_token_is_not_in_the_sqlite_files(open_store, key, sqlite_url, sqlite_pa
 
 def test_stored_token_is_decrypted_on_read(store):
     connection = save(store)
-    assert store.get_connection(connection.id).token.access_token == ACCESS_TOKEN
+    assert store.get(connection.id).token.access_token == ACCESS_TOKEN
 
 
 def test_store_with_another_key_cannot_read_the_token(make_store, key, database_url, store_log):
     connection = save(make_store(key))
     other = make_store(Fernet.generate_key().decode())
 
-    assert other.get_connection(connection.id) is None
-    assert other.count_connections() == 1  # kept, in case the right key comes back
+    assert other.get(connection.id) is None
+    assert other.count() == 1  # kept, in case the right key comes back
     [row] = raw_rows(database_url, "connections")
     assert "cannot be decrypted" in store_log.text
     assert ACCESS_TOKEN not in store_log.text
@@ -220,10 +222,10 @@ def test_token_from_an_older_key_is_reencrypted_with_the_newest_on_read(make_sto
     connection = save(make_store(old_key))
     rotated = make_store(new_key, old_key)
 
-    assert rotated.get_connection(connection.id).token.access_token == ACCESS_TOKEN
+    assert rotated.get(connection.id).token.access_token == ACCESS_TOKEN
     [row] = raw_rows(database_url, "connections")
     assert Fernet(new_key).decrypt(row["encrypted_access_token"].encode()) == ACCESS_TOKEN.encode()
-    assert make_store(old_key).get_connection(connection.id) is None
+    assert make_store(old_key).get(connection.id) is None
 
 
 def test_token_from_the_newest_key_is_not_rewritten_on_read(make_store, key, database_url):
@@ -231,7 +233,7 @@ def test_token_from_the_newest_key_is_not_rewritten_on_read(make_store, key, dat
     connection = save(store)
     [before] = raw_rows(database_url, "connections")
 
-    assert store.get_connection(connection.id).token.access_token == ACCESS_TOKEN
+    assert store.get(connection.id).token.access_token == ACCESS_TOKEN
     [after] = raw_rows(database_url, "connections")
     assert after["encrypted_access_token"] == before["encrypted_access_token"]
 
@@ -244,8 +246,8 @@ def test_connecting_again_replaces_the_token_and_keeps_the_id(store):
     again = save(store, access_token="new-token-0b7e", issued_at=ISSUED_AT + timedelta(days=1))
 
     assert again.id == first.id
-    assert store.count_connections() == 1
-    stored = store.get_connection(first.id)
+    assert store.count() == 1
+    stored = store.get(first.id)
     assert stored.token.access_token == "new-token-0b7e"
     assert stored.token.issued_at == ISSUED_AT + timedelta(days=1)
     assert stored.connected_at == first.connected_at
@@ -257,9 +259,9 @@ def test_another_staff_member_gets_another_connection(store):
     second = save(store, staff_uid="staff-2", access_token="staff-2-token-91ac")
 
     assert second.id != first.id
-    assert store.count_connections() == 2
-    assert store.get_connection(first.id).token.access_token == ACCESS_TOKEN
-    assert store.get_connection(second.id).token.access_token == "staff-2-token-91ac"
+    assert store.count() == 2
+    assert store.get(first.id).token.access_token == ACCESS_TOKEN
+    assert store.get(second.id).token.access_token == "staff-2-token-91ac"
 
 
 def test_connection_ids_are_random_and_unguessable(store):
@@ -271,7 +273,7 @@ def test_connection_ids_are_random_and_unguessable(store):
 def test_same_business_connecting_from_many_browsers_at_once_stores_one_row(store):
     connections = run_together(lambda: save(store))
 
-    assert store.count_connections() == 1
+    assert store.count() == 1
     assert {connection.id for connection in connections} == {connections[0].id}
 
 
@@ -281,7 +283,7 @@ def test_same_business_connecting_from_many_browsers_at_once_stores_one_row(stor
 def test_times_are_read_back_in_utc(store, expires_at):
     issued_at = datetime(2025, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
     connection = save(store, issued_at=issued_at, expires_at=expires_at)
-    stored = store.get_connection(connection.id)
+    stored = store.get(connection.id)
 
     assert stored.token.issued_at == issued_at
     assert stored.token.issued_at.tzinfo == UTC
@@ -292,16 +294,16 @@ def test_times_are_read_back_in_utc(store, expires_at):
 
 def test_unknown_connection_is_none(store):
     save(store)
-    assert store.get_connection("no-such-id") is None
+    assert store.get("no-such-id") is None
 
 
 def test_deleted_connection_is_gone(store):
     connection = save(store)
 
-    assert store.delete_connection(connection.id) is True
-    assert store.get_connection(connection.id) is None
-    assert store.count_connections() == 0
-    assert store.delete_connection(connection.id) is False
+    assert store.delete(connection.id) is True
+    assert store.get(connection.id) is None
+    assert store.count() == 0
+    assert store.delete(connection.id) is False
 
 
 # --- Single-use states ------------------------------------------------------------------
@@ -348,7 +350,7 @@ def test_schema_is_created_on_first_use_of_an_empty_database(
     assert not sqlite_path.parent.exists()
     store = open_store(sqlite_url, key)
     assert sqlite_tables(sqlite_path) >= {"connections", "used_states"}
-    assert store.count_connections() == 0
+    assert store.count() == 0
 
 
 def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite_url, sqlite_path):
@@ -375,7 +377,7 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
 def test_workers_starting_together_on_an_empty_database_all_start(make_store, key, store_log):
     stores = run_together(lambda: make_store(key), times=4)
 
-    assert [store.count_connections() for store in stores] == [0, 0, 0, 0]
+    assert [store.count() for store in stores] == [0, 0, 0, 0]
     assert "unavailable" not in store_log.text
 
 
@@ -411,10 +413,10 @@ BROKEN_DATABASES = [
 ]
 PUBLIC_CALLS = [
     pytest.param(save, id="save_connection"),
-    pytest.param(lambda store: store.get_connection("some-id"), id="get_connection"),
-    pytest.param(lambda store: store.delete_connection("some-id"), id="delete_connection"),
+    pytest.param(lambda store: store.get("some-id"), id="get_connection"),
+    pytest.param(lambda store: store.delete("some-id"), id="delete_connection"),
     pytest.param(lambda store: mark_used(store, "s", in_minutes(10)), id="mark_used"),
-    pytest.param(lambda store: store.count_connections(), id="count_connections"),
+    pytest.param(lambda store: store.count(), id="count_connections"),
     pytest.param(lambda store: store.database.ping(), id="ping"),
 ]
 
@@ -445,7 +447,7 @@ def test_store_works_again_once_the_database_can_be_written(
     unblock(sqlite_path)
 
     connection = save(store)
-    assert store.get_connection(connection.id).token.access_token == ACCESS_TOKEN
+    assert store.get(connection.id).token.access_token == ACCESS_TOKEN
     assert sqlite_tables(sqlite_path) >= {"connections", "used_states"}
 
 

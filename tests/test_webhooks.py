@@ -25,19 +25,19 @@ def connect(app, person):
     """Connect in a new browser; return it once the app has subscribed (off the request)."""
     browser = app.test_client()
     assert browser.get(approved_callback(browser, person)).status_code == 303
-    app.extensions["webhook_work"].wait()
+    app.extensions["background"].wait()
     return browser
 
 
 def subscribed_url(app) -> str | None:
     connection = only_connection(app)
     with app.app_context():
-        return app.extensions["token_store"].subscription_of(connection.id)
+        return app.extensions["subscriptions"].target_url_of(connection.id)
 
 
 def deliver(app, path: str, body=b'{"event": "application/uninstalled"}', **kwargs):
     response = app.test_client().post(path, data=body, content_type="application/json", **kwargs)
-    app.extensions["webhook_work"].wait()
+    app.extensions["background"].wait()
     return response
 
 
@@ -54,7 +54,7 @@ def with_subscription(app, person):
     connect(app, person)
     connection = only_connection(app)
     with app.app_context():
-        app.extensions["token_store"].save_subscription(
+        app.extensions["subscriptions"].save(
             connection.id, "known-secret", f"{PUBLIC}/webhooks/vcita/known-secret"
         )
     return app
@@ -79,7 +79,7 @@ def test_a_confirmed_uninstall_forgets_the_connection(with_subscription, vcita_s
 
 
 def test_an_unconfirmed_delivery_changes_nothing(with_subscription, vcita, caplog):
-    caplog.set_level(logging.INFO, logger="app.webhooks")
+    caplog.set_level(logging.INFO, logger="app.token_use")
     response = deliver(with_subscription, "/webhooks/vcita/known-secret")
     assert response.status_code == 200
     assert only_connection(with_subscription) is not None
@@ -137,7 +137,7 @@ def test_each_connection_has_a_secret_of_its_own(public_app, vcita_server, vcita
         with SandboxPerson(vcita_server.url) as someone:
             browser = public_app.test_client()
             browser.get(approved_callback(browser, someone, staff=staff))
-    public_app.extensions["webhook_work"].wait()
+    public_app.extensions["background"].wait()
     urls = [held.target_url for held in vcita.subscriptions()]
     assert len(urls) == len(set(urls)) == 2
 
@@ -149,7 +149,7 @@ def test_without_a_public_url_nothing_is_subscribed(app, person, vcita):
 
 
 def test_a_failed_subscription_never_fails_the_connect(public_app, person, vcita, caplog):
-    caplog.set_level(logging.WARNING, logger="app.webhooks")
+    caplog.set_level(logging.WARNING, logger="app.token_use")
     vcita.set_fault("subscribe", status=500, json={"response": "Not Subscribed"})
     browser = connect(public_app, person)
     assert browser.get("/dashboard").status_code == 200
@@ -169,7 +169,7 @@ def test_the_connect_does_not_wait_for_the_subscription(public_app, person, vcit
     assert browser.get(approved_callback(browser, person)).status_code == 303
     assert browser.get("/dashboard").status_code == 200
     assert vcita.subscriptions() == []  # the person already has the dashboard
-    public_app.extensions["webhook_work"].wait()
+    public_app.extensions["background"].wait()
     (held,) = vcita.subscriptions()
     assert subscribed_url(public_app) == held.target_url
 
@@ -181,7 +181,7 @@ def test_a_disconnect_before_the_subscription_lands_leaves_none_at_vcita(
     browser = public_app.test_client()
     assert browser.get(approved_callback(browser, person)).status_code == 303
     assert disconnect(browser).status_code == 303  # while vcita is still subscribing
-    public_app.extensions["webhook_work"].wait()
+    public_app.extensions["background"].wait()
     assert vcita.subscriptions() == []
     assert only_connection(public_app) is None
     assert "failed" not in caplog.text
@@ -203,7 +203,7 @@ def test_disconnect_unsubscribes_then_deletes(public_app, person, vcita):
 def test_a_failed_unsubscribe_is_logged_and_the_token_deleted_anyway(
     public_app, person, vcita, caplog
 ):
-    caplog.set_level(logging.WARNING, logger="app.webhooks")
+    caplog.set_level(logging.WARNING, logger="app.token_use")
     browser = connect(public_app, person)
     vcita.set_fault("unsubscribe", status=503)
     assert disconnect(browser).status_code == 303
@@ -234,7 +234,7 @@ def test_an_uninstall_in_the_sandbox_removes_the_connection_within_one_delivery(
             "/_sandbox/uninstall", json={"business_uid": "7c6dc1589f078b66"}
         )
         assert answer.status_code == 200
-        app.extensions["webhook_work"].wait()
+        app.extensions["background"].wait()
 
     (delivery,) = vcita.deliveries
     assert delivery["status"] == 200

@@ -71,7 +71,7 @@ def expect_error_page(page: Page, title: str, button: str) -> None:
 def stored_connections(servers: Servers) -> int:
     """Return how many connections the app has stored."""
     with servers.app.app_context():
-        return servers.app.extensions["token_store"].count_connections()
+        return servers.app.extensions["connections"].count()
 
 
 def statuses(records: list[dict]) -> list[int]:

@@ -205,7 +205,7 @@ def test_after_uninstall_app_in_vcita_the_dashboard_sends_the_person_back_to_con
     open_from_app_market(vcita, servers, "tab")
     vcita.get_by_role("button", name="Uninstall app").click()
     expect(vcita.get_by_text("uninstalled from Harbor Light Yoga")).to_be_visible()
-    servers.app.extensions["webhook_work"].wait()
+    servers.app.extensions["background"].wait()
     assert [delivery["status"] for delivery in servers.vcita.deliveries] == [200]
 
     page.reload()

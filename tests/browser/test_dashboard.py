@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from app.trace import hidden
+from app.connect.trace import hidden
 
 from .conftest import CLIENT_SECRET, Servers
 from .steps import CALLBACK, connect
@@ -97,8 +97,8 @@ def stored_access_token(context: BrowserContext, servers: Servers) -> str:
         cookie["value"]
     )
     with servers.app.app_context():
-        store = servers.app.extensions["token_store"]
-        return store.get_connection(session["connection_id"]).token.access_token
+        store = servers.app.extensions["connections"]
+        return store.get(session["connection_id"]).token.access_token
 
 
 def test_flow_trace_is_off_outside_the_sandbox_by_default(page: Page, start_servers):

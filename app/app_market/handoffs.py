@@ -31,9 +31,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import Flask, current_app, session
 
-from .database import Database, handoffs
+from .. import session_keys
+from ..storage.database import Database, insert_expiring
+from ..storage.tables import handoffs
 
-SESSION_KEY = "handoff_secret"
 SECRET_LIFETIME = timedelta(minutes=10)  # as long as a pending flow lives
 CODE_LIFETIME = timedelta(minutes=2)  # the popup's page delivers it at once
 BINDING_LENGTH = 43  # a sha256, unpadded url-safe base64
@@ -46,7 +47,7 @@ def _hash(value: str) -> str:
 
 def binding_for_this_session() -> str:
     """Return the binding to open the popup with, keeping its secret in this session."""
-    kept = session.get(SESSION_KEY)
+    kept = session.get(session_keys.HANDOFF_SECRET)
     fresh = (
         isinstance(kept, dict)
         and isinstance(kept.get("secret"), str)
@@ -55,7 +56,7 @@ def binding_for_this_session() -> str:
     )
     if not fresh:
         kept = {"secret": secrets.token_urlsafe(32), "made_at": time.time()}
-        session[SESSION_KEY] = kept
+        session[session_keys.HANDOFF_SECRET] = kept
     return _hash(kept["secret"])
 
 
@@ -75,28 +76,31 @@ class Handoffs:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def offer(self, binding: str, connection_id: str) -> str:
+    def offer(self, binding: str | None, connection_id: str) -> str | None:
         """Offer `connection_id` to the session whose secret hashes to `binding`.
 
-        Return the one-time code, for the popup's page to hand to its opener.
+        Return the one-time code, for the popup's page to hand to its opener; None for a
+        flow that no frame started (no binding).
         """
+        if binding is None:
+            return None
         code = secrets.token_urlsafe(32)
-        now = datetime.now(UTC)
         with self.database.transaction() as db:
-            db.execute(sa.delete(handoffs).where(handoffs.c.expires_at < now))
-            db.execute(
-                sa.insert(handoffs).values(
-                    code_hash=_hash(code),
-                    binding=binding,
-                    connection_id=connection_id,
-                    expires_at=now + CODE_LIFETIME,
-                )
+            insert_expiring(
+                db,
+                handoffs,
+                {
+                    "code_hash": _hash(code),
+                    "binding": binding,
+                    "connection_id": connection_id,
+                    "expires_at": datetime.now(UTC) + CODE_LIFETIME,
+                },
             )
         return code
 
     def redeem(self, code: str) -> str | None:
         """Return the connection `code` carries to this session, once; else None."""
-        kept = session.get(SESSION_KEY)
+        kept = session.get(session_keys.HANDOFF_SECRET)
         secret = kept.get("secret") if isinstance(kept, dict) else None
         if not isinstance(secret, str) or not isinstance(code, str) or not code:
             return None
@@ -114,7 +118,7 @@ class Handoffs:
             deleted = db.execute(sa.delete(handoffs).where(handoffs.c.code_hash == code_hash))
             if deleted.rowcount != 1:
                 return None
-        session.pop(SESSION_KEY, None)
+        session.pop(session_keys.HANDOFF_SECRET, None)
         return row.connection_id
 
 

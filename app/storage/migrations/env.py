@@ -1,6 +1,6 @@
 """Alembic's entry point: run the revisions in versions/ on the app's database.
 
-The app runs it (app.migrations) on a connection it has already locked. The `alembic`
+The app runs it (app.storage.migrations) on a connection it has already locked. The `alembic`
 command runs it on DATABASE_URL, read from the environment and .env as `flask` reads
 it, under the same lock as the app's workers.
 """
@@ -13,10 +13,11 @@ from alembic import context
 from dotenv import load_dotenv
 
 from app.config import DEFAULT_DATABASE_FILE
-from app.database import Database, metadata
+from app.storage.database import Database
+from app.storage.tables import metadata
 
 # The app's default database (app/config.py): in instance/ beside the app package.
-INSTANCE_FOLDER = Path(__file__).resolve().parents[2] / "instance"
+INSTANCE_FOLDER = Path(__file__).resolve().parents[3] / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_FOLDER / DEFAULT_DATABASE_FILE}"
 
 

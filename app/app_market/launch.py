@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, fields
 from flask import session
 from werkzeug.datastructures import MultiDict
 
+from ..session_keys import LAUNCH
+
 logger = logging.getLogger(__name__)
 
-SESSION_KEY = "launch"
 # vcita's uids are short alphanumeric strings; anything else is not one of its uids.
 UID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # staff_role, impersonate, payment_permissions, package: short words vcita chooses.
@@ -59,6 +60,10 @@ class Launch:
     @property
     def direction(self) -> str:
         return LANGUAGES.get(self.language or "en", "ltr")
+
+    def names_another_business(self, business_uid: str) -> bool:
+        """Say whether vcita opened the app for another business than `business_uid`."""
+        return bool(self.business_uid and self.business_uid != business_uid)
 
 
 FORMS = {
@@ -103,14 +108,14 @@ def read_launch(query: MultiDict) -> Launch:
 def remember(launch: Launch) -> None:
     """Keep this launch in the session (or forget the last one, for a plain visit)."""
     if launch:
-        session[SESSION_KEY] = {name: value for name, value in asdict(launch).items() if value}
+        session[LAUNCH] = {name: value for name, value in asdict(launch).items() if value}
     else:
-        session.pop(SESSION_KEY, None)
+        session.pop(LAUNCH, None)
 
 
 def remembered() -> Launch:
     """Return the launch this browser's session was last opened with, if any."""
-    kept = session.get(SESSION_KEY)
+    kept = session.get(LAUNCH)
     if not isinstance(kept, dict):
         return Launch()
     # Read back through the same checks: the session may come from another version.

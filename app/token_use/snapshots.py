@@ -4,25 +4,77 @@ The dashboard shows two answers of vcita's: userinfo (the business and staff mem
 the recent clients list. Both need only the token, so they are asked at once, on two of
 the client's pooled connections: a dashboard costs one round trip to vcita, not two. The
 callback reads them the same way, right after the exchange, and the connection keeps
-what vcita said (encrypted, with the time it was read): the dashboard that follows the
-connect renders from that copy without asking again, and a later dashboard falls back
-to it, with a banner, when vcita does not answer.
+what vcita said (sealed, with the time it was read). `for_dashboard` decides what a
+dashboard shows:
+
+- right after the connect: the copy the callback read a moment ago, without asking again;
+- otherwise, vcita's answer read live, with the clients last listed if only that list
+  failed, kept for next time;
+- when vcita does not answer: the kept copy, with a banner that says so.
 """
 
+import json
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
 
-from .client import get_client
+from ..storage.connections import Connection, Snapshot, get_connections
+from ..vcita import AccessToken, VcitaUnavailable
+from ..vcita_client import get_vcita
 from .recent_clients import ClientRow, recent_clients
-from .store import Snapshot
-from .vcita import AccessToken
+
+logger = logging.getLogger(__name__)
 
 # Each one waits on vcita for a clients list while a request thread reads userinfo: as
 # many as the request threads a worker runs (gunicorn.conf.py), and a few more.
 READING_THREADS = 32
+# The callback's copy is shown instead of a live read only this soon after the connect.
+JUST_CONNECTED_FOR = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the dashboard shows of vcita's answers, and why it is not live when it is not."""
+
+    snapshot: Snapshot
+    unanswered: VcitaUnavailable | None = None  # vcita did not answer: the kept copy
+
+    @property
+    def userinfo(self) -> dict:
+        return self.snapshot.userinfo
+
+    @property
+    def userinfo_json(self) -> str:
+        """Return userinfo as the page shows it whole: indented, keys sorted."""
+        return json.dumps(self.userinfo, indent=2, sort_keys=True, ensure_ascii=False)
+
+    @property
+    def recent_clients(self) -> list[ClientRow] | None:
+        """Return the recent clients panel's rows; None if vcita never listed them."""
+        return client_rows(self.snapshot)
+
+
+def for_dashboard(connection: Connection, just_connected: bool) -> Dashboard:
+    """Decide what the dashboard shows of the connection's business (see the module's list).
+
+    Raises AccessRevoked when vcita refuses the token, and VcitaUnavailable when vcita
+    does not answer and nothing is kept to show instead.
+    """
+    kept = connection.snapshot
+    if just_connected and kept is not None and _read_in_the_last(kept, JUST_CONNECTED_FOR):
+        return Dashboard(kept)  # the callback read it a moment ago
+    try:
+        snapshot = with_last_clients(read(connection.token), kept)
+    except VcitaUnavailable as error:
+        if kept is None:
+            raise  # nothing kept to show: the error page says vcita did not answer
+        logger.warning("vcita did not answer (%s); showing the kept copy", error)
+        return Dashboard(kept, unanswered=error)
+    get_connections().keep_snapshot(connection.id, snapshot)
+    return Dashboard(snapshot)
 
 
 def read(token: AccessToken) -> Snapshot:
@@ -33,7 +85,7 @@ def read(token: AccessToken) -> Snapshot:
     leaves the panel empty-handed (None), as the dashboard always allowed.
     """
     clients = _readers().submit(_recent_clients_in, current_app._get_current_object(), token)
-    userinfo = get_client().fetch_userinfo(token)
+    userinfo = get_vcita().fetch_userinfo(token)
     rows, now = _rows(clients), datetime.now(UTC)
     return Snapshot(userinfo, rows, now, clients_read_at=None if rows is None else now)
 
@@ -57,6 +109,10 @@ def client_rows(snapshot: Snapshot) -> list[ClientRow] | None:
 def init_app(app: Flask) -> None:
     """Give the app the threads that read vcita's clients list beside userinfo."""
     app.extensions["snapshot_readers"] = ThreadPoolExecutor(READING_THREADS, "vcita-reading")
+
+
+def _read_in_the_last(snapshot: Snapshot, period: timedelta) -> bool:
+    return datetime.now(UTC) - snapshot.read_at < period
 
 
 def _readers() -> ThreadPoolExecutor:

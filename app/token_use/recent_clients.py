@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .client import get_client
-from .vcita import AccessRevoked, AccessToken, VcitaError
+from ..vcita import AccessRevoked, AccessToken, VcitaError
+from ..vcita_client import get_vcita
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def recent_clients(token: AccessToken) -> list[ClientRow] | None:
     AccessRevoked goes to the dashboard, which forgets the connection.
     """
     try:
-        items = list(get_client().api_pages(token, CLIENTS_PATH, max_pages=MAX_PAGES))
+        items = list(get_vcita().api_pages(token, CLIENTS_PATH, max_pages=MAX_PAGES))
     except AccessRevoked:
         raise
     except VcitaError as error:

@@ -1,43 +1,28 @@
-"""Connections and their encrypted tokens, and the flow traces that describe them.
+"""Connections: a business's token, when it was last used, and what vcita last said.
 
 A connection is one vcita business (and the staff member who approved the app) with
 the access token vcita gave us in step 3 of its guide. The token lives about 20 years
-and acts for the whole business, so it is stored only encrypted (Fernet), and
-connecting again replaces it rather than adding a second copy.
-
-TOKEN_ENCRYPTION_KEY lists Fernet keys, comma-separated, newest first (the app config
-holds them as TOKEN_ENCRYPTION_KEYS). Every key can read, only the newest writes, and
-a token still encrypted with an older key is re-encrypted the first time it is read:
-to rotate, put a new key first, and drop the old one later.
+and acts for the whole business, so it is stored only sealed (`sealer.py`), and
+connecting again replaces it rather than adding a second copy. A token sealed with an
+older key is sealed again with the newest the first time it is read.
 """
 
-import hashlib
 import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from flask import Flask, current_app
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from flask import current_app
 
-from .database import (
-    Database,
-    connection_activity,
-    connections,
-    flow_traces,
-    webhook_subscriptions,
-)
-from .vcita import AccessToken
+from ..vcita import AccessToken
+from .database import Database
+from .sealer import InvalidToken, Sealer
+from .tables import connection_activity, connections, flow_traces
 
 logger = logging.getLogger(__name__)
 
-# Each dialect's INSERT .. ON CONFLICT, so that a write and its conflict check are one
-# atomic statement: two workers saving the same connection at once cannot both insert.
-INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # Where a connection keeps what vcita last said (Snapshot), encrypted but for the times.
 SNAPSHOT_COLUMNS = (
     "encrypted_userinfo",
@@ -55,8 +40,6 @@ REPLACED_ON_RECONNECT = (
     "updated_at",
     *SNAPSHOT_COLUMNS,
 )
-# A trace is for the developer looking at the dashboard right after connecting.
-TRACE_LIFETIME = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -94,16 +77,14 @@ class StoredConnection:
     last_used_at: datetime | None
 
 
-class TokenStore:
-    """The connections repository, on the app's database, encrypting with Fernet keys."""
+class ConnectionStore:
+    """The connections, on the app's database, their tokens and vcita's answers sealed."""
 
-    def __init__(self, database: Database, keys: list[str]) -> None:
-        fernets = [Fernet(key) for key in keys]
+    def __init__(self, database: Database, sealer: Sealer) -> None:
         self.database = database
-        self._keys = MultiFernet(fernets)
-        self._newest_key = fernets[0]
+        self.sealer = sealer
 
-    def save_connection(
+    def save(
         self,
         *,
         business_uid: str,
@@ -120,7 +101,7 @@ class TokenStore:
             "id": secrets.token_urlsafe(16),  # kept only if this pair is new
             "business_uid": business_uid,
             "staff_uid": staff_uid,
-            "encrypted_access_token": self._encrypt(token.access_token),
+            "encrypted_access_token": self.sealer.seal(token.access_token),
             "token_type": token.token_type,
             "issued_at": token.issued_at,
             "expires_at": token.expires_at,
@@ -143,9 +124,9 @@ class TokenStore:
             )
             self.touch(connection_id)
 
-    def get_connection(self, connection_id: str) -> Connection | None:
+    def get(self, connection_id: str) -> Connection | None:
         """Return the connection with this id and its decrypted token, or None."""
-        if not _could_be_stored(connection_id):
+        if not could_be_stored(connection_id):
             return None
         with self.database.transaction() as db:
             row = db.execute(
@@ -154,7 +135,7 @@ class TokenStore:
         if row is None:
             return None
         try:
-            access_token, reencrypted = self._decrypt(row.encrypted_access_token)
+            access_token, resealed = self.sealer.open_and_reseal(row.encrypted_access_token)
         except InvalidToken:
             # Keep the row: the key that can read it may only be missing from this
             # deployment's TOKEN_ENCRYPTION_KEY. Never log the id (what a session
@@ -166,56 +147,22 @@ class TokenStore:
                 row.staff_uid,
             )
             return None
-        if reencrypted is not None:
-            self._replace_ciphertext(row, reencrypted)
+        if resealed is not None:
+            self._replace_ciphertext(row, resealed)
         return _connection_from(row, access_token, self._snapshot_from(row))
 
-    def delete_connection(self, connection_id: str) -> bool:
+    def delete(self, connection_id: str) -> bool:
         """Forget a connection and its token; return whether there was one."""
-        if not _could_be_stored(connection_id):
+        if not could_be_stored(connection_id):
             return False
         with self.database.transaction() as db:
             db.execute(sa.delete(flow_traces).where(flow_traces.c.connection_id == connection_id))
             result = db.execute(sa.delete(connections).where(connections.c.id == connection_id))
         return result.rowcount == 1
 
-    def save_trace(self, connection_id: str, steps: list) -> str:
-        """Keep a connect's flow trace for a short while; return the id that reads it."""
-        trace_id = secrets.token_urlsafe(16)
-        now = datetime.now(UTC)
-        with self.database.transaction() as db:
-            db.execute(sa.delete(flow_traces).where(flow_traces.c.expires_at < now))
-            db.execute(
-                sa.insert(flow_traces).values(
-                    id=trace_id,
-                    connection_id=connection_id,
-                    encrypted_steps=self._encrypt(json.dumps(steps)),
-                    expires_at=now + TRACE_LIFETIME,
-                )
-            )
-        return trace_id
-
-    def get_trace(self, trace_id: str, connection_id: str) -> list | None:
-        """Return the unexpired trace `trace_id` of `connection_id`, or None."""
-        if not (_could_be_stored(trace_id) and _could_be_stored(connection_id)):
-            return None
-        with self.database.transaction() as db:
-            ciphertext = db.execute(
-                sa.select(flow_traces.c.encrypted_steps)
-                .where(flow_traces.c.id == trace_id)
-                .where(flow_traces.c.connection_id == connection_id)
-                .where(flow_traces.c.expires_at >= datetime.now(UTC))
-            ).scalar_one_or_none()
-        if ciphertext is None:
-            return None
-        try:
-            return json.loads(self._keys.decrypt(ciphertext.encode()))
-        except InvalidToken:
-            return None  # written under a key this deployment no longer has
-
     def count_existing(self, connection_ids: list[str]) -> int:
         """Return how many of these connections are still stored."""
-        ids = [known for known in connection_ids if _could_be_stored(known)]
+        ids = [known for known in connection_ids if could_be_stored(known)]
         if not ids:
             return 0
         with self.database.transaction() as db:
@@ -225,7 +172,7 @@ class TokenStore:
                 .where(connections.c.id.in_(ids))
             ).scalar_one()
 
-    def list_connections(self) -> list[StoredConnection]:
+    def all(self) -> list[StoredConnection]:
         """Return every stored connection, without its token, newest first."""
         with self.database.transaction() as db:
             rows = db.execute(
@@ -241,11 +188,9 @@ class TokenStore:
             ).all()
         return [StoredConnection(**row._mapping) for row in rows]
 
-    def find_connection(
-        self, business_uid: str, staff_uid: str | None = None
-    ) -> Connection | None:
+    def find(self, business_uid: str, staff_uid: str | None = None) -> Connection | None:
         """Return the business's connection (the staff member's, else the newest), or None."""
-        if not _could_be_stored(business_uid) or not _could_be_stored(staff_uid or ""):
+        if not could_be_stored(business_uid) or not could_be_stored(staff_uid or ""):
             return None
         query = sa.select(connections.c.id).where(connections.c.business_uid == business_uid)
         if staff_uid is not None:
@@ -254,7 +199,7 @@ class TokenStore:
             found = db.execute(
                 query.order_by(connections.c.updated_at.desc()).limit(1)
             ).scalar_one_or_none()
-        return self.get_connection(found) if found else None
+        return self.get(found) if found else None
 
     def touch(self, connection_id: str) -> None:
         """Record that the connection's token was just used."""
@@ -266,69 +211,19 @@ class TokenStore:
                 .values(last_used_at=now)
             )
             if updated.rowcount == 0:
-                statement = INSERTS[self.database.dialect](connection_activity).values(
+                statement = self.database.insert(connection_activity).values(
                     connection_id=connection_id, last_used_at=now
                 )
                 db.execute(statement.on_conflict_do_nothing())
 
-    def save_subscription(self, connection_id: str, secret: str, target_url: str) -> bool:
-        """Keep the connection's webhook subscription: its secret's hash, its URL encrypted.
-
-        Return False if the connection is gone (disconnected while vcita was asked).
-        """
-        values = {
-            "connection_id": connection_id,
-            "secret_hash": _sha256(secret),
-            "encrypted_target_url": self._encrypt(target_url),
-            "subscribed_at": datetime.now(UTC),
-        }
-        statement = INSERTS[self.database.dialect](webhook_subscriptions).values(values)
-        try:
-            with self.database.transaction() as db:
-                db.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[webhook_subscriptions.c.connection_id],
-                        set_={name: statement.excluded[name] for name in values},
-                    )
-                )
-        except IntegrityError:  # the foreign key: no such connection any more
-            return False
-        return True
-
-    def subscription_of(self, connection_id: str) -> str | None:
-        """Return the target URL the connection is subscribed with, or None."""
-        with self.database.transaction() as db:
-            ciphertext = db.execute(
-                sa.select(webhook_subscriptions.c.encrypted_target_url).where(
-                    webhook_subscriptions.c.connection_id == connection_id
-                )
-            ).scalar_one_or_none()
-        if ciphertext is None:
-            return None
-        try:
-            return self._keys.decrypt(ciphertext.encode()).decode()
-        except InvalidToken:
-            return None
-
-    def connection_for_webhook(self, secret: str) -> str | None:
-        """Return the id of the connection whose webhook URL carries `secret`, or None."""
-        if not _could_be_stored(secret):
-            return None
-        with self.database.transaction() as db:
-            return db.execute(
-                sa.select(webhook_subscriptions.c.connection_id).where(
-                    webhook_subscriptions.c.secret_hash == _sha256(secret)
-                )
-            ).scalar_one_or_none()
-
-    def count_connections(self) -> int:
+    def count(self) -> int:
         """Return how many connections are stored."""
         with self.database.transaction() as db:
             return db.execute(sa.select(sa.func.count()).select_from(connections)).scalar_one()
 
     def _upsert_connection(self, values: dict) -> sa.Executable:
         """Build one atomic INSERT .. ON CONFLICT DO UPDATE on business and staff."""
-        statement = INSERTS[self.database.dialect](connections).values(values)
+        statement = self.database.insert(connections).values(values)
         return statement.on_conflict_do_update(
             index_elements=[connections.c.business_uid, connections.c.staff_uid],
             set_={name: statement.excluded[name] for name in REPLACED_ON_RECONNECT},
@@ -351,10 +246,10 @@ class TokenStore:
             return dict.fromkeys(SNAPSHOT_COLUMNS)
         clients = snapshot.recent_clients
         return {
-            "encrypted_userinfo": self._encrypt(json.dumps(snapshot.userinfo)),
+            "encrypted_userinfo": self.sealer.seal(json.dumps(snapshot.userinfo)),
             "encrypted_recent_clients": None
             if clients is None
-            else self._encrypt(json.dumps(clients)),
+            else self.sealer.seal(json.dumps(clients)),
             "userinfo_read_at": snapshot.read_at,
             "recent_clients_read_at": None if clients is None else snapshot.clients_read_at,
         }
@@ -364,10 +259,10 @@ class TokenStore:
         if row.encrypted_userinfo is None or row.userinfo_read_at is None:
             return None
         try:
-            userinfo = json.loads(self._keys.decrypt(row.encrypted_userinfo.encode()))
+            userinfo = json.loads(self.sealer.open(row.encrypted_userinfo))
             clients = None
             if row.encrypted_recent_clients is not None:
-                clients = json.loads(self._keys.decrypt(row.encrypted_recent_clients.encode()))
+                clients = json.loads(self.sealer.open(row.encrypted_recent_clients))
         except (InvalidToken, ValueError):
             return None  # written under a key this deployment no longer has
         if not isinstance(userinfo, dict) or not isinstance(clients, list | None):
@@ -375,42 +270,19 @@ class TokenStore:
         clients_read_at = None if clients is None else row.recent_clients_read_at
         return Snapshot(userinfo, clients, row.userinfo_read_at, clients_read_at)
 
-    def _encrypt(self, plaintext: str) -> str:
-        return self._newest_key.encrypt(plaintext.encode()).decode()
 
-    def _decrypt(self, ciphertext: str) -> tuple[str, str | None]:
-        """Return the token, and its re-encryption if an older key had encrypted it."""
-        try:
-            return self._newest_key.decrypt(ciphertext.encode()).decode(), None
-        except InvalidToken:
-            pass
-        reencrypted = self._keys.rotate(ciphertext.encode())  # InvalidToken if no key fits
-        return self._newest_key.decrypt(reencrypted).decode(), reencrypted.decode()
+def get_connections() -> ConnectionStore:
+    """Return the current app's connections."""
+    return current_app.extensions["connections"]
 
 
-def init_app(app: Flask) -> None:
-    """Keep connections on the app's database, encrypted with TOKEN_ENCRYPTION_KEY."""
-    app.extensions["token_store"] = TokenStore(
-        app.extensions["database"], app.config["TOKEN_ENCRYPTION_KEYS"]
-    )
-
-
-def get_store() -> TokenStore:
-    """Return the current app's token store."""
-    return current_app.extensions["token_store"]
-
-
-def _could_be_stored(text: str) -> bool:
+def could_be_stored(text: str) -> bool:
     """Return whether both databases can hold `text`; PostgreSQL's text holds no NUL.
 
     An id that could not be stored names no connection, on SQLite and PostgreSQL alike,
     instead of failing the query on PostgreSQL.
     """
     return "\x00" not in text
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _connection_from(

@@ -1,13 +1,14 @@
-"""The database behind the app: its tables, its engine, and transactions that fail clearly.
+"""The database behind the app: its engine, schema upgrades, and transactions that fail clearly.
 
-SQLite by default, PostgreSQL where DATABASE_URL names it. The schema changes only
-through the Alembic revisions in app/migrations/: `flask init-db` and every app at
-startup bring the database to the newest one, keeping every row (docs/configuration.md,
-"Schema migrations"). A change to a table here needs a revision too, `alembic revision
--m "what changes" --rev-id 0005` (with `--autogenerate` for a first draft), and a test
-fails until the revisions build exactly these tables. Any failure to reach or write the
-database is raised as StoreUnavailable, which the views answer with a 503 page; the next
-call tries the database again, bringing its schema up first.
+SQLite by default, PostgreSQL where DATABASE_URL names it. The tables are declared in
+`tables.py`; the schema changes only through the Alembic revisions in migrations/: `flask
+init-db` and every app at startup bring the database to the newest one, keeping every row
+(docs/configuration.md, "Schema migrations"). A change to a table needs a revision too,
+`alembic revision -m "what changes" --rev-id 0005` (with `--autogenerate` for a first
+draft), and a test fails until the revisions build exactly the declared tables. Any
+failure to reach or write the database is raised as StoreUnavailable, which the views
+answer with a 503 page; the next call tries the database again, bringing its schema up
+first.
 """
 
 import logging
@@ -25,142 +26,24 @@ import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from . import migrations
+from .tables import metadata
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 # Any constant shared by every worker: they take turns upgrading the schema on it.
 SCHEMA_LOCK_ID = 0x7C17A
+# Each dialect's INSERT .. ON CONFLICT, so that a write and its conflict check are one
+# atomic statement: two workers saving the same connection at once cannot both insert.
+INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or written."""
-
-
-class UTCDateTime(sa.TypeDecorator):
-    """A timestamp stored in UTC and always read back timezone-aware.
-
-    SQLite keeps no timezone, so values are converted to UTC on the way in and
-    marked as UTC on the way out; PostgreSQL's timestamptz is normalised the same way.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("timestamps must be timezone-aware")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-metadata = sa.MetaData()
-
-connections = sa.Table(
-    "connections",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("business_uid", sa.String(255), nullable=False),
-    sa.Column("staff_uid", sa.String(255), nullable=False),
-    # A Fernet token (ciphertext): the access token itself is never written.
-    sa.Column("encrypted_access_token", sa.Text, nullable=False),
-    sa.Column("token_type", sa.String(40), nullable=False),
-    sa.Column("issued_at", UTCDateTime, nullable=False),
-    sa.Column("expires_at", UTCDateTime, nullable=True),
-    sa.Column("connected_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    # What vcita last said, for a dashboard that outlives an outage: Fernet, like the
-    # token, since userinfo names a person and clients are people. NULL until first read.
-    sa.Column("encrypted_userinfo", sa.Text, nullable=True),
-    sa.Column("encrypted_recent_clients", sa.Text, nullable=True),
-    sa.Column("userinfo_read_at", UTCDateTime, nullable=True),
-    # The clients list has a time of its own: it may fail while userinfo answers.
-    sa.Column("recent_clients_read_at", UTCDateTime, nullable=True),
-    # One connection per business and staff member: connecting again replaces it.
-    sa.UniqueConstraint("business_uid", "staff_uid", name="uq_connections_business_staff"),
-)
-
-used_states = sa.Table(
-    "used_states",
-    metadata,
-    # sha256 of the state: a leaked table must not hand out states still in flight.
-    sa.Column("state_hash", sa.String(64), primary_key=True),
-    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
-)
-
-handoffs = sa.Table(
-    "handoffs",
-    metadata,
-    # sha256 of a one-time code a popup hands to vcita's frame (app/handoffs.py).
-    sa.Column("code_hash", sa.String(64), primary_key=True),
-    # sha256 of the secret in the frame's session: only that session can redeem it.
-    sa.Column("binding", sa.String(64), nullable=False),
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
-)
-
-connection_activity = sa.Table(
-    "connection_activity",
-    metadata,
-    # When the app last used a connection's token (a dashboard, a CLI call).
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("last_used_at", UTCDateTime, nullable=False),
-)
-
-webhook_subscriptions = sa.Table(
-    "webhook_subscriptions",
-    metadata,
-    # A connection's subscription to vcita's application/uninstalled event.
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    # sha256 of the secret path segment of its target URL: deliveries are found by it.
-    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
-    # Fernet, like the token: the URL holds the secret, needed again to unsubscribe.
-    sa.Column("encrypted_target_url", sa.Text, nullable=False),
-    sa.Column("subscribed_at", UTCDateTime, nullable=False),
-)
-
-flow_traces = sa.Table(
-    "flow_traces",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    # Tied to the connection it describes: disconnecting deletes it too.
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    # Fernet, like the token: secrets are already out, but userinfo names a person.
-    sa.Column("encrypted_steps", sa.Text, nullable=False),
-    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
-)
 
 
 class Database:
@@ -186,6 +69,10 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+        """Return an INSERT into `table` that can take ON CONFLICT, on this database."""
+        return INSERTS[self.dialect](table)
 
     @property
     def location(self) -> str:
@@ -263,6 +150,16 @@ class Database:
             # server): bring its schema up again on the next call.
             self._schema_ready = False
             raise StoreUnavailable(f"the database cannot be used: {error.orig}") from error
+
+
+def insert_expiring(db: sa.Connection, table: sa.Table, values: dict) -> None:
+    """Insert a row that expires, deleting the rows of `table` already expired.
+
+    Each insert prunes as many rows as it could add, so the table stays small without a
+    cleaning job; an expired row is refused by its reader anyway.
+    """
+    db.execute(sa.delete(table).where(table.c.expires_at < datetime.now(UTC)))
+    db.execute(sa.insert(table).values(values))
 
 
 def init_app(app: Flask) -> None:

@@ -20,9 +20,11 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import requests
 from flask import current_app, g, session
 
-from .store import get_store
+from ..session_keys import FLOW_TRACE
+from ..vcita_client import get_vcita
+from .flow_traces import get_flow_traces
+from .flows import PendingFlow
 
-SESSION_KEY = "flow_trace_id"
 MAX_BODY = 2000  # characters shown of each body: enough to read a step
 MAX_JSON_DEPTH = 32  # deeper bodies are not shown (vcita's answers are two levels deep)
 SHOWN_HEADERS = ("Content-Type", "Accept", "Authorization", "Cache-Control", "WWW-Authenticate")
@@ -84,20 +86,22 @@ def record_exchange(response: requests.Response, *args, **kwargs) -> requests.Re
     return response
 
 
-def keep(authorize_url: str, connection_id: str) -> None:
-    """Store the trace of the flow that just completed, for this browser's dashboard."""
+def keep(flow: PendingFlow, connection_id: str) -> str | None:
+    """Store the trace of the flow that just completed; return its id, for the session."""
     if not enabled():
-        return
+        return None
+    # Step 2's URL is rebuilt from the flow, rather than kept through the redirect.
+    authorize_url = get_vcita().authorization_url(flow.state, flow.code_verifier, flow.brand_host)
     steps = [{"authorize_url": redacted_url(authorize_url)}, *g.get("trace_steps", [])]
-    session[SESSION_KEY] = get_store().save_trace(connection_id, steps)
+    return get_flow_traces().save(connection_id, steps)
 
 
 def last_trace(connection_id: str) -> list | None:
     """Return the trace of this browser's last connect to `connection_id`, if still kept."""
-    trace_id = session.get(SESSION_KEY)
+    trace_id = session.get(FLOW_TRACE)
     if not enabled() or not isinstance(trace_id, str):
         return None
-    return get_store().get_trace(trace_id, connection_id)
+    return get_flow_traces().get(trace_id, connection_id)
 
 
 def redacted_url(url: str) -> str:

@@ -19,11 +19,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import webhooks
-from .client import get_client
-from .keys import new_private_key
-from .store import get_store
-from .vcita import AccessRevoked, VcitaError
+from ..signing_keys import new_private_key
+from ..storage.connections import get_connections
+from ..vcita import AccessRevoked, VcitaError
+from ..vcita_client import get_vcita
+from .ending import Ending, end_connection
 
 vcita_cli = AppGroup("vcita", help="Work with the vcita connections this app stored.")
 
@@ -34,7 +34,7 @@ VCITA_FAILED = 1
 @vcita_cli.command("connections")
 def connections() -> None:
     """List the stored connections: business, staff member, connected, last used."""
-    stored = get_store().list_connections()
+    stored = get_connections().all()
     if not stored:
         click.echo("No connections are stored.")
     for row in stored:
@@ -59,22 +59,22 @@ def get(path: str, business: str, staff: str | None, params: tuple[str, ...], al
         if not equals or not key:
             raise click.BadParameter(f"{param!r} is not KEY=VALUE", param_hint="--param")
         query[key] = value
-    store = get_store()
-    connection = store.find_connection(business, staff)
+    connections = get_connections()
+    connection = connections.find(business, staff)
     if connection is None:
         who = f"business {business}" + (f", staff {staff}" if staff else "")
         click.echo(f"No connection is stored for {who}.", err=True)
         sys.exit(NO_CONNECTION)
-    client = get_client()
+    vcita = get_vcita()
     try:
         if all_pages:
-            answer = list(client.api_pages(connection.token, path, query))
+            answer = list(vcita.api_pages(connection.token, path, query))
         else:
-            answer = client.api_get(connection.token, path, query)
+            answer = vcita.api_get(connection.token, path, query)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="PATH") from error
     except AccessRevoked:
-        store.delete_connection(connection.id)
+        end_connection(connection.id, Ending.REVOKED)
         click.echo(
             f"vcita no longer accepts the token of business {business}: it was revoked "
             "there, so the connection is removed.",
@@ -84,7 +84,7 @@ def get(path: str, business: str, staff: str | None, params: tuple[str, ...], al
     except VcitaError as error:
         click.echo(f"vcita did not give an answer to use: {error}", err=True)
         sys.exit(VCITA_FAILED)
-    store.touch(connection.id)
+    connections.touch(connection.id)
     click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
 
 
@@ -94,10 +94,9 @@ def get(path: str, business: str, staff: str | None, params: tuple[str, ...], al
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def forget(business: str, staff: str | None, yes: bool) -> None:
     """Delete a business's stored connection(s) and their tokens."""
-    store = get_store()
     chosen = [
         row
-        for row in store.list_connections()
+        for row in get_connections().all()
         if row.business_uid == business and (staff is None or row.staff_uid == staff)
     ]
     if not chosen:
@@ -112,10 +111,7 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
             abort=True,
         )
     for row in chosen:
-        connection = store.get_connection(row.id)
-        if connection is not None:
-            webhooks.unsubscribe(connection)  # best effort, while the token works
-        store.delete_connection(row.id)
+        end_connection(row.id, Ending.FORGOTTEN)
     click.echo(f"Forgot {len(chosen)} connection(s) of business {business}.")
 
 

@@ -32,8 +32,9 @@ FRAME_DESTINATIONS = ("iframe", "frame")
 
 
 def init_app(app: Flask) -> None:
-    """Keep the session in the cookie that fits where the page is shown."""
+    """Keep the session in the cookie that fits where the page is shown; let vcita frame it."""
     app.session_interface = FrameAwareSessionInterface()
+    app.before_request(let_vcita_frame_its_pages)
 
 
 def framed_cookie_name(app: Flask) -> str:
@@ -71,11 +72,11 @@ class FrameAwareSessionInterface(SecureCookieSessionInterface):
         return True if in_frame() else super().get_cookie_partitioned(app)
 
 
-def frame_ancestors() -> str:
-    """Return the CSP frame-ancestors source list for this response."""
+def let_vcita_frame_its_pages() -> None:
+    """Let VCITA_FRAME_ANCESTORS frame the pages vcita shows; every other stays unframed."""
     if request.endpoint in FRAMED_ENDPOINTS:
-        return " ".join(current_app.config["VCITA_FRAME_ANCESTORS"]) or "'none'"
-    return "'none'"
+        # The CSP frame-ancestors source list `security` sends ('none' by default).
+        g.frame_ancestors = " ".join(current_app.config["VCITA_FRAME_ANCESTORS"]) or "'none'"
 
 
 def keep_opener() -> None:
@@ -84,8 +85,4 @@ def keep_opener() -> None:
     `Cross-Origin-Opener-Policy: same-origin` would cut the popup off from vcita's
     frame, which sits in a page of another origin: only these pages relax it.
     """
-    g.keep_opener = True
-
-
-def opener_policy() -> str:
-    return "unsafe-none" if g.get("keep_opener") else "same-origin"
+    g.opener_policy = "unsafe-none"  # `security` sends same-origin otherwise

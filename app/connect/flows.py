@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app, session
 
-from .vcita import new_code_verifier, new_state
+from ..session_keys import PENDING_FLOWS
+from ..vcita import new_code_verifier, new_state
 
-SESSION_KEY = "pending_flows"
 FLOW_LIFETIME = timedelta(minutes=10)
 MAX_PENDING_FLOWS = 5  # a few tabs at once; bounded so the cookie stays small
 # Browsers drop a cookie over 4096 bytes, name and attributes included (RFC 6265 §6.1),
@@ -71,10 +71,10 @@ def start_flow(
     flows[flow.state] = asdict(flow)
     while len(flows) > MAX_PENDING_FLOWS:
         del flows[_oldest(flows)]
-    session[SESSION_KEY] = flows
+    session[PENDING_FLOWS] = flows
     fit_session_cookie()
     # The newest flow is always kept, but perhaps without its return path.
-    return _flow_from(session[SESSION_KEY][flow.state])
+    return _flow_from(session[PENDING_FLOWS][flow.state])
 
 
 def fit_session_cookie() -> None:
@@ -84,14 +84,14 @@ def fit_session_cookie() -> None:
     /connect links must not push out the flow the person started. If even that flow
     alone does not fit, its return path goes, never the flow.
     """
-    flows = session.get(SESSION_KEY)
+    flows = session.get(PENDING_FLOWS)
     if not isinstance(flows, dict) or not flows:
         return
     while len(flows) > 1 and _session_cookie_bytes() > MAX_SESSION_COOKIE_BYTES:
         del flows[_oldest(flows)]
-        session[SESSION_KEY] = flows
+        session[PENDING_FLOWS] = flows
     if _session_cookie_bytes() > MAX_SESSION_COOKIE_BYTES:
-        session[SESSION_KEY] = {
+        session[PENDING_FLOWS] = {
             state: {**data, "next_url": None} if isinstance(data, dict) else data
             for state, data in flows.items()
         }
@@ -104,7 +104,7 @@ def consume_flow(state: str, mark_used: Callable[[str, datetime], bool]) -> Pend
     still unused. Unknown, expired and already used states all give None: the caller
     does not need to know which, and must not exchange a code for any of them.
     """
-    flows = session.get(SESSION_KEY)
+    flows = session.get(PENDING_FLOWS)
     if not state or not isinstance(flows, dict):
         return None
     match = None
@@ -116,7 +116,7 @@ def consume_flow(state: str, mark_used: Callable[[str, datetime], bool]) -> Pend
     if match is None:
         return None
     flow = _flow_from(flows.pop(match))
-    session[SESSION_KEY] = flows
+    session[PENDING_FLOWS] = flows
     if flow is None or flow.expired:
         return None
     expires_at = datetime.fromtimestamp(flow.started_at, UTC) + FLOW_LIFETIME
@@ -155,7 +155,7 @@ def pending_flows() -> dict:
 
 
 def _live_flows() -> dict:
-    flows = session.get(SESSION_KEY)
+    flows = session.get(PENDING_FLOWS)
     if not isinstance(flows, dict):
         return {}
     return {

@@ -6,13 +6,13 @@ it is refused (RFC 9700 §4.7). Only its sha256 is kept, until the flow would ex
 """
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
-import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError
 
-from .database import Database, used_states
+from ..storage.database import Database, insert_expiring
+from ..storage.tables import used_states
 
 
 class UsedStates:
@@ -30,13 +30,10 @@ class UsedStates:
         state_hash = hashlib.sha256(state.encode()).hexdigest()
         try:
             with self.database.transaction() as db:
-                db.execute(
-                    sa.insert(used_states).values(state_hash=state_hash, expires_at=expires_at)
-                )
                 # A flow past its expiry is refused before its state gets here, so
-                # expired rows protect nothing: prune as many as we add.
-                db.execute(
-                    sa.delete(used_states).where(used_states.c.expires_at < datetime.now(UTC))
+                # expired rows protect nothing: they are pruned as states are added.
+                insert_expiring(
+                    db, used_states, {"state_hash": state_hash, "expires_at": expires_at}
                 )
         except IntegrityError:
             return False

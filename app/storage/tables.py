@@ -1,0 +1,134 @@
+"""Every table the app keeps, in one metadata: what the migrations build and check against.
+
+Each table belongs to one store (`app/storage/connections.py`, `app/connect/used_states.py`,
+`app/connect/flow_traces.py`, `app/app_market/handoffs.py`,
+`app/token_use/webhook_subscriptions.py`); they are declared together because the schema
+is migrated as one (`app/storage/migrations/`). A change here needs a revision too.
+"""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no timezone, so values are converted to UTC on the way in and
+    marked as UTC on the way out; PostgreSQL's timestamptz is normalised the same way.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("business_uid", sa.String(255), nullable=False),
+    sa.Column("staff_uid", sa.String(255), nullable=False),
+    # A Fernet token (ciphertext): the access token itself is never written.
+    sa.Column("encrypted_access_token", sa.Text, nullable=False),
+    sa.Column("token_type", sa.String(40), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("connected_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # What vcita last said, for a dashboard that outlives an outage: Fernet, like the
+    # token, since userinfo names a person and clients are people. NULL until first read.
+    sa.Column("encrypted_userinfo", sa.Text, nullable=True),
+    sa.Column("encrypted_recent_clients", sa.Text, nullable=True),
+    sa.Column("userinfo_read_at", UTCDateTime, nullable=True),
+    # The clients list has a time of its own: it may fail while userinfo answers.
+    sa.Column("recent_clients_read_at", UTCDateTime, nullable=True),
+    # One connection per business and staff member: connecting again replaces it.
+    sa.UniqueConstraint("business_uid", "staff_uid", name="uq_connections_business_staff"),
+)
+
+used_states = sa.Table(
+    "used_states",
+    metadata,
+    # sha256 of the state: a leaked table must not hand out states still in flight.
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    # sha256 of a one-time code a popup hands to vcita's frame (app/app_market/handoffs.py).
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    # sha256 of the secret in the frame's session: only that session can redeem it.
+    sa.Column("binding", sa.String(64), nullable=False),
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+connection_activity = sa.Table(
+    "connection_activity",
+    metadata,
+    # When the app last used a connection's token (a dashboard, a CLI call).
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("last_used_at", UTCDateTime, nullable=False),
+)
+
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    # A connection's subscription to vcita's application/uninstalled event.
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # sha256 of the secret path segment of its target URL: deliveries are found by it.
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    # Fernet, like the token: the URL holds the secret, needed again to unsubscribe.
+    sa.Column("encrypted_target_url", sa.Text, nullable=False),
+    sa.Column("subscribed_at", UTCDateTime, nullable=False),
+)
+
+flow_traces = sa.Table(
+    "flow_traces",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # Tied to the connection it describes: disconnecting deletes it too.
+    sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # Fernet, like the token: secrets are already out, but userinfo names a person.
+    sa.Column("encrypted_steps", sa.Text, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
