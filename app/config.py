@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from . import vcita
 from .signing_keys import load_private_key
-from .storage.database import SUPPORTED_BACKENDS
+from .storage.database import DEFAULT_DATABASE_FILE, SUPPORTED_BACKENDS
 
 APP_ENVS = ("development", "production")
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -32,8 +32,6 @@ SANDBOX_HINT = " (or run `make run`, which serves the app on the built-in sandbo
 MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
 MIN_FERNET_KEY_DISTINCT_BYTES = 16
 MAX_TRUSTED_PROXIES = 10
-# The database without DATABASE_URL: a SQLite file in the instance folder.
-DEFAULT_DATABASE_FILE = "vcita_connect.db"
 # Where vcita's own UI shows installed apps in its frame.
 VCITA_APP_ORIGIN = "https://app.vcita.com"
 # A CSP host-source naming one origin: scheme://host[:port], the host maybe "*.domain".

@@ -35,6 +35,8 @@ from .tables import metadata
 logger = logging.getLogger(__name__)
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# The database without DATABASE_URL: a SQLite file in the instance folder.
+DEFAULT_DATABASE_FILE = "vcita_connect.db"
 # Any constant shared by every worker: they take turns upgrading the schema on it.
 SCHEMA_LOCK_ID = 0x7C17A
 # Each dialect's INSERT .. ON CONFLICT, so that a write and its conflict check are one

@@ -12,8 +12,7 @@ from pathlib import Path
 from alembic import context
 from dotenv import load_dotenv
 
-from app.config import DEFAULT_DATABASE_FILE
-from app.storage.database import Database
+from app.storage.database import DEFAULT_DATABASE_FILE, Database
 from app.storage.tables import metadata
 
 # The app's default database (app/config.py): in instance/ beside the app package.
