@@ -38,6 +38,17 @@ class UTCDateTime(sa.TypeDecorator):
 
 metadata = sa.MetaData()
 
+
+def of_a_connection(**column: bool) -> sa.Column:
+    """Return a `connection_id` column: the row belongs to that connection, and goes with it."""
+    return sa.Column(
+        "connection_id",
+        sa.String(64),
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        **column,
+    )
+
+
 connections = sa.Table(
     "connections",
     metadata,
@@ -77,12 +88,7 @@ handoffs = sa.Table(
     sa.Column("code_hash", sa.String(64), primary_key=True),
     # sha256 of the secret in the frame's session: only that session can redeem it.
     sa.Column("binding", sa.String(64), nullable=False),
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    of_a_connection(nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
@@ -90,12 +96,7 @@ connection_activity = sa.Table(
     "connection_activity",
     metadata,
     # When the app last used a connection's token (a dashboard, a CLI call).
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    of_a_connection(primary_key=True),
     sa.Column("last_used_at", UTCDateTime, nullable=False),
 )
 
@@ -103,12 +104,7 @@ webhook_subscriptions = sa.Table(
     "webhook_subscriptions",
     metadata,
     # A connection's subscription to vcita's application/uninstalled event.
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    of_a_connection(primary_key=True),
     # sha256 of the secret path segment of its target URL: deliveries are found by it.
     sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
     # Fernet, like the token: the URL holds the secret, needed again to unsubscribe.
@@ -121,13 +117,7 @@ flow_traces = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     # Tied to the connection it describes: disconnecting deletes it too.
-    sa.Column(
-        "connection_id",
-        sa.String(64),
-        sa.ForeignKey("connections.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    of_a_connection(nullable=False, index=True),
     # Fernet, like the token: secrets are already out, but userinfo names a person.
     sa.Column("encrypted_steps", sa.Text, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
