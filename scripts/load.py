@@ -155,6 +155,8 @@ class LoadRun:
     # Per path, the seconds the app's workers spent on each request, from the access log:
     # what the browsers waited beyond it was spent queueing, on the machine or in them.
     served: dict[str, list[float]] = field(default_factory=dict)
+    # The CPU seconds (user + system) the workers spent while the flows ran, from /proc.
+    workers_cpu: float | None = None
 
     @property
     def completed(self) -> list[FlowResult]:
@@ -169,6 +171,12 @@ class LoadRun:
 
     def latencies(self, name: str) -> list[float]:
         return [result.latencies[name] for result in self.results if name in result.latencies]
+
+    def cpu_per_flow(self) -> float | None:
+        """Return the workers' CPU seconds per completed flow, as the processes counted it."""
+        if self.workers_cpu is None or not self.completed:
+            return None
+        return self.workers_cpu / len(self.completed)
 
 
 def main() -> int:
@@ -249,6 +257,7 @@ def run_flows(
                 (app_url, sandbox.pages_url, businesses[number % len(businesses)], options.timeout)
                 for number in range(options.flows)
             ]
+            cpu_before = server.workers_cpu_seconds()
             started = time.perf_counter()
             if options.processes:
                 # Each browser a process of its own, as real browsers are: none waits for
@@ -264,6 +273,7 @@ def run_flows(
                 with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
                     results = list(pool.map(lambda flow: run_flow(*flow), flows))
             elapsed = time.perf_counter() - started
+            workers_cpu = server.workers_cpu_seconds() - cpu_before
             peak_rss = server.peak_rss_per_worker()
         finally:
             server.stop()
@@ -277,6 +287,7 @@ def run_flows(
         peak_rss,
         [retried for result in results for retried in result.retried],
         served_times(server.log()) if server.log_path.exists() else {},
+        workers_cpu,
     )
     if run.failed and server.log_path.exists():
         print(f"\n{server.name}'s log, but for its access lines:", file=sys.stderr)
@@ -397,6 +408,12 @@ def report(run: LoadRun) -> None:
         print(f"{name + ' latency:':<28}{percentiles(run.latencies(name))}")
     for path, seconds in run.served.items():
         print(f"{path + ' in the worker:':<28}{percentiles(seconds)}")
+    cpu_per_flow = run.cpu_per_flow()
+    if cpu_per_flow is not None:
+        print(
+            f"{'workers CPU per flow:':<28}{cpu_per_flow * 1000:.1f} ms"
+            f" ({run.workers_cpu:.2f} s in all, user + system, from /proc/<pid>/stat)"
+        )
     requests_received = ", ".join(
         f"{count} {endpoint}" for endpoint, count in counts["requests"].items() if count
     )
@@ -429,6 +446,11 @@ def compare(app: LoadRun, bare: LoadRun) -> None:
             f"{path} in the worker p50 (ms)",
             *(milliseconds(percentile(run.served.get(path, []), 50)) for run in (app, bare)),
         )
+    comparison_row(
+        "workers CPU per flow (ms)",
+        *(milliseconds(run.cpu_per_flow()) for run in (app, bare)),
+        "{:.1f}",
+    )
     for label, key in (("requests to vcita's API", "requests"), ("connections to it", "api")):
         comparison_row(label, *(total(run.sandbox_counts[key]) for run in (app, bare)))
     print("app / bare: above 1, the app completes more flows/s; below 1, it waits less.")
@@ -599,6 +621,10 @@ class GunicornServer(ServerProcess):
         masters = [pid for pid in candidates if " -m gunicorn " in command_of(pid)]
         return [pid for master in masters for pid in children.get(master, [])]
 
+    def workers_cpu_seconds(self) -> float:
+        """Return the CPU seconds (user + system) the workers have spent since they started."""
+        return sum(cpu_seconds(pid) for pid in self.worker_pids())
+
     def peak_rss_per_worker(self) -> dict[int, int]:
         """Return each worker's peak resident memory (VmHWM), in KiB."""
         peaks = {}
@@ -665,6 +691,17 @@ def child_pids() -> dict[int, list[int]]:
         parent = int(text.rsplit(")", 1)[1].split()[1])
         children.setdefault(parent, []).append(int(stat.parent.name))
     return children
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds a process has spent, user + system, from /proc/<pid>/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # After the command name in parentheses: state is field 3, utime 14 and stime 15.
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def command_of(pid: int) -> str:
