@@ -7,7 +7,9 @@ startup bring the database to the newest one, keeping every row (docs/configurat
 -m "what changes" --rev-id 0005` (with `--autogenerate` for a first draft), and a test
 fails until the revisions build exactly these tables. Any failure to reach or write the
 database is raised as StoreUnavailable, which the views answer with a 503 page; the next
-call tries the database again, bringing its schema up first.
+call tries the database again, bringing its schema up first. A database whose recorded
+revision this version cannot upgrade from is migrations.CannotUpgrade: the app does not
+start.
 """
 
 import logging
@@ -193,7 +195,11 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     def upgrade_schema(self) -> str:
-        """Bring the schema to the newest revision, keeping every row; return the revision."""
+        """Bring the schema to the newest revision, keeping every row; return the revision.
+
+        Raise StoreUnavailable if the database cannot be reached, and
+        migrations.CannotUpgrade if its recorded revision is one this version cannot use.
+        """
         _make_sqlite_directory(self.engine.url)
         with self._unavailable_on_failure(), self.schema_lock() as db:
             revision = migrations.upgrade(db, metadata)
@@ -233,7 +239,12 @@ class Database:
             yield joined
             return
         if not self._schema_ready:
-            self.upgrade_schema()
+            try:
+                self.upgrade_schema()
+            except migrations.CannotUpgrade as error:
+                # Out of reach at start-up, and back at a revision this version cannot
+                # use: pages answer 503 as while it was away, and the log says why.
+                raise StoreUnavailable(str(error)) from error
         with self._turns, self._unavailable_on_failure(), self.engine.begin() as db:
             reset = self._open.set(db)
             try:
@@ -274,6 +285,9 @@ def init_app(app: Flask) -> None:
         # Start anyway: pages answer 503 until the database is back, and its schema is
         # upgraded on its first use.
         logger.warning("Database unavailable at startup (%s): %s", database.location, error)
+    except migrations.CannotUpgrade:
+        database.dispose()  # the app is not made; create_app says why
+        raise
     app.extensions["database"] = database
     app.cli.add_command(init_db_command)
 
@@ -290,10 +304,13 @@ def init_db_command() -> None:
     database = get_db()
     try:
         revision = database.upgrade_schema()
-    except (StoreUnavailable, migrations.UnknownRevision) as error:
+    except StoreUnavailable as error:
         raise click.ClickException(
             f"Cannot upgrade the database at {database.location}: {error}"
         ) from error
+    except migrations.CannotUpgrade as error:
+        # The database was out of reach when the app was made, and is back.
+        raise click.ClickException(f"Cannot upgrade: {error}") from error
     click.echo(f"The database at {database.location} is at schema revision {revision}.")
 
 
