@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,20 @@ def test_make_run_makes_the_sandbox_secrets_once_and_keeps_them(tmp_path):
     assert (tmp_path / "instance" / "sandbox-secrets.json").stat().st_mode & 0o077 == 0
     given = {"SECRET_KEY": "s" * 40, "TOKEN_ENCRYPTION_KEY": "k"}
     assert run.sandbox_settings(given)["SECRET_KEY"] == "s" * 40
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_make_run_keeps_the_sandbox_secrets_in_a_private_instance_folder(tmp_path):
+    run = load_run_script(tmp_path)
+    instance = tmp_path / "instance"
+
+    run.sandbox_settings({})
+    made = stat.S_IMODE(instance.stat().st_mode)
+    instance.chmod(0o755)  # as make run left it before
+    run.sandbox_settings({})
+
+    assert made == 0o700
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
 
 
 def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(client):

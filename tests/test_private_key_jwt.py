@@ -359,6 +359,35 @@ def test_new_key_writes_a_key_only_its_owner_can_read_and_says_what_to_set(app, 
     assert load_private_key(out.read_text())["kid"] == key["kid"]
 
 
+@pytest.mark.usefixtures("usual_umask")
+def test_new_key_keeps_its_keys_in_a_private_instance_folder(make_app, instance_folder):
+    instance_folder.mkdir(mode=0o755)  # as an older version, or Flask's docs, made it
+    app = make_app()
+
+    result = app.test_cli_runner().invoke(args=["vcita", "new-key"])
+
+    assert result.exit_code == 0, result.output
+    [written] = instance_folder.iterdir()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE(instance_folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_new_key_makes_a_private_folder_and_leaves_an_operators_folder_as_it_is(app, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    made = tmp_path / "made" / "for" / "keys"
+    runner = app.test_cli_runner()
+
+    into_shared = runner.invoke(args=["vcita", "new-key", "--out", shared / "key.jwk.json"])
+    into_made = runner.invoke(args=["vcita", "new-key", "--out", made / "key.jwk.json"])
+
+    assert into_shared.exit_code == into_made.exit_code == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the operator's to set
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE((made / "key.jwk.json").stat().st_mode) == 0o600
+
+
 # --- Against the sandbox, which verifies at vcita's side ----------------------------------
 
 
