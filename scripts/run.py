@@ -77,7 +77,9 @@ def main() -> int:
         app = subprocess.Popen(server, cwd=ROOT, env=env)
         children.append(app)
         return app.wait()
-    except (KeyboardInterrupt, subprocess.CalledProcessError):
+    except subprocess.CalledProcessError as error:
+        return error.returncode  # init-db's: 4 when it said which settings to fix
+    except KeyboardInterrupt:
         return 1
     finally:
         for child in children:

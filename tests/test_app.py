@@ -207,7 +207,7 @@ def test_every_entry_point_stops_with_the_settings_message_never_a_traceback(
     )
 
     # make run says it through `flask init-db`, which stops it before any server starts.
-    assert result.returncode == (1 if entry_point == "make-run" else EXIT_CONFIG_ERROR)
+    assert result.returncode == EXIT_CONFIG_ERROR
     assert result.stderr.count("vcita Connect cannot start. Fix these settings") == 1
     assert f"\n  - {says}" in result.stderr
     output = result.stdout + result.stderr
