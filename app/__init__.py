@@ -7,6 +7,7 @@ webhooks, error pages.
 
 import os
 import sys
+from typing import NoReturn
 
 from dotenv import load_dotenv
 from flask import Flask, g
@@ -20,6 +21,7 @@ from . import (
     framing,
     handoffs,
     logs,
+    migrations,
     security,
     snapshots,
     store,
@@ -45,13 +47,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     try:
         app.config.from_mapping(load_config(environ, app.instance_path))
     except ConfigError as error:
-        print(error, file=sys.stderr)  # an exit code alone would say nothing
-        raise
+        refuse_to_start(error)
     app.config["TESTING"] = test_config is not None
 
     app.before_request(start_with_a_clean_g)
     logs.init_app(app)
-    database.init_app(app)
+    try:
+        database.init_app(app)
+    except migrations.CannotUpgrade as error:
+        # A setting like any other: DATABASE_URL names a database this version cannot use.
+        refuse_to_start(ConfigError([f"DATABASE_URL: {error}"]))
     used_states.init_app(app)
     store.init_app(app)
     handoffs.init_app(app)
@@ -65,6 +70,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     errors.init_app(app)
     return app
+
+
+def refuse_to_start(error: ConfigError) -> NoReturn:
+    """Stop with the one message naming every problem, never a traceback.
+
+    ConfigError is a SystemExit with gunicorn's "App failed to load" code: `flask`,
+    gunicorn and Python itself exit on it without a traceback, and print nothing of it.
+    """
+    print(error, file=sys.stderr)  # an exit code alone would say nothing
+    raise error
 
 
 def start_with_a_clean_g() -> None:

@@ -22,6 +22,7 @@ from flask.cli import AppGroup
 from . import webhooks
 from .client import get_client
 from .keys import new_private_key
+from .private_files import private_folder
 from .store import get_store
 from .vcita import AccessRevoked, VcitaError
 
@@ -129,8 +130,10 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
 def new_key(kind: str, out: Path | None) -> None:
     """Make a private key for private_key_jwt, readable only by you; say what to set."""
     jwk = new_private_key(kind)
-    out = out or Path(current_app.instance_path) / f"vcita-signing-key-{jwk['kid'][:12]}.jwk.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    instance = Path(current_app.instance_path)
+    out = out or instance / f"vcita-signing-key-{jwk['kid'][:12]}.jwk.json"
+    # A folder made for the key is 0700; of existing ones, only the app's own is changed.
+    private_folder(out.parent, tighten=out.parent.absolute() == instance.absolute())
     try:
         # 0600 from the first byte, and never over an existing file.
         descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from . import vcita
 from .database import SUPPORTED_BACKENDS
-from .keys import load_private_key
+from .keys import UnusableKey, read_private_key_file
 
 APP_ENVS = ("development", "production")
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -299,15 +299,14 @@ class _Reader:
             )
         keys = []
         for path in paths:
+            # Only the path is named, never what the file holds: it may be a key.
             try:
-                text = Path(path).read_text()
-                mode = Path(path).stat().st_mode
-                key = load_private_key(text)
+                key, mode = read_private_key_file(path)
             except OSError as error:
                 self.problem(f"{name}: cannot read {path!r} ({error.strerror})", name)
                 continue
-            except (ValueError, TypeError, UnicodeDecodeError):
-                self.problem(f"{name}: {path!r} holds no private RSA or EC P-256 key", name)
+            except UnusableKey as error:
+                self.problem(f"{name}: {path!r} {error}", name)
                 continue
             if production and mode & 0o077:
                 self.problem(
