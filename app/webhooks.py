@@ -161,12 +161,12 @@ def forget_if_revoked(connection_id: str) -> bool:
         get_client().fetch_userinfo(connection.token)
     except AccessRevoked:
         store.delete_connection(connection_id)
-        logger.info("vcita confirmed the uninstall: the connection is forgotten")
+        logger.info("vcita confirmed the token is revoked: the connection is forgotten")
         return True
     except VcitaError as error:
-        logger.info("vcita did not confirm the uninstall (%s): the connection is kept", error)
+        logger.info("vcita did not confirm a revocation (%s): the connection is kept", error)
         return False
-    logger.info("vcita still accepts the token: the delivery changed nothing")
+    logger.info("vcita still accepts the token: the connection is kept")
     return False
 
 
