@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
 from .conftest import BRAND_DOMAIN, CLIENT_ID, Servers
-from .steps import DEFAULT_STAFF, answer_consent, assert_accessible, log_in
+from .steps import DEFAULT_STAFF, answer_consent, assert_accessible, connect, log_in
 
 HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga
 MAYA = "1beb795be66146bb"  # its owner, Maya Goldberg
@@ -178,6 +178,30 @@ def test_framing_from_an_origin_not_on_the_list_is_refused(page: Page, servers: 
     page.wait_for_load_state("load")
     expect(app_frame(page).get_by_role("link", name="Connect vcita")).to_have_count(0)
     assert framed_page(page).url.startswith("chrome-error://")
+
+
+def closed_after_opening(opener: Page, context: BrowserContext, url: str) -> bool:
+    """Open `url` from `opener` with window.open, let it load, and read `w.closed`."""
+    with context.expect_page() as opened:
+        opener.evaluate("url => { window.probe = window.open(url); }", url)
+    opened.value.wait_for_load_state("load")
+    closed = opener.evaluate("window.probe.closed")
+    opened.value.close()
+    return closed
+
+
+def test_a_page_of_another_site_cannot_tell_whether_the_browser_is_connected(
+    page: Page, context: BrowserContext, servers: Servers
+):
+    # The sandbox's origin, 127.0.0.1, is another site than the app's localhost.
+    foreign = context.new_page()
+    foreign.goto(f"{servers.sandbox_url}/static/sandbox.css")
+    probe = f"{servers.app_url}/connected"
+    before = closed_after_opening(foreign, context, probe)
+    connect(page, servers)
+    after = closed_after_opening(foreign, context, probe)
+    # Cut off from its opener either way, as every page is that hands nothing over.
+    assert (before, after) == (True, True)
 
 
 def test_the_framed_pages_pass_axe(page: Page, context: BrowserContext, servers: Servers):
