@@ -332,12 +332,11 @@ def test_only_the_pages_shown_in_vcita_may_be_framed_and_only_by_its_origins(
         assert response.headers["X-Frame-Options"] == "DENY"
 
 
-def test_the_default_frame_ancestors_are_vcita_and_the_brand_hosts(branded_app):
+def test_the_default_frame_ancestors_are_vcita_and_the_exact_brand_hosts(branded_app):
+    # *.myclients.me is on VCITA_BRAND_HOSTS too: a wildcard frames the app only when
+    # VCITA_FRAME_ANCESTORS lists it (tests/test_config.py).
     policy = branded_app.test_client().get("/").headers["Content-Security-Policy"]
-    assert policy.endswith(
-        "frame-ancestors https://app.vcita.com https://*.myclients.me "
-        "https://studio.partner.example"
-    )
+    assert policy.endswith("frame-ancestors https://app.vcita.com https://studio.partner.example")
 
 
 # --- The popup's handoff: only the frame's own session redeems it ------------------------
