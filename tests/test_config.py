@@ -227,7 +227,7 @@ def test_a_wildcard_frame_ancestor_is_kept_when_the_operator_lists_it(tmp_path):
     }
     config = load_config(environ, str(tmp_path))
     assert config["VCITA_FRAME_ANCESTORS"] == ("https://app.vcita.com", "https://*.myclients.me")
-    assert config["SETTINGS_WARNINGS"] == []
+    assert config["SETTINGS_WARNINGS"] == ()
 
 
 def warnings_logged(capsys) -> list[str]:
