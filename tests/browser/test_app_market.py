@@ -8,11 +8,12 @@ through a popup that hands the connection back to the frame.
 """
 
 import re
+import time
 from urllib.parse import urlencode, urlsplit
 
 from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
-from .conftest import BRAND_DOMAIN, CLIENT_ID, Servers
+from .conftest import BRAND_DOMAIN, CLIENT_ID, TIMEOUT_MS, Servers
 from .steps import DEFAULT_STAFF, answer_consent, assert_accessible, connect, log_in
 
 HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga
@@ -185,12 +186,22 @@ def test_framing_from_an_origin_not_on_the_list_is_refused(page: Page, servers: 
 
 
 def closed_after_opening(opener: Page, context: BrowserContext, url: str) -> bool:
-    """Open `url` from `opener` with window.open, let it load, and read `w.closed`."""
+    """Open `url` from `opener` with window.open, let it load, and read `w.closed`.
+
+    The opener asks until the window reads closed, or the test's timeout passes, as a
+    page probing it would: a window cut off from its opener reads closed soon after its
+    page commits, one that keeps it never does.
+    """
     with context.expect_page() as opened:
         opener.evaluate("url => { window.probe = window.open(url); }", url)
-    opened.value.wait_for_load_state("load")
-    closed = opener.evaluate("window.probe.closed")
-    opened.value.close()
+    window = opened.value
+    # Not the blank page a new window starts with: the app's page, loaded.
+    origin = urlsplit(url)._replace(path="", query="").geturl()
+    window.wait_for_url(re.compile(rf"^{re.escape(origin)}/"), wait_until="load")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not (closed := opener.evaluate("window.probe.closed")) and time.monotonic() < deadline:
+        opener.wait_for_timeout(50)  # wait_for_function would eval: the page's CSP forbids it
+    window.close()
     return closed
 
 
