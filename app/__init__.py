@@ -52,6 +52,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.before_request(start_with_a_clean_g)
     logs.init_app(app)
+    for warning in app.config["SETTINGS_WARNINGS"]:
+        app.logger.warning(warning)  # settings that run, but may not do what was meant
     try:
         database.init_app(app)
     except migrations.CannotUpgrade as error:

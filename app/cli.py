@@ -75,12 +75,21 @@ def get(path: str, business: str, staff: str | None, params: tuple[str, ...], al
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="PATH") from error
     except AccessRevoked:
-        store.delete_connection(connection.id)
-        click.echo(
-            f"vcita no longer accepts the token of business {business}: it was revoked "
-            "there, so the connection is removed.",
-            err=True,
-        )
+        # A 401 on one path may be a permission vcita refuses there: only userinfo's 401
+        # says the token itself is dead, as for the uninstall webhook.
+        if webhooks.forget_if_revoked(connection.id):
+            click.echo(
+                f"vcita no longer accepts the token of business {business}: it was revoked "
+                "there, so the connection is removed.",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"vcita refused {path} with 401, but not the token itself (userinfo did not "
+                "answer 401): the connection is kept. The token may lack a permission that "
+                "path needs.",
+                err=True,
+            )
         sys.exit(VCITA_FAILED)
     except VcitaError as error:
         click.echo(f"vcita did not give an answer to use: {error}", err=True)

@@ -85,8 +85,9 @@ def delivery(secret: str):
     """
     if request.content_length is not None and request.content_length > MAX_DELIVERY_BYTES:
         abort(413)
-    request.max_content_length = MAX_DELIVERY_BYTES  # a body without a length, too
-    request.get_data(cache=False)  # read (and bound) it; its content proves nothing
+    # Read only to bound it (its content proves nothing), before anything is acted on.
+    if len(read_at_most(MAX_DELIVERY_BYTES + 1)) > MAX_DELIVERY_BYTES:
+        abort(413)  # a body without a length (chunked) that went past the limit
     connection_id = get_store().connection_for_webhook(secret)
     if connection_id is None:
         abort(404)
@@ -95,6 +96,22 @@ def delivery(secret: str):
         ("confirm", connection_id), forget_if_revoked, connection_id
     )
     return "", 200
+
+
+def read_at_most(limit: int) -> bytes:
+    """Read the request's body up to `limit` bytes; what comes after is left unread.
+
+    A chunked body has no Content-Length to check first: gunicorn and Werkzeug's server
+    pass it on dechunked, without a length, and end the stream themselves
+    (`wsgi.input_terminated`); waitress buffers it and sets the length. Werkzeug's stream
+    stops quietly at `max_content_length`, with no 413, so a caller reads one byte past
+    its own limit to tell a body that is too long from one that just fits.
+    """
+    request.max_content_length = limit
+    body = bytearray()
+    while len(body) < limit and (piece := request.stream.read(limit - len(body))):
+        body += piece  # a read may return less than asked: a sender's chunk, say
+    return bytes(body)
 
 
 class Background:
@@ -144,12 +161,12 @@ def forget_if_revoked(connection_id: str) -> bool:
         get_client().fetch_userinfo(connection.token)
     except AccessRevoked:
         store.delete_connection(connection_id)
-        logger.info("vcita confirmed the uninstall: the connection is forgotten")
+        logger.info("vcita confirmed the token is revoked: the connection is forgotten")
         return True
     except VcitaError as error:
-        logger.info("vcita did not confirm the uninstall (%s): the connection is kept", error)
+        logger.info("vcita did not confirm a revocation (%s): the connection is kept", error)
         return False
-    logger.info("vcita still accepts the token: the delivery changed nothing")
+    logger.info("vcita still accepts the token: the connection is kept")
     return False
 
 
