@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 FLOWS ?= 200
 FUZZ_EXAMPLES ?= 20000
 
-.PHONY: help run serve test test-postgres load fuzz lint format install-chromium screenshots clean
+.PHONY: help run serve test test-postgres load hostile-request fuzz lint format install-chromium screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test-postgres: $(DEV_STAMP) install-chromium ## Run every test, two app instance
 
 load: $(APP_STAMP) ## Run FLOWS (200) connect flows against `make serve`; print figures (ARGS="--rtt-ms 50 --compare": see scripts/load.py)
 	$(BIN)/python scripts/load.py --flows $(FLOWS) $(ARGS)
+
+hostile-request: $(APP_STAMP) ## Print the CPU time one hostile request costs `make serve`'s worker and `make run`
+	$(BIN)/python scripts/hostile_request.py
 
 fuzz: $(DEV_STAMP) ## Send FUZZ_EXAMPLES (20000) random requests to every route; print the count and failures
 	$(BIN)/python scripts/fuzz.py --examples $(FUZZ_EXAMPLES)

@@ -7,6 +7,7 @@ then the pages and what every page passes through.
 
 import os
 import sys
+from typing import NoReturn
 
 from dotenv import load_dotenv
 from flask import Flask, g
@@ -25,6 +26,7 @@ from . import (
 )
 from .config import ConfigError, load_config
 from .connect import trace
+from .storage.migrations import CannotUpgrade
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -42,13 +44,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     try:
         app.config.from_mapping(load_config(environ, app.instance_path))
     except ConfigError as error:
-        print(error, file=sys.stderr)  # an exit code alone would say nothing
-        raise
+        refuse_to_start(error)
     app.config["TESTING"] = test_config is not None
 
     app.before_request(start_with_a_clean_g)
     logs.init_app(app)
-    storage.init_app(app)
+    for warning in app.config["SETTINGS_WARNINGS"]:
+        app.logger.warning(warning)  # settings that run, but may not do what was meant
+    try:
+        storage.init_app(app)
+    except CannotUpgrade as error:
+        # A setting like any other: DATABASE_URL names a database this version cannot use.
+        refuse_to_start(ConfigError([f"DATABASE_URL: {error}"]))
     # The flow trace watches the wire through the client's response hook.
     vcita_client.init_app(app, response_hook=trace.record_exchange)
     connect.init_app(app)
@@ -59,6 +66,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(views.bp)
     errors.init_app(app)
     return app
+
+
+def refuse_to_start(error: ConfigError) -> NoReturn:
+    """Stop with the one message naming every problem, never a traceback.
+
+    ConfigError is a SystemExit with gunicorn's "App failed to load" code: `flask`,
+    gunicorn and Python itself exit on it without a traceback, and print nothing of it.
+    """
+    print(error, file=sys.stderr)  # an exit code alone would say nothing
+    raise error
 
 
 def start_with_a_clean_g() -> None:

@@ -1,7 +1,9 @@
 """Read and validate every setting, from the environment, in one place.
 
 `load_config` returns the Flask config mapping or raises `ConfigError` naming every
-missing or malformed variable at once, so an operator fixes them in one go.
+missing or malformed variable at once, so an operator fixes them in one go. Settings
+that run but may not do what was meant are named in SETTINGS_WARNINGS, which the app
+logs at start-up.
 `.env.example` documents each variable read here; a test keeps the two in sync.
 """
 
@@ -19,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import vcita
-from .signing_keys import load_private_key
+from .signing_keys import UnusableKey, read_private_key_file
 from .storage.database import DEFAULT_DATABASE_FILE, SUPPORTED_BACKENDS
 
 APP_ENVS = ("development", "production")
@@ -71,6 +73,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "VCITA_TOKEN_AUTH_METHOD", vcita.TOKEN_AUTH_METHODS, default="client_secret_json"
     )
     signs = auth_method == vcita.PRIVATE_KEY_JWT
+    brand_hosts = reader.host_patterns("VCITA_BRAND_HOSTS")
     config = {
         "APP_ENV": app_env,
         "VCITA_TOKEN_AUTH_METHOD": auth_method,
@@ -95,7 +98,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "VCITA_SCOPE": reader.text("VCITA_SCOPE") or None,
         "VCITA_USE_PKCE": reader.flag("VCITA_USE_PKCE"),
         "VCITA_ISSUER": reader.text("VCITA_ISSUER") or None,
-        "VCITA_BRAND_HOSTS": reader.host_patterns("VCITA_BRAND_HOSTS"),
+        "VCITA_BRAND_HOSTS": brand_hosts,
         "VCITA_BRAND_AUTHORIZE_URL": reader.brand_url_template(
             "VCITA_BRAND_AUTHORIZE_URL", default=vcita.BRAND_AUTHORIZE_URL
         ),
@@ -106,10 +109,15 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
         "SHOW_FLOW_TRACE": reader.flag("SHOW_FLOW_TRACE"),
     }
     # vcita's own pages, and its white-label partners' pages, show the app in a frame.
-    config["VCITA_FRAME_ANCESTORS"] = reader.origins(
+    # Only exact brand hosts by default: a wildcard would let any page on any host under
+    # it frame the app, so it is the operator's own choice (docs/app-market.md).
+    exact_hosts = [host for host in brand_hosts if not host.startswith("*.")]
+    frame_ancestors = reader.origins(
         "VCITA_FRAME_ANCESTORS",
-        default=(VCITA_APP_ORIGIN, *(f"https://{host}" for host in config["VCITA_BRAND_HOSTS"])),
+        default=(VCITA_APP_ORIGIN, *(f"https://{host}" for host in exact_hosts)),
     )
+    config["VCITA_FRAME_ANCESTORS"] = frame_ancestors
+    config["SETTINGS_WARNINGS"] = _frame_ancestors_warnings(brand_hosts, frame_ancestors, reader)
     secret_key = reader.text("SECRET_KEY")
     encryption_keys = reader.fernet_keys("TOKEN_ENCRYPTION_KEY")
     if not secret_key:
@@ -143,6 +151,23 @@ def vcita_settings(config: Mapping) -> vcita.VcitaSettings:
     names["private_keys"] = "VCITA_CLIENT_PRIVATE_KEYS"  # a list of key files, read as keys
     return vcita.VcitaSettings(
         **{field: config[name] for field, name in names.items() if name in config}
+    )
+
+
+def _frame_ancestors_warnings(
+    brand_hosts: tuple[str, ...], frame_ancestors: tuple[str, ...], reader: "_Reader"
+) -> tuple[str, ...]:
+    """Say what to set when wildcard brand hosts are listed but frame ancestors are not."""
+    wildcards = [host for host in brand_hosts if host.startswith("*.")]
+    if not wildcards or reader.text("VCITA_FRAME_ANCESTORS"):
+        return ()
+    wider = [*frame_ancestors, *(f"https://{host}" for host in wildcards)]
+    return (
+        "VCITA_FRAME_ANCESTORS is unset, so no page on the wildcard brand hosts "
+        f"({' '.join(wildcards)}) can show the app in a frame: a wildcard frames the app "
+        "only when you list it. If vcita shows the app there, set "
+        f'VCITA_FRAME_ANCESTORS="{" ".join(wider)}", after reading in docs/app-market.md '
+        "what it allows: any page on any host under the wildcard can then frame the app.",
     )
 
 
@@ -311,15 +336,14 @@ class _Reader:
             )
         keys = []
         for path in paths:
+            # Only the path is named, never what the file holds: it may be a key.
             try:
-                text = Path(path).read_text()
-                mode = Path(path).stat().st_mode
-                key = load_private_key(text)
+                key, mode = read_private_key_file(path)
             except OSError as error:
                 self.problem(f"{name}: cannot read {path!r} ({error.strerror})", name)
                 continue
-            except (ValueError, TypeError, UnicodeDecodeError):
-                self.problem(f"{name}: {path!r} holds no private RSA or EC P-256 key", name)
+            except UnusableKey as error:
+                self.problem(f"{name}: {path!r} {error}", name)
                 continue
             if production and mode & 0o077:
                 self.problem(
@@ -359,7 +383,8 @@ class _Reader:
         for item in self.text(name).replace(",", " ").split():
             pattern = item.lower()
             host = pattern[2:] if pattern.startswith("*.") else pattern
-            if not vcita.HOST_NAME.fullmatch(host) or len(host) > vcita.MAX_HOST_NAME:
+            # The cheap bound first: no pattern runs over a value longer than a host name.
+            if len(host) > vcita.MAX_HOST_NAME or not vcita.HOST_NAME.fullmatch(host):
                 self.problem(
                     f"{name} must list host names or *.domain patterns "
                     f"(partner.example, *.partner.example), not {item!r}",

@@ -3,7 +3,8 @@
 Every line written while a request is served carries that request's id, so the steps
 of one connect flow can be read together. Codes, states and tokens are never logged,
 and access-log lines lose what a URL carries secretly: query strings (a callback's code
-and state) and the secret path segment of a webhook URL.
+and state) and the secret path segment of a webhook URL. Only what can hold a URL is
+cut (a request line, gunicorn's URL atoms), in time linear in its length.
 Control characters in any logged value are escaped (`\n`, `\u2028`), so nothing a
 client sends (a decoded `%0A` in a path) can start a forged line of its own; a
 traceback keeps its lines, each indented.
@@ -18,11 +19,18 @@ from collections.abc import Mapping
 from flask import Flask, g, has_request_context
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
-# From "?" to the " HTTP/1.1" that ends a request line, else to the next ASCII space
-# (a request target has none). Not to any quote or \s: Werkzeug's access log decodes
-# the path, so vcita's error_description=%22no%22 or %C2%A0 must not end the cut
-# before the state.
-QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/)|[^ ]*)")
+# The end of a request line ("GET /callback?code=… HTTP/1.1"): a query string is cut to it.
+PROTOCOL = " HTTP/"
+# gunicorn's access-log atoms that can hold a URL (gunicorn/glogging.py, Logger.atoms):
+# the request line and path, the Referer, the Location of a redirect (one to vcita
+# carries `state`), and the environ atoms holding the same values. Only these are cut:
+# every request header is an atom, twice ({…}i and {http_…}e), and cutting them all cost
+# CPU on each request for nothing. The rest are still escaped (ControlCharacterFilter).
+URL_ATOMS = frozenset(
+    {"r", "U", "f", "{referer}i", "{location}o", "{raw_uri}e", "{path_info}e", "{http_referer}e"}
+)
+# The atoms that are a query string and nothing else (no "?" to cut from): hidden whole.
+QUERY_ATOMS = frozenset({"q", "{query_string}e"})
 # The per-connection secret that ends a webhook URL (app/token_use/subscriptions.py), up
 # to the query, the next space or slash.
 WEBHOOK_SECRET = re.compile(r"(/webhooks/vcita/)[^/?\s]+")
@@ -86,9 +94,44 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def cut_query_strings(text: str) -> str:
+    """Replace each query string in `text` with `?…`, in time linear in its length.
+
+    A query runs from its "?" to the last " HTTP/" later on its line (the end of a request
+    line), else to the next ASCII space or the end (a request target has none). Not to a
+    quote or any other space: Werkzeug's access log decodes the path, so vcita's
+    error_description=%22no%22 or %C2%A0 must not end the cut before the state.
+    Plain string searches, not a regular expression: a pattern that looks ahead for
+    " HTTP/" after each "?" rescans the rest of the line every time, and a line of
+    "? ? ? …" then costs seconds. Here each line's last " HTTP/" is found once.
+    """
+    pieces = []
+    copied = 0  # text[:copied] is in pieces already
+    # The line of the last "?" seen: where it ends, and where its last " HTTP/" starts.
+    line_end = protocol = -1
+    while (mark := text.find("?", copied)) != -1:
+        if mark > line_end:  # the first "?" seen on this line
+            line_end = text.find("\n", mark)
+            if line_end == -1:
+                line_end = len(text)
+            protocol = text.rfind(PROTOCOL, mark, line_end)
+        if protocol > mark:
+            end = protocol
+        else:
+            end = text.find(" ", mark)
+            if end == -1:
+                end = len(text)
+        pieces += (text[copied:mark], "?…")
+        copied = end
+    if not pieces:
+        return text
+    pieces.append(text[copied:])
+    return "".join(pieces)
+
+
 def hide_url_secrets(text: str) -> str:
     """Cut query strings and hide a webhook URL's secret in an access-log line or atom."""
-    return WEBHOOK_SECRET.sub(r"\1…", QUERY_STRING.sub("?…", text))
+    return WEBHOOK_SECRET.sub(r"\1…", cut_query_strings(text))
 
 
 class UrlSecretsFilter(logging.Filter):
@@ -98,9 +141,12 @@ class UrlSecretsFilter(logging.Filter):
         record.msg = hide_url_secrets(str(record.msg))
         if isinstance(record.args, Mapping):
             # gunicorn passes its access-log atoms as one mapping (%(U)s style).
-            for name, value in record.args.items():
-                if isinstance(value, str):
+            for name in URL_ATOMS & record.args.keys():
+                if isinstance(value := record.args[name], str):
                     record.args[name] = hide_url_secrets(value)
+            for name in QUERY_ATOMS & record.args.keys():
+                if record.args[name]:
+                    record.args[name] = "…"
         elif record.args:
             record.args = tuple(
                 hide_url_secrets(arg) if isinstance(arg, str) else arg for arg in record.args

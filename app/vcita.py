@@ -41,7 +41,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote_plus
 
 import requests
@@ -80,9 +80,10 @@ SINGLE_VALUED = ("state", "code", "error", "iss")
 ACCESS_TOKEN = re.compile(r"[\x20-\x7e]+")
 # vcita's answers nest two levels deep; far deeper JSON is no answer of vcita's.
 MAX_JSON_DEPTH = 32
-# vcita's tokens live about 20 years; created_at may differ from our clock by this much.
+# vcita's tokens live 20 years (expires_in 631139040 s when new). No token is older than
+# its lifetime, so a created_at older than this bound is no moment a live token was issued
+# at; a century leaves room for a longer lifetime and keeps every date within a calendar.
 LONGEST_TOKEN_LIFETIME = timedelta(days=365 * 100)
-PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
 # A DNS name as a browser would send it: ASCII letters, digits and hyphens in dotted
 # labels, nothing else (no port, userinfo, path, fragment, trailing dot or Unicode).
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
@@ -660,8 +661,14 @@ def _is_unicode(value) -> bool:
     return True
 
 
-def _access_token_from(token: dict) -> AccessToken:
-    """Check the token response has vcita's documented shape, and read it."""
+def _access_token_from(token: dict[str, Any], received_at: datetime | None = None) -> AccessToken:
+    """Check the token response has vcita's documented shape, and read it.
+
+    `received_at` is when the answer arrived (now, unless given): RFC 6749 §5.1 counts
+    `expires_in` from then. vcita (Doorkeeper) may answer a staff member who connects
+    again with the token they already hold: its first `created_at`, possibly years ago,
+    and `expires_in` the time it has left.
+    """
     access_token = token.get("access_token")
     token_type = token.get("token_type")
     if not isinstance(access_token, str) or not ACCESS_TOKEN.fullmatch(access_token):
@@ -670,36 +677,44 @@ def _access_token_from(token: dict) -> AccessToken:
     # case-insensitive.
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise VcitaUnavailable("token response is not a bearer token")
-    now = datetime.now(UTC)
-    issued_at = _issued_at(token.get("created_at"), now)
-    return AccessToken(access_token, "Bearer", issued_at, _expires_at(issued_at, token))
+    received_at = received_at or datetime.now(UTC)
+    return AccessToken(
+        access_token,
+        "Bearer",
+        _issued_at(token.get("created_at"), received_at),
+        _expires_at(token.get("expires_in"), received_at),
+    )
 
 
-def _issued_at(created_at, now: datetime) -> datetime:
-    """Return vcita's `created_at`, or now when it is absent or no plausible moment.
+def _issued_at(created_at: object, received_at: datetime) -> datetime:
+    """Return vcita's `created_at` if it is a moment in the token's past, else `received_at`.
 
-    A clock a little off is fine; a timestamp a day or more from now (the year 9999,
-    1970) is no moment a token was just issued at, and would make its expiry overflow.
+    Any age up to LONGEST_TOKEN_LIFETIME is believed: a token vcita gives back is as old
+    as it is. A moment after the answer arrived (a clock ahead of ours) means "just now";
+    one older than any token can live (the year 1900), or no number at all, is not
+    believed either.
     """
-    if not _is_number(created_at) or not math.isfinite(created_at):
-        return now
-    if abs(created_at - now.timestamp()) > PLAUSIBLE_CLOCK_SKEW.total_seconds():
-        return now
+    if not _is_finite_number(created_at):
+        return received_at
+    # Compared, never subtracted: an integer like 10**400 has no float to subtract.
+    oldest = received_at - LONGEST_TOKEN_LIFETIME
+    if not oldest.timestamp() <= created_at <= received_at.timestamp():
+        return received_at
     return datetime.fromtimestamp(created_at, UTC)
 
 
-def _expires_at(issued_at: datetime, token: dict) -> datetime | None:
+def _expires_at(expires_in: object, received_at: datetime) -> datetime | None:
     """Return when the token expires, or None when vcita states no usable lifetime.
 
-    vcita's tokens live about 20 years; a lifetime past LONGEST_TOKEN_LIFETIME (1e20 s,
-    Infinity) is no lifetime a calendar can hold, so it counts as not stated.
+    RFC 6749 §5.1: `expires_in` seconds from when the answer arrived, whenever the token
+    was issued. A lifetime past LONGEST_TOKEN_LIFETIME (1e20 s, Infinity) is no lifetime
+    a calendar can hold, so it counts as not stated.
     """
-    expires_in = token.get("expires_in")
-    if not _is_number(expires_in) or not math.isfinite(expires_in):
+    if not _is_finite_number(expires_in):
         return None
     if not 0 <= expires_in <= LONGEST_TOKEN_LIFETIME.total_seconds():
         return None
-    return issued_at + timedelta(seconds=expires_in)
+    return received_at + timedelta(seconds=expires_in)
 
 
 def _is_whole_seconds(value) -> bool:
@@ -710,8 +725,15 @@ def _is_whole_seconds(value) -> bool:
     return True
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _is_finite_number(value: object) -> TypeGuard[int | float]:
+    """Say whether a JSON value is a number a date can be reckoned from.
+
+    Never a bool, NaN or Infinity; any int, without asking math.isfinite, which cannot
+    turn one of 400 digits into a float.
+    """
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _json_body(response: requests.Response, endpoint: str):

@@ -119,11 +119,19 @@ def callback():
 
 @bp.get("/connected")
 def connected():
-    """The popup's last page: hand the connection to vcita's frame, then close."""
-    framing.keep_opener()
-    code = browser.take_handoff_code()
+    """The popup's last page: hand the connection to vcita's frame, then close.
+
+    Only the page that hands over a code keeps its opener, and only it spends the code.
+    Every other answer is cut off from its opener like any page: a page of another site
+    that opens this one reads the same `w.closed` whether or not the browser is connected,
+    and a visit that finds nothing to hand over (or fails) leaves a pending code for the
+    popup's own page.
+    """
     if browser.current_connection() is None:
         return redirect(url_for(".index"))
+    code = browser.take_handoff_code()
+    if code is not None:
+        framing.keep_opener()
     return render_template("connect/connected.html", handoff_code=code)
 
 

@@ -39,7 +39,10 @@ def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the sandbox: settings → state → client keys → pages → endpoints → control → RTT."""
     app = Flask(__name__)
     configure(app, test_config)
-    app.extensions["vcita_sandbox"] = SandboxState(app.config["SANDBOX_CODE_LIFETIME"])
+    app.extensions["vcita_sandbox"] = SandboxState(
+        app.config["SANDBOX_CODE_LIFETIME"],
+        reuse_access_token=app.config["SANDBOX_REUSE_ACCESS_TOKEN"],
+    )
     client_keys.init_app(app)
     faults.init_app(app)
     pages.init_app(app)

@@ -79,6 +79,8 @@ def describe(url: str, config: dict) -> str:
         f"  client auth:   {client_auth_for_display(config)}",
         f"  redirect URIs (exact match):\n{redirect_uris}",
         f"  trusted app (no consent page): {'yes' if config['SANDBOX_TRUSTED'] else 'no'}",
+        "  connecting again: no consent page while a live token is held; "
+        + ("the same token back" if config["SANDBOX_REUSE_ACCESS_TOKEN"] else "a new token"),
         f"  codes live {config['SANDBOX_CODE_LIFETIME']:g} s",
         f"  App Market:    {url}/app-market (vcita's UI opening the app)",
         f"    landing page: {config['SANDBOX_APP_URL'] or 'unset: set SANDBOX_APP_URL'}",

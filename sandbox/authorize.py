@@ -4,7 +4,8 @@ Like vcita: an authorize request with an unknown client or an unregistered redir
 gets an error page, never a redirect (RFC 6749 §4.1.2.1). Any other problem is sent back to
 the app's redirect URI as `error=...`. A valid request waits server-side, under a random id
 the pages carry, while the person logs in (picks a demo staff member) and, unless the app
-is Trusted, allows or denies access. Allow redirects with a code and the app's `state`.
+is Trusted or they hold a live token for it already, allows or denies access. Allow
+redirects with a code and the app's `state`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class AuthorizeRefusal(Exception):
 
 @bp.get("/app/oauth/authorize")
 def authorize() -> Response | str:
-    """Check the request, then show the login or consent page (or approve a Trusted app)."""
+    """Check the request, then show the login or consent page, or approve at once."""
     check_client_and_redirect_uri()
     redirect_uri = request.args["redirect_uri"]
     state = raw_query_value("state")
@@ -110,16 +111,28 @@ def decide() -> Response:
 
 
 def next_step(pending: PendingAuthorization) -> Response | str:
-    """Show the login page, the consent page, or approve at once if the app is Trusted."""
+    """Show the login page, the consent page, or approve at once when vcita asks nothing."""
     member = logged_in_staff_member()
     if member is None:
         return render_login(pending)
-    if current_app.config["SANDBOX_TRUSTED"]:
-        # vcita skips the permission dialog for apps configured as Trusted.
+    if consent_is_skipped(pending, member):
         if sandbox_state().finish_authorization(pending.id) is None:
             raise AuthorizeRefusal("This request was already answered. Start again from the app.")
         return approve(pending, member)
     return render_consent(pending, member)
+
+
+def consent_is_skipped(pending: PendingAuthorization, member: StaffMember) -> bool:
+    """Say whether vcita approves without its permission dialog.
+
+    It skips the dialog for an app configured as Trusted, and, as Doorkeeper does for a
+    confidential client (`matching_token?`), for a staff member who holds a live token
+    for this client and scope: they allowed it before. Revoking that token (uninstall)
+    brings the dialog back.
+    """
+    if current_app.config["SANDBOX_TRUSTED"]:
+        return True
+    return sandbox_state().holds_live_token(member.uid, pending.client_id, pending.scope)
 
 
 def approve(pending: PendingAuthorization, member: StaffMember) -> Response:

@@ -37,6 +37,7 @@ SETTING_NAMES = (
     "SANDBOX_CLIENT_JWKS_URI",
     "SANDBOX_REDIRECT_URIS",
     "SANDBOX_TRUSTED",
+    "SANDBOX_REUSE_ACCESS_TOKEN",
     "SANDBOX_CODE_LIFETIME",
     "SANDBOX_SECRET_KEY",
     "SANDBOX_BUSINESSES_FILE",
@@ -53,7 +54,7 @@ BRAND_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 # A landing page's host as urlsplit gives it: a DNS name, an IPv4 or an IPv6 address.
 URL_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
 TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class SandboxConfigError(ValueError):
@@ -89,6 +90,11 @@ def load_settings(
         "SANDBOX_CLIENT_JWKS_URI": _client_jwks_uri(source, problems),
         "SANDBOX_REDIRECT_URIS": _redirect_uris(source, problems),
         "SANDBOX_TRUSTED": _flag(source, "SANDBOX_TRUSTED", problems),
+        # Doorkeeper's reuse_access_token. vcita's example cannot tell whether vcita turns
+        # it on; on, a client meets the harder case: a reconnect gets an old token back.
+        "SANDBOX_REUSE_ACCESS_TOKEN": _flag(
+            source, "SANDBOX_REUSE_ACCESS_TOKEN", problems, default=True
+        ),
         "SANDBOX_CODE_LIFETIME": _lifetime(source, problems),
         "SANDBOX_SECRET_KEY": _text(source, "SANDBOX_SECRET_KEY", secrets.token_hex(32), problems),
         "SANDBOX_BUSINESSES_FILE": businesses_file,
@@ -115,15 +121,20 @@ def _text(source: Mapping[str, Any], name: str, default: str, problems: list[str
     return value
 
 
-def _flag(source: Mapping[str, Any], name: str, problems: list[str]) -> bool:
-    value = source.get(name, False)
+def _flag(
+    source: Mapping[str, Any], name: str, problems: list[str], default: bool = False
+) -> bool:
+    value = source.get(name)
     if isinstance(value, bool):
         return value
-    word = str(value).strip().lower()
+    word = "" if value is None else str(value).strip().lower()
+    if word == "":  # unset, as `NAME=` in .env leaves it
+        return default
     if word in TRUE_WORDS:
         return True
     if word not in FALSE_WORDS:
         problems.append(f"{name} must be true or false, not {value!r}")
+        return default
     return False
 
 

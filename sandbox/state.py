@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -33,6 +34,11 @@ SPENT_CODE_MEMORY = 600.0
 # Bounds on what tests and apps can add, so a sandbox left running stays small.
 MAX_ADDED_CLIENTS = 10_000  # per business
 MAX_SUBSCRIPTIONS = 100  # per business and app
+# How long a token lives. vcita's example answer's expires_in, 631139040 s, is Rails'
+# `20.years` (20 x 365.2425 days) to the second: Doorkeeper's answer for a token issued
+# that moment, whose whole lifetime is left. (The example's created_at, 2025-08-05 06:56:55
+# UTC, is 28 s after the clients in vcita's other examples were made: a fresh token.)
+TOKEN_LIFETIME = 631139040
 # Client assertions' jti values remembered at once. Each is kept only until its assertion
 # expires (minutes), so this is reached only by thousands of token requests a minute;
 # then the oldest go first.
@@ -67,18 +73,29 @@ class AuthorizationCode:
     staff_uid: str
     code_challenge: str | None
     expires_at: float
+    scopes: frozenset[str] = frozenset()
     access_token: str | None = None
 
 
 @dataclass
 class AccessToken:
-    """A bearer token for one staff member, valid until revoked."""
+    """A bearer token for one staff member and client, live until revoked or expired."""
 
     access_token: str
     client_id: str
     staff_uid: str
-    created_at: int
+    created_at: float  # Unix time, to the microsecond as Doorkeeper keeps it
+    scopes: frozenset[str] = frozenset()
     revoked: bool = False
+
+    def seconds_left(self, now: float) -> int:
+        """Return the whole seconds it has left at `now`: the token answer's `expires_in`."""
+        # Doorkeeper's expires_in_seconds: the lifetime less the whole seconds it has lived.
+        return max(0, TOKEN_LIFETIME - math.floor(now - self.created_at))
+
+    def is_live(self, now: float) -> bool:
+        """Say whether the token is still accepted: not revoked, not expired."""
+        return not self.revoked and self.seconds_left(now) > 0
 
 
 @dataclass(frozen=True)
@@ -114,8 +131,11 @@ class SubscriptionRefused(Exception):
 class SandboxState:
     """The sandbox's memory: thread-safe, one lock around every change."""
 
-    def __init__(self, code_lifetime: float) -> None:
+    def __init__(self, code_lifetime: float, reuse_access_token: bool = True) -> None:
         self.code_lifetime = code_lifetime
+        # Doorkeeper's reuse_access_token (SANDBOX_REUSE_ACCESS_TOKEN): a code exchanged by
+        # a staff member who holds a live token for the client and scopes gets that token.
+        self.reuse_access_token = reuse_access_token
         self._lock = threading.Lock()
         self._pending: dict[str, PendingAuthorization] = {}
         self._codes: dict[str, AuthorizationCode] = {}
@@ -167,6 +187,7 @@ class SandboxState:
             staff_uid=staff_uid,
             code_challenge=pending.code_challenge,
             expires_at=now + self.code_lifetime,
+            scopes=scopes_of(pending.scope),
         )
         with self._lock:
             self._forget_stale(now)
@@ -177,8 +198,14 @@ class SandboxState:
 
     def redeem_code(
         self, code: str, *, client_id: str, redirect_uri: str, code_verifier: str | None
-    ) -> AccessToken:
-        """Spend the code for a new access token, or raise InvalidGrant saying why."""
+    ) -> tuple[AccessToken, int]:
+        """Spend the code for an access token and its seconds left, or raise InvalidGrant.
+
+        The token is new, or, with reuse_access_token, the live one the staff member
+        already holds for this client and scopes: the same token, its first created_at,
+        and the seconds its lifetime has left.
+        """
+        now = time.time()
         with self._lock:
             grant = self._codes.get(code)
             if grant is None:
@@ -197,15 +224,20 @@ class SandboxState:
                 # RFC 6749 §4.1.3: identical to the redirect_uri of the authorize request.
                 raise InvalidGrant("The redirect_uri does not match the authorization request.")
             _check_pkce(grant.code_challenge, code_verifier)
-            token = AccessToken(
-                access_token=secrets.token_hex(32),
-                client_id=client_id,
-                staff_uid=grant.staff_uid,
-                created_at=int(time.time()),
-            )
+            token = None
+            if self.reuse_access_token:
+                token = self._matching_token(client_id, grant.staff_uid, grant.scopes, now)
+            if token is None:
+                token = AccessToken(
+                    access_token=secrets.token_hex(32),
+                    client_id=client_id,
+                    staff_uid=grant.staff_uid,
+                    created_at=now,
+                    scopes=grant.scopes,
+                )
+                self._tokens[token.access_token] = token
             grant.access_token = token.access_token
-            self._tokens[token.access_token] = token
-            return token
+            return token, token.seconds_left(now)
 
     def spend_assertion(self, jti: str, refuse_until: float) -> bool:
         """Remember a client assertion's jti until it expires; False if it was used already.
@@ -231,20 +263,42 @@ class SandboxState:
     # --- Step 4: bearer tokens ---------------------------------------------------------
 
     def token_owner(self, access_token: str) -> str | None:
-        """Return the staff uid of an active token, or None if unknown or revoked."""
-        with self._lock:
-            token = self._tokens.get(access_token)
-            return token.staff_uid if token and not token.revoked else None
+        """Return the staff uid of a live token, or None if unknown, revoked or expired."""
+        token = self.active_token(access_token)
+        return token.staff_uid if token else None
 
     def active_token(self, access_token: str) -> AccessToken | None:
-        """Return the token's grant (staff member and client) if it is active, else None."""
+        """Return the token's grant (staff member and client) if it is live, else None."""
+        now = time.time()
         with self._lock:
             token = self._tokens.get(access_token)
-            return token if token and not token.revoked else None
+            return token if token and token.is_live(now) else None
 
     def is_token_active(self, access_token: str) -> bool:
         """Say whether the token would be accepted by userinfo."""
         return self.token_owner(access_token) is not None
+
+    def holds_live_token(self, staff_uid: str, client_id: str, scope: str | None) -> bool:
+        """Say whether the staff member holds a live token for this client and scope.
+
+        Doorkeeper then skips its consent screen (`matching_token?`), Trusted app or not:
+        the staff member allowed this client these scopes already.
+        """
+        with self._lock:
+            return (
+                self._matching_token(client_id, staff_uid, scopes_of(scope), time.time())
+                is not None
+            )
+
+    def age_tokens(self, seconds: float) -> int:
+        """Make every token seem issued `seconds` earlier, as after years; return how many.
+
+        For tests: time passing at vcita. Aged past its lifetime, a token has expired.
+        """
+        with self._lock:
+            for token in self._tokens.values():
+                token.created_at -= seconds
+            return len(self._tokens)
 
     def revoke_all_tokens(self) -> int:
         """Revoke every token, as when businesses remove the app; return how many."""
@@ -432,6 +486,18 @@ class SandboxState:
                 records.clear()
             self._received = dict.fromkeys(self._requests, 0)
 
+    def _matching_token(
+        self, client_id: str, staff_uid: str, scopes: frozenset[str], now: float
+    ) -> AccessToken | None:
+        """Return the newest live token of the staff member for client and scopes (lock held)."""
+        matching = [
+            token
+            for token in self._tokens.values()
+            if token.is_live(now)
+            and (token.client_id, token.staff_uid, token.scopes) == (client_id, staff_uid, scopes)
+        ]
+        return max(matching, key=lambda token: token.created_at, default=None)
+
     def _forget_stale(self, now: float) -> None:
         """Drop abandoned authorize requests and long-dead codes (lock held)."""
         self._pending = {
@@ -444,6 +510,11 @@ class SandboxState:
             for code, grant in self._codes.items()
             if now <= grant.expires_at + SPENT_CODE_MEMORY
         }
+
+
+def scopes_of(scope: str | None) -> frozenset[str]:
+    """Return a scope parameter's scopes, in no order (RFC 6749 §3.3); none if absent."""
+    return frozenset(scope.split(" ")) - {""} if scope else frozenset()
 
 
 def s256(code_verifier: str) -> str:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 from waitress import wasyncore
@@ -142,8 +142,10 @@ class SandboxPerson:
         self.sandbox_url = sandbox_url.rstrip("/")
         self.timeout = timeout
         self.browser = requests.Session()
-        # time.perf_counter() when the last form was sent: after approve(), when Allow (or
-        # Deny) was pressed. `scripts/load.py` times the rest of the flow from it.
+        # time.perf_counter() when the person last acted: after approve(), when Allow (or
+        # Deny) was pressed, or the last form sent when vcita asked no consent (or the
+        # authorize URL opened, when it asked nothing). `scripts/load.py` times the rest
+        # of the flow from it.
         self.answered_at: float | None = None
 
     def __enter__(self):
@@ -158,13 +160,21 @@ class SandboxPerson:
     def approve(self, authorize_url: str, staff: str | None = None, allow: bool = True) -> str:
         """Open `authorize_url`, sign in as `staff` (or the first one), allow or deny.
 
-        Return the URL the sandbox sends the browser back to.
+        Return the URL the sandbox sends the browser back to. A staff member who holds a
+        live token for the app is sent back without a consent page, as vcita does: that
+        is a code to allow, and SandboxPageError to deny, since there was nothing to deny.
         """
+        self.answered_at = time.perf_counter()
         response = self.browser.get(authorize_url, allow_redirects=False, timeout=self.timeout)
+        denied = False
         for _ in range(MAX_PAGES):
             if response.is_redirect:
                 location = urljoin(response.url, response.headers["Location"])
                 if not self._is_sandbox(location):
+                    if not (allow or denied) and "code" in parse_qs(urlsplit(location).query):
+                        raise SandboxPageError(
+                            200, "the sandbox asked no consent, so there was nothing to deny"
+                        )
                     return location
                 response = self.browser.get(location, allow_redirects=False, timeout=self.timeout)
                 continue
@@ -172,6 +182,7 @@ class SandboxPerson:
                 raise SandboxPageError(response.status_code, _text_of(response.text))
             form = _form_to_answer(response.text, allow)
             fields = form.filled(staff=staff, allow=allow)
+            denied = denied or (not allow and form.offers("deny"))
             self.answered_at = time.perf_counter()
             response = self.browser.post(
                 urljoin(response.url, form.action or response.url),
@@ -202,6 +213,10 @@ class _Form:
         self.hidden: list[tuple[str, str]] = []
         self.choices: dict[str, list[tuple[str, str]]] = {}  # name -> [(value, label)]
         self.buttons: list[tuple[str | None, str | None, str]] = []  # (name, value, text)
+
+    def offers(self, choice: str) -> bool:
+        """Say whether one of the form's buttons is `choice` ("allow", "deny")."""
+        return any(choice in f"{value} {text}".lower() for _, value, text in self.buttons)
 
     def filled(self, staff: str | None, allow: bool) -> list[tuple[str, str]]:
         """Return the fields a person would send: their staff member, then Allow or Deny."""

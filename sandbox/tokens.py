@@ -37,8 +37,6 @@ OPTIONAL_FIELDS = ("code_verifier", *ASSERTION_FIELDS)
 CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 - a method's name, not a secret
 CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method's name, not a secret
 PRIVATE_KEY_JWT = "private_key_jwt"
-# vcita's tokens last about 20 years; no refresh token is ever issued (guide step 3).
-EXPIRES_IN = 631139040
 INVALID_CLIENT = "Client authentication failed. The client_id or client_secret is invalid."
 SECRET_NOT_REGISTERED = (
     "Client authentication failed. This client is registered with a client_auth_jwks_uri"
@@ -71,7 +69,7 @@ def exchange_code() -> Response:
     try:
         params, method = token_request_parameters()
         client_id = authenticate_client(params, method)
-        issued = sandbox_state().redeem_code(
+        issued, seconds_left = sandbox_state().redeem_code(
             params["code"],
             client_id=client_id,
             redirect_uri=params["redirect_uri"],
@@ -81,12 +79,15 @@ def exchange_code() -> Response:
         return token_error(refusal)
     except InvalidGrant as refusal:
         return token_error(TokenError(400, "invalid_grant", str(refusal)))
+    # Doorkeeper's answer: expires_in is the time the token has left (20 years when new;
+    # less when a reconnect gets a token back), created_at when it was first issued. No
+    # refresh token is ever issued (guide step 3).
     return no_store(
         jsonify(
             access_token=issued.access_token,
             token_type="Bearer",  # noqa: S106 - a token type, not a password
-            expires_in=EXPIRES_IN,
-            created_at=issued.created_at,
+            expires_in=seconds_left,
+            created_at=int(issued.created_at),
         )
     )
 

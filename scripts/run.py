@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from app.storage.private_files import PRIVATE_FILE_MODE, private_folder
 from sandbox.settings import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +77,9 @@ def main() -> int:
         app = subprocess.Popen(server, cwd=ROOT, env=env)
         children.append(app)
         return app.wait()
-    except (KeyboardInterrupt, subprocess.CalledProcessError):
+    except subprocess.CalledProcessError as error:
+        return error.returncode  # init-db's: 4 when it said which settings to fix
+    except KeyboardInterrupt:
         return 1
     finally:
         for child in children:
@@ -127,6 +130,7 @@ def sandbox_settings(env: dict[str, str]) -> dict[str, str]:
 
 def kept_secrets(path: Path) -> dict[str, str]:
     """Return the sandbox run's secrets, made once and kept, so sessions survive a restart."""
+    private_folder(path.parent, tighten=True)  # instance/, the app's own folder
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
@@ -135,8 +139,9 @@ def kept_secrets(path: Path) -> dict[str, str]:
         "SECRET_KEY": secrets.token_hex(32),
         "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    # O_CREAT's mode is for a new file: one there already, that did not parse, keeps its own.
+    os.fchmod(descriptor, PRIVATE_FILE_MODE)
     with os.fdopen(descriptor, "w") as file:
         json.dump(made, file)
     return made

@@ -4,11 +4,13 @@ The app reaches the sandbox only over HTTP on loopback, exactly as it reaches vc
 pytest-flask gives every test a `client` for the `app` fixture below.
 """
 
+import os
 from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from flask import Flask
 
 from app import create_app
 from app.storage.connections import SNAPSHOT_COLUMNS
@@ -171,6 +173,24 @@ def make_app(settings, vcita):
 @pytest.fixture
 def app(make_app):
     return make_app()
+
+
+@pytest.fixture
+def instance_folder(tmp_path, monkeypatch):
+    """The instance folder of the apps this test makes: tmp_path / "instance", not the
+    project's own, so that a test can see what the app makes there (by default nothing)."""
+    path = tmp_path / "instance"
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda app: str(path))
+    return path
+
+
+@pytest.fixture
+def usual_umask():
+    """Run the test under umask 022, the usual one, which leaves new files readable by all;
+    a stricter umask would hide whether the app asks for private modes itself."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture

@@ -1,18 +1,25 @@
 """The app as a whole: start-up, every page's chrome and headers, the CLI, `make run`."""
 
 import importlib.util
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
+from app.config import EXIT_CONFIG_ERROR
+from app.storage.database import Database
 from sandbox.testing import SandboxPerson, as_a_shell_starts
 
 from .servers import ServerProcess, free_port
+from .test_private_key_jwt import EC_JWK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +71,20 @@ def test_make_run_makes_the_sandbox_secrets_once_and_keeps_them(tmp_path):
     assert (tmp_path / "instance" / "sandbox-secrets.json").stat().st_mode & 0o077 == 0
     given = {"SECRET_KEY": "s" * 40, "TOKEN_ENCRYPTION_KEY": "k"}
     assert run.sandbox_settings(given)["SECRET_KEY"] == "s" * 40
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_make_run_keeps_the_sandbox_secrets_in_a_private_instance_folder(tmp_path):
+    run = load_run_script(tmp_path)
+    instance = tmp_path / "instance"
+
+    run.sandbox_settings({})
+    made = stat.S_IMODE(instance.stat().st_mode)
+    instance.chmod(0o755)  # as make run left it before
+    run.sandbox_settings({})
+
+    assert made == 0o700
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
 
 
 def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(client):
@@ -129,6 +150,69 @@ def test_servers_refuse_to_start_without_credentials_or_sandbox_switch(tmp_path,
     output = result.stdout + result.stderr
     assert "VCITA_CLIENT_ID is not set" in output
     assert "Traceback" not in output
+
+
+# Every way the app is started: `make run`'s and `make serve`'s first step, the CLI, gunicorn.
+ENTRY_POINTS = {
+    "flask-init-db": [sys.executable, "-m", "flask", "--app", "app", "init-db"],
+    "flask-vcita": [sys.executable, "-m", "flask", "--app", "app", "vcita", "connections"],
+    "gunicorn": [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "app:create_app()"],
+    "make-run": [sys.executable, str(ROOT / "scripts" / "run.py")],
+}
+
+
+def a_malformed_key_file(tmp_path: Path) -> tuple[dict, str]:
+    """A JWK whose curve joserfc does not know (a KeyError once), holding a real private key."""
+    path = tmp_path / "signing.jwk.json"
+    path.write_text(json.dumps({**EC_JWK, "crv": "P-999"}))
+    problem = f"VCITA_CLIENT_PRIVATE_KEYS: {str(path)!r} holds no private RSA or EC P-256 key"
+    return {"VCITA_CLIENT_PRIVATE_KEYS": str(path)}, problem
+
+
+def a_database_at_an_unknown_revision(tmp_path: Path) -> tuple[dict, str]:
+    """A database a newer version upgraded, before this version was rolled back onto it."""
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    database = Database(url)
+    database.upgrade_schema()
+    with database.transaction() as db:
+        db.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    database.dispose()
+    return {"DATABASE_URL": url}, f"DATABASE_URL: the database at {url} is at revision '0999'"
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+@pytest.mark.parametrize("problem", [a_malformed_key_file, a_database_at_an_unknown_revision])
+def test_every_entry_point_stops_with_the_settings_message_never_a_traceback(
+    tmp_path, entry_point, problem
+):
+    changes, says = problem(tmp_path)
+    environment = clean_environment(
+        PYTHONPATH=str(ROOT),
+        FLASK_SKIP_DOTENV="1",
+        VCITA_CLIENT_ID="client",
+        VCITA_CLIENT_SECRET="secret",
+        VCITA_REDIRECT_URI="http://localhost:5000/callback",
+        SECRET_KEY="entry-point-test-secret-key-0123456789abcdef",
+        TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        **{"DATABASE_URL": f"sqlite:///{tmp_path / 'connect.db'}", **changes},
+    )
+
+    result = subprocess.run(
+        ENTRY_POINTS[entry_point],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # make run says it through `flask init-db`, which stops it before any server starts.
+    assert result.returncode == EXIT_CONFIG_ERROR
+    assert result.stderr.count("vcita Connect cannot start. Fix these settings") == 1
+    assert f"\n  - {says}" in result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert not [value for value in EC_JWK.values() if len(value) > 16 and value in output]
 
 
 def make_run_environment(tmp_path: Path) -> tuple[int, int, dict]:

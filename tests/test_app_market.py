@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 
 from app import session_keys
 from app.app_market import handoffs
+from app.storage.connections import ConnectionStore, get_connections
+from app.storage.database import StoreUnavailable
 from app.vcita import allowed_brand_host
 from sandbox.testing import SandboxPerson
 
-from .conftest import approved_callback
+from .conftest import approved_callback, only_connection
 from .security_support import OPEN_REDIRECT_TARGETS
 
 HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg, Leo Martins
@@ -330,15 +332,21 @@ def test_only_the_pages_shown_in_vcita_may_be_framed_and_only_by_its_origins(
         assert response.headers["X-Frame-Options"] == "DENY"
 
 
-def test_the_default_frame_ancestors_are_vcita_and_the_brand_hosts(branded_app):
+def test_the_default_frame_ancestors_are_vcita_and_the_exact_brand_hosts(branded_app):
+    # *.myclients.me is on VCITA_BRAND_HOSTS too: a wildcard frames the app only when
+    # VCITA_FRAME_ANCESTORS lists it (tests/test_config.py).
     policy = branded_app.test_client().get("/").headers["Content-Security-Policy"]
-    assert policy.endswith(
-        "frame-ancestors https://app.vcita.com https://*.myclients.me "
-        "https://studio.partner.example"
-    )
+    assert policy.endswith("frame-ancestors https://app.vcita.com https://studio.partner.example")
 
 
 # --- The popup's handoff: only the frame's own session redeems it ------------------------
+
+
+def code_on(page) -> str:
+    """Return the handoff code the popup's last page carries."""
+    match = re.search(r'data-code="([^"]+)"', page.text)
+    assert match, "the popup's last page carries a handoff code"
+    return match.group(1)
 
 
 class Frame:
@@ -353,13 +361,17 @@ class Frame:
 
     def connect_in_popup(self, popup=None, popup_url=None, staff="Maya Goldberg") -> str:
         """Run the flow in a popup window (a top-level browser); return its handoff code."""
+        popup = self.approve_in_popup(popup, popup_url, staff)
+        return code_on(popup.get("/connected"))
+
+    def approve_in_popup(self, popup=None, popup_url=None, staff="Maya Goldberg"):
+        """Run the flow in a popup up to vcita's redirect back; return the popup."""
         popup = popup or self.client.application.test_client()
         start = popup.get(popup_url or self.popup_url, headers={"Sec-Fetch-Dest": "document"})
         callback = self.person.approve(start.headers["Location"], staff=staff)
         answer = popup.get(callback)
         assert answer.headers["Location"] == "/connected"
-        page = popup.get("/connected")
-        return re.search(r'data-code="([^"]+)"', page.text).group(1)
+        return popup
 
     def redeem(self, code: str, csrf: str | None = None):
         return self.client.post(
@@ -478,3 +490,63 @@ def test_a_malformed_binding_gives_an_ordinary_flow(app, client, person):
 
 def test_connected_without_a_connection_goes_to_the_landing_page(client):
     assert client.get("/connected").headers["Location"] == "/"
+
+
+# --- /connected tells a page of another site nothing (issue 16) --------------------------
+
+
+def test_connected_keeps_its_opener_only_when_it_hands_over_a_code(app, person):
+    popup = Frame(app, person).approve_in_popup()
+    handing_over = popup.get("/connected")
+    assert handing_over.status_code == 200
+    assert code_on(handing_over)
+    assert handing_over.headers["Cross-Origin-Opener-Policy"] == "unsafe-none"
+    # Connected, nothing (more) to hand over: the page, cut off from its opener.
+    nothing_to_hand = popup.get("/connected")
+    assert nothing_to_hand.status_code == 200
+    assert "data-code" not in nothing_to_hand.text
+    assert nothing_to_hand.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+def test_connected_gives_a_browser_with_or_without_a_connection_the_same_opener_policy(
+    client, vcita_server
+):
+    # A page of another site that opens /connected reads `w.closed`: the policy decides it.
+    not_connected = client.get("/connected")
+    assert not_connected.status_code == 302
+    assert not_connected.headers["Location"] == "/"
+    connect_as(client, vcita_server, "Maya Goldberg")
+    connected = client.get("/connected")
+    assert connected.status_code == 200
+    policies = {
+        answer.headers["Cross-Origin-Opener-Policy"] for answer in (connected, not_connected)
+    }
+    assert policies == {"same-origin"}
+
+
+def test_a_probe_that_finds_no_connection_leaves_the_pending_code(app, person):
+    popup = Frame(app, person).approve_in_popup()
+    with app.app_context():
+        get_connections().delete(only_connection(app).id)  # forgotten meanwhile
+    probe = popup.get("/connected")
+    assert probe.status_code == 302
+    assert probe.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    with popup.session_transaction() as session:
+        assert isinstance(session.get(session_keys.HANDOFF_CODE), str)  # not spent on a redirect
+
+
+def test_a_popups_page_that_fails_keeps_its_code_for_the_reload(app, person, monkeypatch):
+    frame = Frame(app, person)
+    popup = frame.approve_in_popup()
+    with monkeypatch.context() as database_down:
+
+        def unavailable(*args):
+            raise StoreUnavailable("the database cannot be used: test")
+
+        database_down.setattr(ConnectionStore, "get", unavailable)
+        failed = popup.get("/connected")
+    assert failed.status_code == 503
+    assert failed.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    reloaded = popup.get("/connected")
+    assert frame.redeem(code_on(reloaded)).status_code == 200
+    assert "Harbor Light Yoga" in frame.client.get("/dashboard", headers=FRAMED).text

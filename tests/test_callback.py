@@ -1,6 +1,7 @@
 """Step 3: /callback checks the state, exchanges the code once, and stores the connection."""
 
 import base64
+from datetime import timedelta
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import pytest
@@ -18,7 +19,11 @@ from .conftest import (
     REDIRECT_URI,
     approved_callback,
     change_vcita_settings,
+    only_connection,
 )
+
+YEAR = 365 * 86400
+TWENTY_YEARS = 631139040  # a new token's expires_in
 
 
 def store(app):
@@ -263,6 +268,25 @@ def test_connecting_again_replaces_the_stored_connection(app, connect):
     connect()
     connect()
     assert store(app).count() == 1
+
+
+def test_a_token_vcita_gives_back_years_later_updates_the_same_connection(app, connect, vcita):
+    assert connect().status_code == 303
+    first = only_connection(app)
+    vcita.age_tokens(3 * YEAR)  # the staff member connects again three years later
+
+    assert connect().status_code == 303
+
+    again = only_connection(app)
+    assert store(app).count() == 1
+    assert again.id == first.id
+    assert again.connected_at == first.connected_at
+    # vcita gave the same token back, issued when it was first issued.
+    assert again.token.access_token == first.token.access_token
+    assert again.token.issued_at == first.token.issued_at - timedelta(seconds=3 * YEAR)
+    # It expires when the time it has left runs out, counted from when vcita answered.
+    left = (again.token.expires_at - again.updated_at).total_seconds()
+    assert TWENTY_YEARS - 3 * YEAR - 5 < left <= TWENTY_YEARS - 3 * YEAR
 
 
 def test_error_together_with_code_is_rejected(client, vcita):

@@ -111,11 +111,56 @@ def test_get_all_pages_follows_the_pages_to_the_end(connected):
 def test_a_revoked_token_removes_the_connection_and_says_so(connected, vcita_server, vcita):
     tokens = stored_tokens(connected)
     vcita_server.sandbox.test_client().post("/_sandbox/revoke", json={})
+    asked = len(vcita.userinfo_requests)
     result = run(connected, "get", "/platform/v1/clients", "--business", HARBOR)
     assert result.exit_code == 1
     assert "revoked" in result.stderr and "removed" in result.stderr
+    assert len(vcita.userinfo_requests) == asked + 1  # userinfo's 401 confirmed it
     assert stored_tokens(connected) == []
     assert_no_token_in(result, tokens)
+
+
+# A 401 that names no error on one path, as vcita's revoked-token answer does, and one
+# that says why (Doorkeeper's insufficient_scope): neither alone says the token is dead.
+REFUSALS = [
+    {"status": 401},
+    {
+        "status": 401,
+        "json": {"error": "insufficient_scope"},
+        "headers": {"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path"),
+    [("clients", "/platform/v1/clients"), ("webhooks", "/platform/v1/webhooks")],
+)
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_401_on_one_path_keeps_a_connection_whose_token_still_works(
+    connected, vcita, endpoint, path, refusal
+):
+    tokens = stored_tokens(connected)
+    asked = len(vcita.userinfo_requests)
+    vcita.set_fault(endpoint, **refusal)
+    result = run(connected, "get", path, "--business", HARBOR)
+    assert result.exit_code == 1
+    assert f"vcita refused {path} with 401" in result.stderr
+    assert "the connection is kept" in result.stderr
+    assert "removed" not in result.stderr
+    assert len(vcita.userinfo_requests) == asked + 1  # vcita was asked about the token
+    assert stored_tokens(connected) == tokens
+    assert_no_token_in(result, tokens)
+
+
+def test_a_401_while_userinfo_does_not_answer_keeps_the_connection(connected, vcita):
+    tokens = stored_tokens(connected)
+    vcita.set_fault("clients", status=401)
+    vcita.set_fault("userinfo", status=503)
+    result = run(connected, "get", "/platform/v1/clients", "--business", HARBOR)
+    assert result.exit_code == 1
+    assert "the connection is kept" in result.stderr
+    assert stored_tokens(connected) == tokens
 
 
 def test_forget_asks_first_and_keeps_the_connection_on_no(connected):

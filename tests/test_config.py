@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app import create_app
 from app.config import ConfigError, load_config
@@ -187,3 +189,74 @@ def test_config_error_message_shows_no_secret_values(tmp_path):
         )
     assert secret[:10] not in str(raised.value)
     assert secret not in str(raised.value)
+
+
+# --- Frame ancestors: a wildcard brand host is the operator's own choice (issue 16) -------
+
+DEVELOPMENT = {**PRODUCTION, "APP_ENV": "development"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            lambda wildcard, labels: ("*." if wildcard else "") + ".".join(labels),
+            st.booleans(),
+            st.lists(
+                st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True),
+                min_size=2,  # a host name has a dot
+                max_size=4,
+            ),
+        ),
+        max_size=5,
+    )
+)
+def test_no_brand_host_list_makes_a_wildcard_frame_ancestor_by_default(brand_hosts):
+    environ = {**DEVELOPMENT, "VCITA_BRAND_HOSTS": " ".join(brand_hosts)}
+    config = load_config(environ, "/instance")
+    exact = {f"https://{host}" for host in brand_hosts if not host.startswith("*.")}
+    assert set(config["VCITA_FRAME_ANCESTORS"]) == {"https://app.vcita.com", *exact}
+    assert not [origin for origin in config["VCITA_FRAME_ANCESTORS"] if "*" in origin]
+
+
+def test_a_wildcard_frame_ancestor_is_kept_when_the_operator_lists_it(tmp_path):
+    environ = {
+        **DEVELOPMENT,
+        "VCITA_BRAND_HOSTS": "*.myclients.me",
+        "VCITA_FRAME_ANCESTORS": "https://app.vcita.com https://*.myclients.me",
+    }
+    config = load_config(environ, str(tmp_path))
+    assert config["VCITA_FRAME_ANCESTORS"] == ("https://app.vcita.com", "https://*.myclients.me")
+    assert config["SETTINGS_WARNINGS"] == ()
+
+
+def warnings_logged(capsys) -> list[str]:
+    """Return the WARNING lines the app wrote (its log handler writes to stderr)."""
+    return [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line]
+
+
+def test_a_wildcard_brand_host_without_frame_ancestors_is_one_warning_at_start_up(
+    make_app, capsys
+):
+    make_app(VCITA_BRAND_HOSTS="*.myclients.me *.partner.example studio.partner.example")
+    (warning,) = warnings_logged(capsys)
+    assert "VCITA_FRAME_ANCESTORS is unset" in warning
+    assert (
+        'set VCITA_FRAME_ANCESTORS="https://app.vcita.com https://studio.partner.example '
+        'https://*.myclients.me https://*.partner.example"'
+    ) in warning
+    assert "docs/app-market.md" in warning
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"VCITA_BRAND_HOSTS": "studio.partner.example"},
+        {"VCITA_BRAND_HOSTS": "*.myclients.me", "VCITA_FRAME_ANCESTORS": "https://app.vcita.com"},
+    ],
+    ids=["no-brand-hosts", "exact-hosts-only", "frame-ancestors-set"],
+)
+def test_no_warning_without_a_wildcard_left_to_the_default(make_app, capsys, overrides):
+    make_app(**overrides)
+    assert warnings_logged(capsys) == []

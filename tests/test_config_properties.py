@@ -6,18 +6,24 @@ production: a dict, or ConfigError. Weak keys are refused in production.
 """
 
 import base64
+import json
 import secrets
 
 import pytest
+from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import make_url
 
 from app import create_app
 from app.config import ConfigError, load_config
+from app.vcita import SIGNING_ALGORITHMS
 
 from .test_config import PRODUCTION, documented_variables
+from .test_private_key_jwt import EC_JWK, RSA_JWK, pem_of
 
 APP_VARIABLES = sorted(
     name
@@ -183,3 +189,108 @@ def test_production_refuses_the_flow_trace(tmp_path):
         load_config({**PRODUCTION, "SHOW_FLOW_TRACE": "true"}, str(tmp_path))
 
     assert raised.value.problems == ["SHOW_FLOW_TRACE must be off when APP_ENV=production"]
+
+
+# --- Key files -------------------------------------------------------------------------
+
+JWK_MEMBERS = [
+    *("kty", "kid", "use", "key_ops", "alg", "crv", "x", "y", "d", "n", "e"),
+    *("p", "q", "dp", "dq", "qi", "oth", "k", "x5c", "x5t"),
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+# The values of real keys' members, and the words of the JWK specifications.
+member_values = st.one_of(
+    json_values,
+    st.sampled_from([*RSA_JWK.values(), *EC_JWK.values()]),
+    st.sampled_from(["RSA", "EC", "oct", "OKP", "P-256", "P-384", "P-999", "sig", "enc"]),
+    st.sampled_from(["RS256", "ES256", "none", "HS256", ["sign"], ["decrypt"], 65537]),
+)
+
+
+def changed(jwk: dict, dropped: set[str], changes: dict) -> dict:
+    return {**{k: v for k, v in jwk.items() if k not in dropped}, **changes}
+
+
+jwks_nearly_right = st.builds(
+    changed,
+    st.sampled_from([RSA_JWK, EC_JWK]),
+    st.sets(st.sampled_from(JWK_MEMBERS), max_size=2),
+    st.dictionaries(st.sampled_from(JWK_MEMBERS), member_values, max_size=2),
+)
+jwks_made_up = st.dictionaries(st.sampled_from(JWK_MEMBERS), member_values, max_size=8)
+PEM_LABELS = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "PUBLIC KEY", "CERTIFICATE"]
+pems_made_up = st.builds(
+    lambda label, body: (
+        f"-----BEGIN {label}-----\n{base64.b64encode(body).decode()}\n-----END {label}-----\n"
+    ).encode(),
+    st.sampled_from(PEM_LABELS),
+    st.binary(max_size=300),
+)
+REAL_PEMS = [
+    pem_of(ed25519.Ed25519PrivateKey.generate()),
+    pem_of(ec.generate_private_key(ec.SECP384R1())),
+    pem_of(dsa.generate_private_key(2048)),
+    RSAKey.import_key(RSA_JWK).as_pem(private=True),
+    RSAKey.import_key(RSA_JWK).as_pem(private=False),
+    ECKey.import_key(EC_JWK).as_pem(private=True),
+]
+key_file_contents = st.one_of(
+    st.binary(max_size=600),
+    st.text(max_size=200).map(str.encode),
+    st.one_of(jwks_nearly_right, jwks_made_up).map(lambda jwk: json.dumps(jwk).encode()),
+    # Nested deeper than any parser's recursion limit, in JSON's two kinds of container.
+    st.integers(1, 20_000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(1, 5_000).map(lambda depth: b'{"kty": ' * depth + b"1" + b"}" * depth),
+    pems_made_up,
+    st.sampled_from(REAL_PEMS),
+)
+# Every message a key file can earn: the path and words of the app's own.
+KEY_FILE_PROBLEMS = [
+    "VCITA_CLIENT_PRIVATE_KEYS: {path!r} holds no private RSA or EC P-256 key",
+    "VCITA_CLIENT_PRIVATE_KEYS: {path!r} holds no private RSA or EC P-256 key, only a public one",
+    "VCITA_CLIENT_PRIVATE_KEYS: {path!r} holds an RSA key shorter than 2048 bits, "
+    "which RS256 may not use",
+]
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(content=key_file_contents)
+def test_any_key_file_gives_a_key_that_signs_or_the_one_message_naming_only_its_path(
+    tmp_path, content
+):
+    path = tmp_path / "signing.key"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    environ = {
+        **PRODUCTION,
+        "VCITA_TOKEN_AUTH_METHOD": "private_key_jwt",
+        "VCITA_CLIENT_PRIVATE_KEYS": str(path),
+    }
+
+    try:
+        config = load_config(environ, str(tmp_path))
+    except ConfigError as error:
+        assert error.problems in [
+            [problem.format(path=str(path))] for problem in KEY_FILE_PROBLEMS
+        ]
+    else:
+        # Taken at start-up, it signs at the first connect as the client signs there.
+        (key,) = config["VCITA_CLIENT_PRIVATE_KEYS"]
+        assertion = private_key_jwt_sign(
+            key,
+            client_id="client",
+            token_endpoint="https://api.vcita.biz/oauth/token",
+            header={"kid": key["kid"]},
+            alg=SIGNING_ALGORITHMS[key["kty"]],
+        )
+        assert assertion.count(".") == 2  # a compact JWS

@@ -58,6 +58,18 @@ def test_dashboard_says_when_the_token_was_issued_and_expires(client, connect):
     assert "in 20 years" in page
 
 
+def test_a_token_vcita_gives_back_shows_when_it_was_first_issued(client, connect, vcita):
+    connect()
+    vcita.age_tokens(3 * 365 * 86400)  # the staff member connects again three years later
+    connect()
+
+    response = client.get("/dashboard")
+
+    assert response.status_code == 200
+    assert re.search(r"<dt>Issued</dt>\s*<dd><time [^>]*>3 years ago</time>", response.text)
+    assert re.search(r"<dt>Expires</dt>\s*<dd><time [^>]*>in 17 years</time>", response.text)
+
+
 def test_dashboard_never_shows_the_token(app, client, connect):
     connect()
     with client.session_transaction() as session:

@@ -10,21 +10,28 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
 
+from app import create_app
+from app.config import EXIT_CONFIG_ERROR, ConfigError
 from app.storage import migrations
 from app.storage.database import Database
 from app.storage.tables import metadata
@@ -267,6 +274,19 @@ def record_statements(engine: sa.Engine) -> list[str]:
     return statements
 
 
+def record_revisions(engine: sa.Engine, revisions: list[str]) -> None:
+    """Make alembic_version hold exactly `revisions`, one row each, as if edited by hand."""
+    with engine.begin() as db:
+        if engine.dialect.name == "postgresql":
+            # Alembic makes version_num VARCHAR(32); SQLite would keep a longer one anyway.
+            db.execute(sa.text("ALTER TABLE alembic_version ALTER COLUMN version_num TYPE text"))
+        db.execute(sa.text("DELETE FROM alembic_version"))
+        for revision in revisions:
+            db.execute(
+                sa.text("INSERT INTO alembic_version VALUES (:revision)"), {"revision": revision}
+            )
+
+
 def run_command(command_line: list[str], settings: dict, database_url: str):
     """Run a command of the project as a developer would, on `database_url`."""
     environment = {
@@ -391,15 +411,118 @@ def test_a_new_database_is_created_at_the_newest_revision(make_app, engine):
 
 def test_a_database_a_newer_version_upgraded_is_refused(make_app, database_url, engine):
     app = make_app(DATABASE_URL=database_url)
-    with engine.begin() as db:
-        db.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    record_revisions(engine, ["0999"])
 
+    # The database was out of reach when this app was made, and is back: init-db says why.
     result = app.test_cli_runner().invoke(args=["init-db"])
 
     assert result.exit_code == 1
-    assert "at revision 0999, which this version of the app does not know" in result.output
-    with pytest.raises(migrations.UnknownRevision, match="0999"):
+    assert "at revision '0999', which this version of the app does not know" in result.output
+    # A new app stops with the settings message, as `flask`, gunicorn and make run do.
+    with pytest.raises(ConfigError) as raised:
         make_app(DATABASE_URL=database_url)
+    assert raised.value.code == EXIT_CONFIG_ERROR
+    [problem] = raised.value.problems
+    location = engine.url.render_as_string(hide_password=True)
+    assert problem.startswith(f"DATABASE_URL: the database at {location} is at revision '0999'")
+    assert revision_of(engine) == ("0999",)  # refused, not touched
+
+
+# Each was a traceback (UnknownRevision, Alembic's CommandError), or an app that started
+# and answered 503 to every page while it failed to upgrade on each of them.
+UNUSABLE_HISTORIES = [
+    pytest.param(["0999"], "is at revision '0999', which", id="unknown"),
+    pytest.param([NEWEST, "0999"], "is at revision '0999', which", id="known-and-unknown"),
+    pytest.param([NEWEST, "0003"], f"several revisions at once ('{NEWEST}', '0003')", id="two"),
+    pytest.param([""], "is at revision '', which", id="empty-string"),
+    pytest.param(["9" * 300], "is at revision '999999", id="very-long"),
+    # On a terminal: clear the screen, then a line of the writer's own.
+    pytest.param(["\x1b[2J\n  - all fine"], r"revision '\x1b[2J\n  - all fine'", id="control"),
+    pytest.param(["head"], "is at revision 'head', which", id="alembic-keyword"),
+    pytest.param(["0002"], "from revision 0002 to", id="older-than-its-tables"),
+    pytest.param([], "from revision 0001 to", id="no-row-beside-todays-tables"),
+]
+
+
+@pytest.mark.parametrize(("revisions", "says"), UNUSABLE_HISTORIES)
+def test_a_database_whose_revisions_cannot_be_upgraded_stops_the_app_with_the_one_message(
+    make_app, database_url, engine, revisions, says, capsys
+):
+    make_app(DATABASE_URL=database_url)  # today's tables
+    record_revisions(engine, revisions)
+    capsys.readouterr()
+
+    with pytest.raises(ConfigError) as raised:
+        make_app(DATABASE_URL=database_url)
+
+    assert raised.value.code == EXIT_CONFIG_ERROR
+    [problem] = raised.value.problems
+    location = engine.url.render_as_string(hide_password=True)
+    assert problem.startswith(f"DATABASE_URL: the database at {location} ")
+    assert says in problem
+    assert problem.isprintable() and len(problem) < 500  # escaped, and cut short
+    assert capsys.readouterr().err == f"{raised.value}\n"  # said once, on stderr
+    with engine.connect() as db:  # nothing was changed
+        kept = db.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        assert sorted(kept) == sorted(revisions)
+
+
+KNOWN_REVISIONS = [script.revision for script in migrations.script_directory().walk_revisions()]
+any_revision = st.one_of(
+    st.sampled_from([*KNOWN_REVISIONS, "", "head", "base", "heads", "0999"]),
+    # Any text SQLite keeps (a lone surrogate cannot even be written).
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=80),
+)
+
+
+@pytest.fixture
+def todays_database(tmp_path) -> Path:
+    """A SQLite file with today's tables at the newest revision, for a test to copy."""
+    path = tmp_path / "today.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade_schema()
+    database.dispose()  # folds the write-ahead log into the file
+    return path
+
+
+@hypothesis.settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    revisions=st.one_of(
+        st.just([NEWEST]),
+        st.lists(st.sampled_from(KNOWN_REVISIONS), max_size=2, unique=True),
+        st.lists(any_revision, max_size=2, unique=True),
+    )
+)
+def test_any_alembic_version_starts_the_app_or_stops_it_with_the_one_message(
+    settings, todays_database, tmp_path, revisions
+):
+    copy = tmp_path / f"{uuid.uuid4().hex}.db"
+    shutil.copyfile(todays_database, copy)
+    url = f"sqlite:///{copy}"
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    record_revisions(engine, revisions)
+
+    try:
+        app = create_app({**settings, "DATABASE_URL": url})
+    except ConfigError as error:
+        [problem] = error.problems
+        assert problem.startswith(f"DATABASE_URL: the database at {url} ")
+        assert problem.isprintable() and len(problem) < 500
+        assert revisions != [NEWEST]
+    else:
+        app.extensions["database"].dispose()
+        app.extensions["vcita"].close()
+        # Today's tables: only the newest revision describes them.
+        assert revisions == [NEWEST]
+        assert revision_of(engine) == (NEWEST,)
+    finally:
+        engine.dispose()
 
 
 # --- Workers starting together -----------------------------------------------------------

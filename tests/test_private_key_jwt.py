@@ -6,19 +6,24 @@ private-key-JWT client authentication, and publishes the public halves of its ke
 """
 
 import base64
+import contextlib
 import json
 import os
 import stat
+import threading
 import time
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from app import vcita
 from app.config import ConfigError, load_config
-from app.signing_keys import load_private_key
+from app.signing_keys import MAX_KEY_FILE_BYTES, load_private_key
 from sandbox.testing import ServerThread
 
 PRIVATE_PARTS = {"d", "p", "q", "dp", "dq", "qi"}
@@ -195,13 +200,113 @@ def test_a_key_file_that_cannot_sign_is_named(jwt_settings, tmp_path, content, s
     assert says in problem and str(path) in problem
 
 
+def pem_of(private_key) -> bytes:
+    """Return a private key of the cryptography package as PKCS#8 PEM."""
+    return private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+RSA_JWK, EC_JWK = private_jwk("RSA"), private_jwk("EC")
+NAMED_NOT_QUOTED = "VCITA_CLIENT_PRIVATE_KEYS: {path!r} holds no private RSA or EC P-256 key"
+# The first five stopped every entry point with a traceback (the exception named); the
+# others were taken at start-up, and failed at the first connect instead.
+MALFORMED_KEY_FILES = [
+    pytest.param(
+        b'{"kty": "RSA", "n": ' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep-json-RecursionError"
+    ),
+    pytest.param(
+        json.dumps({k: v for k, v in RSA_JWK.items() if k != "n"}).encode(),
+        id="jwk-missing-a-member-KeyParameterError",
+    ),
+    pytest.param(
+        json.dumps({**RSA_JWK, "kid": 65537}).encode(),
+        id="member-of-another-type-KeyParameterError",
+    ),
+    pytest.param(json.dumps({**EC_JWK, "crv": "P-999"}).encode(), id="unknown-curve-KeyError"),
+    pytest.param(
+        pem_of(ed25519.Ed25519PrivateKey.generate()), id="pem-of-another-type-InvalidKeyTypeError"
+    ),
+    pytest.param(json.dumps({**RSA_JWK, "use": "enc"}).encode(), id="jwk-for-encryption"),
+    pytest.param(json.dumps({**EC_JWK, "alg": "RS256"}).encode(), id="jwk-for-another-alg"),
+    pytest.param(json.dumps({**RSA_JWK, "key_ops": ["decrypt"]}).encode(), id="jwk-cannot-sign"),
+]
+
+
+@pytest.mark.parametrize("content", MALFORMED_KEY_FILES)
+def test_a_malformed_key_file_is_named_and_never_quoted(jwt_settings, tmp_path, content):
+    jwt_settings.pop("keys")
+    path = tmp_path / "malformed.key"
+    path.write_bytes(content)
+    jwt_settings["VCITA_CLIENT_PRIVATE_KEYS"] = str(path)
+
+    # The whole message: the path, and words of the app's own, none of the file's.
+    assert problems_of(jwt_settings, tmp_path) == [NAMED_NOT_QUOTED.format(path=str(path))]
+
+
+def test_an_rsa_key_under_2048_bits_is_refused(jwt_settings, tmp_path):
+    # RFC 7518 §3.3. joserfc only warned, which under a test's warnings-as-errors was
+    # a traceback, and in production a key taken.
+    jwt_settings.pop("keys")
+    path = tmp_path / "short.pem"
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    path.write_bytes(pem_of(short))
+    jwt_settings["VCITA_CLIENT_PRIVATE_KEYS"] = str(path)
+
+    assert problems_of(jwt_settings, tmp_path) == [
+        f"VCITA_CLIENT_PRIVATE_KEYS: {str(path)!r} holds an RSA key shorter than 2048 bits, "
+        "which RS256 may not use"
+    ]
+
+
+def test_a_key_file_over_64_kb_is_refused(jwt_settings, tmp_path):
+    jwt_settings.pop("keys")
+    path = tmp_path / "padded.jwk.json"
+    jwt_settings["VCITA_CLIENT_PRIVATE_KEYS"] = str(path)
+    key = json.dumps(EC_JWK).encode()
+    path.write_bytes(key + b" " * (MAX_KEY_FILE_BYTES - len(key)))
+
+    (read,) = load_config(jwt_settings, str(tmp_path))["VCITA_CLIENT_PRIVATE_KEYS"]
+    assert read["kid"] == EC_JWK["kid"]  # up to the limit, a key is a key
+
+    path.write_bytes(key + b" " * (MAX_KEY_FILE_BYTES + 1 - len(key)))
+    assert problems_of(jwt_settings, tmp_path) == [
+        f"VCITA_CLIENT_PRIVATE_KEYS: {str(path)!r} is larger than 64 KB, which no key file is "
+        "(a few KB)"
+    ]
+
+
+def end_the_wait_on(fifo: Path) -> None:
+    """Open `fifo` for writing and close it: a reader waiting on it reads an empty file."""
+    with contextlib.suppress(OSError):  # nobody is reading it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize("kind", ["folder", "device", "fifo"])
+def test_a_key_path_that_is_not_a_regular_file_is_refused(jwt_settings, tmp_path, kind):
+    jwt_settings.pop("keys")
+    path = {"folder": tmp_path, "device": Path(os.devnull), "fifo": tmp_path / "key"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    jwt_settings["VCITA_CLIENT_PRIVATE_KEYS"] = str(path)
+    # Were a FIFO opened to wait for a writer, this ends the wait: the test fails, not hangs.
+    guard = threading.Timer(10, end_the_wait_on, [path])
+    guard.start()
+    try:
+        problems = problems_of(jwt_settings, tmp_path)
+    finally:
+        guard.cancel()
+
+    assert problems == [f"VCITA_CLIENT_PRIVATE_KEYS: {str(path)!r} is not a regular file"]
+
+
 def test_a_public_key_alone_is_refused(jwt_settings, tmp_path):
     jwt_settings.pop("keys")
     public = RSAKey.generate_key(2048, private=True).as_pem(private=False)
     path = tmp_path / "public.pem"
     path.write_bytes(public)
     jwt_settings["VCITA_CLIENT_PRIVATE_KEYS"] = str(path)
-    assert "holds no private" in problems_of(jwt_settings, tmp_path)[0]
+    assert problems_of(jwt_settings, tmp_path) == [
+        f"{NAMED_NOT_QUOTED.format(path=str(path))}, only a public one"
+    ]
 
 
 def test_a_pem_private_key_is_read_too(jwt_settings, tmp_path):
@@ -252,6 +357,35 @@ def test_new_key_writes_a_key_only_its_owner_can_read_and_says_what_to_set(app, 
     again = app.test_cli_runner().invoke(args=["vcita", "new-key", "--out", out])
     assert again.exit_code == 2  # never over an existing key
     assert load_private_key(out.read_text())["kid"] == key["kid"]
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_new_key_keeps_its_keys_in_a_private_instance_folder(make_app, instance_folder):
+    instance_folder.mkdir(mode=0o755)  # as an older version, or Flask's docs, made it
+    app = make_app()
+
+    result = app.test_cli_runner().invoke(args=["vcita", "new-key"])
+
+    assert result.exit_code == 0, result.output
+    [written] = instance_folder.iterdir()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE(instance_folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_new_key_makes_a_private_folder_and_leaves_an_operators_folder_as_it_is(app, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    made = tmp_path / "made" / "for" / "keys"
+    runner = app.test_cli_runner()
+
+    into_shared = runner.invoke(args=["vcita", "new-key", "--out", shared / "key.jwk.json"])
+    into_made = runner.invoke(args=["vcita", "new-key", "--out", made / "key.jwk.json"])
+
+    assert into_shared.exit_code == into_made.exit_code == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the operator's to set
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE((made / "key.jwk.json").stat().st_mode) == 0o600
 
 
 # --- Against the sandbox, which verifies at vcita's side ----------------------------------

@@ -10,17 +10,21 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from cryptography.fernet import Fernet
 
+from app.token_use.webhooks import MAX_DELIVERY_BYTES
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import SandboxPerson
 
 from .servers import ROOT, ServerProcess, free_port
 from .test_log_injection import FORGED, is_one_clean_line, send_raw
+from .test_webhooks import sent_in_chunks
 
 WORKERS = 2
 
@@ -140,3 +144,68 @@ def test_make_serve_names_a_worker_count_before_gunicorn_can_crash_on_it(name, t
     assert served.returncode == 1
     assert served.stderr.strip() == f"{name} must be a whole number from 1 to 64, not '²'"
     assert "Traceback" not in served.stderr
+
+
+@pytest.fixture
+def served_with_webhooks(empty_database_url, tmp_path):
+    """`make serve` on the sandbox with its control endpoints on, subscribing to webhooks."""
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "VCITA_SANDBOX": "true",
+        "SECRET_KEY": "serve-test-secret-key-that-is-long-enough-0123456789",
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "DATABASE_URL": empty_database_url,
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        # Only the subscription's secret path is used: the test posts it to the app itself.
+        "PUBLIC_BASE_URL": "https://connect.example",
+        "SANDBOX_CONTROL": "true",
+    }
+    with Served(environ, tmp_path / "serve.log") as server:
+        yield server
+
+
+def eventually(read, timeout: float = 20):
+    """Return the first true value `read()` gives, asking again until `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def test_a_chunked_webhook_delivery_over_the_limit_is_refused_under_gunicorn(
+    served_with_webhooks,
+):
+    served = served_with_webhooks
+
+    def sandbox(path: str) -> dict:
+        return requests.get(f"{served.sandbox_url}/_sandbox/{path}", timeout=10).json()
+
+    with requests.Session() as browser, SandboxPerson(served.sandbox_url) as person:
+        start = browser.get(f"{served.app_url}/connect", allow_redirects=False)
+        callback = browser.get(person.approve(start.headers["Location"]), allow_redirects=False)
+    assert callback.status_code == 303
+    (subscription,) = eventually(lambda: sandbox("webhooks")["webhooks"])
+    delivery_url = served.app_url + urlsplit(subscription["target_url"]).path
+    # Acting on a delivery now would forget the connection: vcita confirms any uninstall.
+    requests.post(f"{served.sandbox_url}/_sandbox/revoke", json={}, timeout=10)
+    asked_before = len(sandbox("requests")["userinfo"])
+
+    too_long = requests.post(delivery_url, data=sent_in_chunks(17 * 1024), timeout=10)
+    assert too_long.request.headers["Transfer-Encoding"] == "chunked"
+    assert too_long.status_code == 413
+    # The connection is still there: its secret is known, and this delivery is taken.
+    fits = requests.post(delivery_url, data=sent_in_chunks(15 * 1024), timeout=10)
+    assert fits.status_code == 200
+    assert eventually(lambda: len(sandbox("requests")["userinfo"]) > asked_before)
+    served.stop()
+
+    assert 15 * 1024 < MAX_DELIVERY_BYTES < 17 * 1024
+    # What the app acted on, by the request id each answer carried: the one that fits.
+    lines = served.log().splitlines()
+    taken = [line for line in lines if "asking vcita to confirm" in line]
+    assert len(taken) == 1
+    assert f"[{fits.headers['X-Request-Id']}] app.token_use.webhooks:" in taken[0]
+    refused = [line for line in lines if too_long.headers["X-Request-Id"] in line]
+    assert len(refused) == 1
+    assert refused[0].startswith('127.0.0.1 "POST /webhooks/vcita/… HTTP/1.1" 413 ')

@@ -26,7 +26,7 @@ from app.connect import used_states
 from app.connect.used_states import UsedStates
 from app.storage import migrations
 from app.storage.connections import Connection, ConnectionStore
-from app.storage.database import StoreUnavailable
+from app.storage.database import Database, StoreUnavailable
 from app.vcita import AccessToken
 
 ACCESS_TOKEN = "vcita-access-token-5f2c8a91d04e4b7f"
@@ -449,6 +449,27 @@ def test_store_works_again_once_the_database_can_be_written(
     connection = save(store)
     assert store.get(connection.id).token.access_token == ACCESS_TOKEN
     assert sqlite_tables(sqlite_path) >= {"connections", "used_states"}
+
+
+def test_a_database_back_at_a_revision_this_version_cannot_use_is_store_unavailable(
+    open_store, key, sqlite_url, sqlite_path
+):
+    block_database_file(sqlite_path)
+    store = open_store(sqlite_url, key)  # started without it
+    unblock_database_file(sqlite_path)
+    newer = Database(sqlite_url)  # back, upgraded meanwhile by a newer version
+    newer.upgrade_schema()
+    with newer.transaction() as db:
+        db.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    newer.dispose()
+
+    # The 503 page, as while it was away: a request cannot stop the app.
+    with pytest.raises(StoreUnavailable) as raised:
+        save(store)
+
+    assert "is at revision '0999', which this version of the app does not know" in str(
+        raised.value
+    )
 
 
 def test_unreachable_postgresql_server_is_store_unavailable(open_store, key):

@@ -1,10 +1,10 @@
 """Whatever vcita's token and userinfo endpoints answer, the person sees a documented page.
 
 A property over generated answers: any JSON value (deeply nested, huge or non-finite
-numbers, a `created_at` in the year 9999, an `expires_in` of 1e20), any non-JSON body
-and any status. The callback and the dashboard answer with one of the app's pages,
-never a stack trace and never a 5xx other than 502/503. The transport is stubbed: the answers are
-vcita's, the requests never leave the process.
+numbers, a `created_at` in the year 9999 or 400 digits long, an `expires_in` of 1e20), any
+non-JSON body and any status. The callback and the dashboard answer with one of the app's
+pages, never a stack trace and never a 5xx other than 502/503. The transport is stubbed: the
+answers are vcita's, the requests never leave the process.
 """
 
 import json
@@ -134,6 +134,9 @@ def assert_documented_page(response) -> None:
 @example(token=(200, {**GOOD_TOKEN, "expires_in": 10**18}), userinfo=(200, GOOD_USERINFO))
 @example(token=(200, {**GOOD_TOKEN, "created_at": 253402300799}), userinfo=(200, GOOD_USERINFO))
 @example(token=(200, {**GOOD_TOKEN, "expires_in": math.inf}), userinfo=(200, GOOD_USERINFO))
+# Integers no float can hold (math.isfinite raised OverflowError on them: a 500).
+@example(token=(200, {**GOOD_TOKEN, "created_at": 10**400}), userinfo=(200, GOOD_USERINFO))
+@example(token=(200, {**GOOD_TOKEN, "expires_in": 10**400}), userinfo=(200, GOOD_USERINFO))
 @example(token=(200, b"[" * 100_000 + b"]" * 100_000), userinfo=(200, GOOD_USERINFO))
 @example(token=(200, GOOD_TOKEN), userinfo=(200, b'{"a":' * 5_000 + b"1" + b"}" * 5_000))
 def test_the_callback_answers_any_token_and_userinfo_with_a_documented_page(

@@ -5,13 +5,21 @@ the app ask vcita (userinfo with the stored token), and only vcita's 401 forgets
 connection. Subscribing never fails a connect; Disconnect unsubscribes, best effort.
 """
 
+import io
 import logging
 
 import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
+from app.token_use.webhooks import MAX_DELIVERY_BYTES
 from sandbox.testing import ServerThread
 
 from .conftest import approved_callback, only_connection
+from .servers import development_server
 
 PUBLIC = "https://connect.example"
 
@@ -37,6 +45,36 @@ def subscribed_url(app) -> str | None:
 
 def deliver(app, path: str, body=b'{"event": "application/uninstalled"}', **kwargs):
     response = app.test_client().post(path, data=body, content_type="application/json", **kwargs)
+    app.extensions["background"].wait()
+    return response
+
+
+class Trickle:
+    """A request body that arrives at most `piece` bytes a read, as from a slow sender."""
+
+    def __init__(self, body: bytes, piece: int):
+        self.body, self.piece = io.BytesIO(body), piece
+
+    def read(self, size: int = -1) -> bytes:
+        return self.body.read(self.piece if size < 0 else min(size, self.piece))
+
+
+def deliver_chunked(app, path: str, body: bytes, piece: int = 64 * 1024):
+    """Deliver `body` as a server hands on a chunked request: without CONTENT_LENGTH, in a
+    stream the server ends itself (`wsgi.input_terminated`, as gunicorn and Werkzeug's
+    development server set), `piece` bytes a read at most."""
+    environ = EnvironBuilder(
+        path=path, method="POST", content_type="application/json"
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update(
+        {
+            "wsgi.input": Trickle(body, piece),
+            "wsgi.input_terminated": True,
+            "HTTP_TRANSFER_ENCODING": "chunked",
+        }
+    )
+    response = app.test_client().open(Request(environ))
     app.extensions["background"].wait()
     return response
 
@@ -105,6 +143,77 @@ def test_a_delivery_over_the_size_limit_is_refused(with_subscription, vcita_serv
     response = deliver(with_subscription, "/webhooks/vcita/known-secret", body=b"x" * 20_000)
     assert response.status_code == 413
     assert only_connection(with_subscription) is not None
+
+
+@pytest.mark.parametrize("size", [MAX_DELIVERY_BYTES + 1, 17 * 1024, 1024 * 1024])
+def test_a_chunked_delivery_over_the_size_limit_is_refused_and_nothing_is_asked(
+    with_subscription, vcita_server, vcita, size
+):
+    revoke_everything(vcita_server)  # acting on it would forget the connection
+    asked = len(vcita.userinfo_requests)
+    response = deliver_chunked(with_subscription, "/webhooks/vcita/known-secret", b"x" * size)
+    assert response.status_code == 413
+    assert len(vcita.userinfo_requests) == asked  # vcita was not asked to confirm
+    assert only_connection(with_subscription) is not None
+
+
+@pytest.mark.parametrize("size", [0, 15 * 1024, MAX_DELIVERY_BYTES])
+def test_a_chunked_delivery_within_the_limit_is_taken(
+    with_subscription, vcita_server, vcita, size
+):
+    revoke_everything(vcita_server)
+    asked = len(vcita.userinfo_requests)
+    response = deliver_chunked(with_subscription, "/webhooks/vcita/known-secret", b"x" * size)
+    assert response.status_code == 200
+    assert len(vcita.userinfo_requests) == asked + 1  # vcita asked, and confirmed
+    assert only_connection(with_subscription) is None
+
+
+def sent_in_chunks(size: int):
+    """A body of `size` bytes that requests sends with Transfer-Encoding: chunked."""
+    for start in range(0, size, 1000):
+        yield b"x" * min(1000, size - start)
+
+
+@pytest.mark.parametrize("server", ["development server", "waitress"])
+def test_a_chunked_delivery_over_http_is_bounded_by_each_server_the_app_runs_on(
+    with_subscription, vcita_server, vcita, server
+):
+    # `make run` serves the app with Werkzeug's server, which dechunks and ends the body
+    # itself; waitress buffers the body and sets its length. gunicorn: tests/test_serve.py.
+    revoke_everything(vcita_server)
+    asked = len(vcita.userinfo_requests)
+    if server == "waitress":
+        serving = ServerThread(with_subscription)
+    else:
+        serving = development_server(with_subscription)
+    with serving as served:
+        url = f"{served.url}/webhooks/vcita/known-secret"
+        too_long = requests.post(url, data=sent_in_chunks(17 * 1024), timeout=10)
+        with_subscription.extensions["background"].wait()
+    assert too_long.request.headers["Transfer-Encoding"] == "chunked"
+    assert too_long.status_code == 413
+    assert len(vcita.userinfo_requests) == asked
+    assert only_connection(with_subscription) is not None
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    size=st.one_of(
+        st.integers(0, 3 * MAX_DELIVERY_BYTES),
+        st.integers(MAX_DELIVERY_BYTES - 2, MAX_DELIVERY_BYTES + 2),
+    ),
+    piece=st.integers(1, 2 * MAX_DELIVERY_BYTES),
+)
+def test_any_body_without_a_length_is_bounded_before_anything_else(app, size, piece):
+    # An unknown secret answers 404 only after the body passed the bound: so the status
+    # says which came first, for every size and however the body arrives.
+    response = deliver_chunked(app, "/webhooks/vcita/unknown", b"x" * size, piece=piece)
+    assert response.status_code == (413 if size > MAX_DELIVERY_BYTES else 404)
 
 
 def test_a_delivery_needs_no_csrf_token_and_gets_no_cookie(with_subscription):

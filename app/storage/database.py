@@ -8,7 +8,9 @@ init-db` and every app at startup bring the database to the newest one, keeping 
 draft), and a test fails until the revisions build exactly the declared tables. Any
 failure to reach or write the database is raised as StoreUnavailable, which the views
 answer with a 503 page; the next call tries the database again, bringing its schema up
-first.
+first. A database whose recorded revision this version cannot upgrade from is
+migrations.CannotUpgrade: the app does not start. A SQLite file, and the folder the app
+makes for it, only the app's user can read.
 """
 
 import logging
@@ -30,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from . import migrations
+from .private_files import private_file, private_folder, tighten_file
 from .tables import metadata
 
 logger = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ class StoreUnavailable(Exception):
 class Database:
     """One engine on DATABASE_URL, with the schema upgraded before the first transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, instance_path: str | None = None) -> None:
         parsed = sa.make_url(url)
         if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
             raise ValueError("DATABASE_URL must be a SQLite or PostgreSQL URL")
@@ -61,6 +64,8 @@ class Database:
             f"open_transaction_{id(self)}", default=None
         )
         self._schema_ready = False
+        # The app's own folder: made private even if it exists (private_files.py).
+        self._instance_path = instance_path
         # SQLite has one writer at a time, and a thread that finds the file locked sleeps
         # in SQLite's busy handler (1, 2, 5, ... 100 ms) before trying again: the threads
         # of one worker take turns here instead, and only other workers ever wait there.
@@ -82,8 +87,12 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     def upgrade_schema(self) -> str:
-        """Bring the schema to the newest revision, keeping every row; return the revision."""
-        _make_sqlite_directory(self.engine.url)
+        """Bring the schema to the newest revision, keeping every row; return the revision.
+
+        Raise StoreUnavailable if the database cannot be reached, and
+        migrations.CannotUpgrade if its recorded revision is one this version cannot use.
+        """
+        _make_sqlite_file_private(self.engine.url, self._instance_path)
         with self._unavailable_on_failure(), self.schema_lock() as db:
             revision = migrations.upgrade(db, metadata)
         self._schema_ready = True
@@ -122,7 +131,12 @@ class Database:
             yield joined
             return
         if not self._schema_ready:
-            self.upgrade_schema()
+            try:
+                self.upgrade_schema()
+            except migrations.CannotUpgrade as error:
+                # Out of reach at start-up, and back at a revision this version cannot
+                # use: pages answer 503 as while it was away, and the log says why.
+                raise StoreUnavailable(str(error)) from error
         with self._turns, self._unavailable_on_failure(), self.engine.begin() as db:
             reset = self._open.set(db)
             try:
@@ -166,13 +180,16 @@ def insert_expiring(db: sa.Connection, table: sa.Table, values: dict) -> None:
 
 def init_app(app: Flask) -> None:
     """Open DATABASE_URL, bring its schema to the newest revision, add `flask init-db`."""
-    database = Database(app.config["DATABASE_URL"])
+    database = Database(app.config["DATABASE_URL"], app.instance_path)
     try:
         database.upgrade_schema()
     except StoreUnavailable as error:
         # Start anyway: pages answer 503 until the database is back, and its schema is
         # upgraded on its first use.
         logger.warning("Database unavailable at startup (%s): %s", database.location, error)
+    except migrations.CannotUpgrade:
+        database.dispose()  # the app is not made; create_app says why
+        raise
     app.extensions["database"] = database
     app.cli.add_command(init_db_command)
 
@@ -189,10 +206,13 @@ def init_db_command() -> None:
     database = get_db()
     try:
         revision = database.upgrade_schema()
-    except (StoreUnavailable, migrations.UnknownRevision) as error:
+    except StoreUnavailable as error:
         raise click.ClickException(
             f"Cannot upgrade the database at {database.location}: {error}"
         ) from error
+    except migrations.CannotUpgrade as error:
+        # The database was out of reach when the app was made, and is back.
+        raise click.ClickException(f"Cannot upgrade: {error}") from error
     click.echo(f"The database at {database.location} is at schema revision {revision}.")
 
 
@@ -235,11 +255,25 @@ def _switch_to_wal(cursor, attempts: int = 50) -> None:
             time.sleep(0.1)
 
 
-def _make_sqlite_directory(url: sa.URL) -> None:
-    """Create the folder of a SQLite file, so a fresh checkout starts without setup."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+def _make_sqlite_file_private(url: sa.URL, instance_path: str | None) -> None:
+    """Create a SQLite file 0600 in a 0700 folder before SQLite opens it, or tighten them.
+
+    SQLite would create the file 0644; it gives its -wal and -shm files the database
+    file's own mode, so they follow. A fresh checkout starts without setup, and a
+    database made before this rule is made private at the next start.
+    """
+    database = url.database
+    if url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
         return
+    if url.query.get("uri"):
+        return  # a SQLite URI filename ("file:…?mode=memory"): SQLite's to interpret
+    path = Path(database)
+    folder = path.parent.absolute()
+    ours = instance_path is not None and folder == Path(instance_path).absolute()
     try:
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        private_folder(folder, tighten=ours)
+        private_file(path)
+        for suffix in ("-wal", "-shm"):
+            tighten_file(path.with_name(path.name + suffix))
     except OSError as error:
-        raise StoreUnavailable(f"cannot create the database's folder: {error}") from error
+        raise StoreUnavailable(f"cannot prepare the database's file: {error}") from error

@@ -21,9 +21,10 @@ from flask.cli import AppGroup
 
 from ..signing_keys import new_private_key
 from ..storage.connections import get_connections
+from ..storage.private_files import private_folder
 from ..vcita import AccessRevoked, VcitaError
 from ..vcita_client import get_vcita
-from .ending import Ending, end_connection
+from .ending import Ending, end_connection, end_if_vcita_refuses
 
 vcita_cli = AppGroup("vcita", help="Work with the vcita connections this app stored.")
 
@@ -74,12 +75,21 @@ def get(path: str, business: str, staff: str | None, params: tuple[str, ...], al
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="PATH") from error
     except AccessRevoked:
-        end_connection(connection.id, Ending.REVOKED)
-        click.echo(
-            f"vcita no longer accepts the token of business {business}: it was revoked "
-            "there, so the connection is removed.",
-            err=True,
-        )
+        # A 401 on one path may be a permission vcita refuses there: only userinfo's 401
+        # says the token itself is dead, as for the uninstall webhook.
+        if end_if_vcita_refuses(connection.id, Ending.REVOKED):
+            click.echo(
+                f"vcita no longer accepts the token of business {business}: it was revoked "
+                "there, so the connection is removed.",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"vcita refused {path} with 401, but not the token itself (userinfo did not "
+                "answer 401): the connection is kept. The token may lack a permission that "
+                "path needs.",
+                err=True,
+            )
         sys.exit(VCITA_FAILED)
     except VcitaError as error:
         click.echo(f"vcita did not give an answer to use: {error}", err=True)
@@ -125,8 +135,10 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
 def new_key(kind: str, out: Path | None) -> None:
     """Make a private key for private_key_jwt, readable only by you; say what to set."""
     jwk = new_private_key(kind)
-    out = out or Path(current_app.instance_path) / f"vcita-signing-key-{jwk['kid'][:12]}.jwk.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    instance = Path(current_app.instance_path)
+    out = out or instance / f"vcita-signing-key-{jwk['kid'][:12]}.jwk.json"
+    # A folder made for the key is 0700; of existing ones, only the app's own is changed.
+    private_folder(out.parent, tighten=out.parent.absolute() == instance.absolute())
     try:
         # 0600 from the first byte, and never over an existing file.
         descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -10,6 +10,8 @@ import logging
 from enum import Enum
 
 from ..storage.connections import get_connections
+from ..vcita import AccessRevoked, VcitaError
+from ..vcita_client import get_vcita
 from .subscriptions import unsubscribe
 
 logger = logging.getLogger(__name__)
@@ -42,3 +44,24 @@ def end_connection(connection_id: str, why: Ending) -> bool:
     if ended:
         logger.info("A connection ended: %s", why.value)
     return ended
+
+
+def end_if_vcita_refuses(connection_id: str, why: Ending) -> bool:
+    """Ask vcita (userinfo) whether the token still works; end the connection on a 401.
+
+    A webhook delivery proves nothing, and a 401 on one API path may be a permission vcita
+    refuses there: only userinfo's 401 says the token itself is dead.
+    """
+    connection = get_connections().get(connection_id)
+    if connection is None:
+        return False
+    try:
+        get_vcita().fetch_userinfo(connection.token)
+    except AccessRevoked:
+        logger.info("vcita confirmed the token is revoked: the connection is forgotten")
+        return end_connection(connection_id, why)
+    except VcitaError as error:
+        logger.info("vcita did not confirm a revocation (%s): the connection is kept", error)
+        return False
+    logger.info("vcita still accepts the token: the connection is kept")
+    return False

@@ -10,11 +10,8 @@ import logging
 
 from flask import Blueprint, Flask, abort, request
 
-from ..storage.connections import get_connections
-from ..vcita import AccessRevoked, VcitaError
-from ..vcita_client import get_vcita
 from .background import get_background
-from .ending import Ending, end_connection
+from .ending import Ending, end_if_vcita_refuses
 from .subscriptions import EVENT, WEBHOOK_PATH, get_subscriptions
 
 logger = logging.getLogger(__name__)
@@ -32,31 +29,33 @@ def delivery(secret: str):
     """
     if request.content_length is not None and request.content_length > MAX_DELIVERY_BYTES:
         abort(413)
-    request.max_content_length = MAX_DELIVERY_BYTES  # a body without a length, too
-    request.get_data(cache=False)  # read (and bound) it; its content proves nothing
+    # Read only to bound it (its content proves nothing), before anything is acted on.
+    if len(read_at_most(MAX_DELIVERY_BYTES + 1)) > MAX_DELIVERY_BYTES:
+        abort(413)  # a body without a length (chunked) that went past the limit
     connection_id = get_subscriptions().connection_for(secret)
     if connection_id is None:
         abort(404)
     logger.info("vcita announced %s; asking vcita to confirm", EVENT)
-    get_background().run(("confirm", connection_id), confirm_uninstall, connection_id)
+    get_background().run(
+        ("confirm", connection_id), end_if_vcita_refuses, connection_id, Ending.UNINSTALLED
+    )
     return "", 200
 
 
-def confirm_uninstall(connection_id: str) -> bool:
-    """Ask vcita (userinfo) whether the token still works; end the connection on a 401."""
-    connection = get_connections().get(connection_id)
-    if connection is None:
-        return False
-    try:
-        get_vcita().fetch_userinfo(connection.token)
-    except AccessRevoked:
-        logger.info("vcita confirmed the uninstall: the connection is forgotten")
-        return end_connection(connection_id, Ending.UNINSTALLED)
-    except VcitaError as error:
-        logger.info("vcita did not confirm the uninstall (%s): the connection is kept", error)
-        return False
-    logger.info("vcita still accepts the token: the delivery changed nothing")
-    return False
+def read_at_most(limit: int) -> bytes:
+    """Read the request's body up to `limit` bytes; what comes after is left unread.
+
+    A chunked body has no Content-Length to check first: gunicorn and Werkzeug's server
+    pass it on dechunked, without a length, and end the stream themselves
+    (`wsgi.input_terminated`); waitress buffers it and sets the length. Werkzeug's stream
+    stops quietly at `max_content_length`, with no 413, so a caller reads one byte past
+    its own limit to tell a body that is too long from one that just fits.
+    """
+    request.max_content_length = limit
+    body = bytearray()
+    while len(body) < limit and (piece := request.stream.read(limit - len(body))):
+        body += piece  # a read may return less than asked: a sender's chunk, say
+    return bytes(body)
 
 
 def init_app(app: Flask) -> None:

@@ -26,6 +26,7 @@ REDIRECT_URI = "http://localhost:5000/callback"
 OTHER_REDIRECT_URI = "https://connect.example/oauth/callback?tenant=7"
 OWNER_UID = "1beb795be66146bb"  # Maya Goldberg, owner of Harbor Light Yoga (demo data)
 STAFF_UID = "41555f2fa81ceb05"  # Leo Martins, staff at Harbor Light Yoga
+SESSION_COOKIE = "vcita_sandbox_session"  # who is logged in to the sandbox's pages
 
 
 @pytest.fixture(autouse=True)
@@ -122,14 +123,23 @@ def redirect_params(response: TestResponse) -> dict[str, str]:
 
 @pytest.fixture
 def approve(browser: FlaskClient) -> Callable[..., TestResponse]:
-    """Run the pages as a person would: authorize, log in, Allow; return the redirect."""
+    """Run the pages as a person would: authorize, log in, Allow; return the redirect.
+
+    Without the consent page when the staff member holds a live token for the client
+    (vcita asks only once): logging in then leads straight back with a code.
+    """
 
     def approve(staff_uid: str = OWNER_UID, **params: str | None) -> TestResponse:
+        # Signed out first: a browser still logged in as someone holding a live token
+        # would be sent back at once, with a code for them rather than for staff_uid.
+        browser.delete_cookie(SESSION_COOKIE)
         login_page = browser.get(authorize_url(**params))
         assert login_page.status_code == 200
-        consent_page = log_in(browser, login_page, staff_uid)
-        assert consent_page.status_code == 200
-        return decide(browser, consent_page, "allow")
+        after_login = log_in(browser, login_page, staff_uid)
+        if after_login.status_code == 302:
+            return after_login
+        assert after_login.status_code == 200
+        return decide(browser, after_login, "allow")
 
     return approve
 

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 
-from sandbox.state import s256
+from sandbox.state import TOKEN_LIFETIME, s256
+from sandbox.testing import SandboxPageError, SandboxPerson
 
 from .conftest import (
     CLIENT_ID,
     OTHER_REDIRECT_URI,
     OWNER_UID,
     REDIRECT_URI,
+    SESSION_COOKIE,
     STAFF_UID,
     authorize_url,
     decide,
     form_fields,
     log_in,
     redirect_params,
+    token_body,
 )
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg (OWNER_UID), Leo Martins
+CONSENT = "wants to access your vcita account"
+
+
+def approved_code(browser, staff_uid: str = OWNER_UID, **params: str) -> str:
+    """Log in and press Allow in `browser`; return the code."""
+    consent = log_in(browser, browser.get(authorize_url(**params)), staff_uid)
+    return redirect_params(decide(browser, consent, "allow"))["code"]
 
 
 @pytest.mark.parametrize(
@@ -186,13 +197,116 @@ def test_logged_in_person_goes_straight_to_consent(browser):
     assert "Leo Martins" in again.get_data(as_text=True)
 
 
+# --- Consent is asked once: Doorkeeper skips it for a staff member with a live token ------
+
+
+@pytest.mark.parametrize(
+    "reused",
+    [
+        pytest.param(True, marks=pytest.mark.sandbox_settings(SANDBOX_REUSE_ACCESS_TOKEN="true")),
+        pytest.param(
+            False, marks=pytest.mark.sandbox_settings(SANDBOX_REUSE_ACCESS_TOKEN="false")
+        ),
+    ],
+)
+def test_a_staff_member_holding_a_live_token_is_sent_back_at_once(browser, reused):
+    held = browser.post("/oauth/token", json=token_body(approved_code(browser)))
+    assert held.status_code == 200
+
+    response = browser.get(authorize_url(state="again"))  # still logged in to vcita
+
+    params = redirect_params(response)
+    assert params["state"] == "again"
+    again = browser.post("/oauth/token", json=token_body(params["code"]))
+    assert again.status_code == 200
+    # Consent is skipped either way; the token is the same one only with reuse.
+    same_token = again.get_json()["access_token"] == held.get_json()["access_token"]
+    assert same_token is reused
+
+
+def test_logging_in_as_a_staff_member_holding_a_live_token_skips_consent(browser, new_token):
+    new_token(OWNER_UID)
+    browser.delete_cookie(SESSION_COOKIE)  # logged out of vcita since
+
+    response = log_in(browser, browser.get(authorize_url()), OWNER_UID)
+
+    assert set(redirect_params(response)) == {"code", "state"}
+
+
+def test_the_same_scopes_in_another_order_are_the_same_scopes(browser, new_token):
+    code = approved_code(browser, scope="openid profile")
+    assert browser.post("/oauth/token", json=token_body(code)).status_code == 200
+
+    response = browser.get(authorize_url(scope="profile openid"))
+
+    assert set(redirect_params(response)) == {"code", "state"}
+
+
+@pytest.mark.parametrize(
+    ("staff_uid", "scope", "meanwhile"),
+    [
+        pytest.param(STAFF_UID, None, None, id="another staff member"),
+        pytest.param(OWNER_UID, "openid", None, id="another scope"),
+        pytest.param(
+            OWNER_UID,
+            None,
+            lambda browser, state: browser.post(
+                "/_sandbox/uninstall", json={"business_uid": HARBOR}
+            ),
+            id="uninstalled",
+        ),
+        pytest.param(
+            OWNER_UID,
+            None,
+            lambda browser, state: browser.post("/_sandbox/revoke"),
+            id="revoked",
+        ),
+        pytest.param(
+            OWNER_UID,
+            None,
+            lambda browser, state: state.age_tokens(TOKEN_LIFETIME),
+            id="expired",
+        ),
+    ],
+)
+def test_consent_is_asked_without_a_live_token_for_the_staff_member_and_scope(
+    browser, new_token, state, staff_uid, scope, meanwhile
+):
+    token = new_token(OWNER_UID)
+    if meanwhile:
+        meanwhile(browser, state)
+        assert not state.is_token_active(token)
+    browser.delete_cookie(SESSION_COOKIE)
+
+    page = log_in(browser, browser.get(authorize_url(scope=scope)), staff_uid)
+
+    assert page.status_code == 200
+    assert CONSENT in page.get_data(as_text=True)
+
+
+def test_the_scripted_person_is_sent_back_without_consent_and_cannot_deny_then(
+    served_sandbox, state
+):
+    url = served_sandbox.url + authorize_url()
+    with SandboxPerson(served_sandbox.url) as person:
+        code = parse_qs(urlsplit(person.approve(url, staff=OWNER_UID)).query)["code"][0]
+        state.redeem_code(code, client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, code_verifier=None)
+
+        again = person.approve(served_sandbox.url + authorize_url(state="again"))
+
+        assert again.startswith(REDIRECT_URI + "?")
+        assert set(parse_qs(urlsplit(again).query)) == {"code", "state"}
+        with pytest.raises(SandboxPageError, match="nothing to deny"):
+            person.approve(url, allow=False)
+
+
 def test_switch_account_logs_out_and_shows_login_again(browser, state):
     consent = log_in(browser, browser.get(authorize_url()), STAFF_UID)
     login = browser.post("/app/oauth/authorize/switch-account", data=form_fields(consent))
     assert "Log in to vcita" in login.get_data(as_text=True)
     consent = log_in(browser, login, OWNER_UID)
     code = redirect_params(decide(browser, consent, "allow"))["code"]
-    token = state.redeem_code(
+    token, _ = state.redeem_code(
         code, client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, code_verifier=None
     )
     assert token.staff_uid == OWNER_UID
@@ -246,7 +360,7 @@ def test_code_is_bound_to_request_person_and_pkce(browser, state):
         authorize_url(code_challenge=challenge, code_challenge_method="S256", scope="openid")
     )
     code = redirect_params(decide(browser, log_in(browser, login, STAFF_UID), "allow"))["code"]
-    token = state.redeem_code(
+    token, _ = state.redeem_code(
         code, client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, code_verifier=VERIFIER
     )
     assert token.staff_uid == STAFF_UID

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sandbox import create_sandbox
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, token_body
+from .conftest import CLIENT_ID, CLIENT_SECRET, STAFF_UID, token_body
 
 CONTROL_CALLS = [
     ("POST", "/_sandbox/faults"),
@@ -100,7 +100,8 @@ def test_post_reset_forgets_everything(browser, new_token, state):
 
 
 def test_post_revoke_revokes_every_token(browser, new_token):
-    tokens = [new_token(), new_token()]
+    # Two staff members: one connecting again would get the same token back.
+    tokens = [new_token(), new_token(STAFF_UID)]
     response = browser.post("/_sandbox/revoke")
     assert response.status_code == 200 and response.get_json() == {"revoked": 2}
     for token in tokens:

@@ -17,6 +17,7 @@ def test_defaults_register_the_demo_client():
     assert config["SANDBOX_CLIENT_JWKS_URI"] is None
     assert config["SANDBOX_REDIRECT_URIS"] == ("http://localhost:5000/callback",)
     assert config["SANDBOX_TRUSTED"] is False
+    assert config["SANDBOX_REUSE_ACCESS_TOKEN"] is True
     assert config["SANDBOX_CODE_LIFETIME"] == 30.0
     assert config["SANDBOX_ISSUER"] is None
     assert config["SANDBOX_CONTROL"] is False
@@ -36,6 +37,7 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SANDBOX_CLIENT_ID", "env-client")
     monkeypatch.setenv("SANDBOX_REDIRECT_URIS", " https://a.example/cb\n https://b.example/cb ")
     monkeypatch.setenv("SANDBOX_TRUSTED", "TRUE")
+    monkeypatch.setenv("SANDBOX_REUSE_ACCESS_TOKEN", "off")
     monkeypatch.setenv("SANDBOX_CODE_LIFETIME", "2.5")
     monkeypatch.setenv("SANDBOX_SECRET_KEY", "env-secret-key")
     monkeypatch.setenv("SANDBOX_ISSUER", "https://sandbox.example")
@@ -48,6 +50,8 @@ def test_settings_come_from_the_environment(monkeypatch):
         "https://b.example/cb",
     )
     assert sandbox.config["SANDBOX_TRUSTED"] is True
+    assert sandbox.config["SANDBOX_REUSE_ACCESS_TOKEN"] is False
+    assert sandbox.extensions["vcita_sandbox"].reuse_access_token is False
     assert sandbox.config["SANDBOX_CODE_LIFETIME"] == 2.5
     assert sandbox.secret_key == "env-secret-key"
     assert sandbox.config["SANDBOX_ISSUER"] == "https://sandbox.example"
@@ -74,6 +78,20 @@ def test_test_config_overrides_the_environment_with_the_same_keys(monkeypatch):
     assert config["TESTING"] is True
 
 
+@pytest.mark.parametrize(
+    ("environ", "reused"),
+    [
+        ({}, True),
+        ({"SANDBOX_REUSE_ACCESS_TOKEN": ""}, True),  # `NAME=` in .env: unset
+        ({"SANDBOX_REUSE_ACCESS_TOKEN": "yes"}, True),
+        ({"SANDBOX_REUSE_ACCESS_TOKEN": "false"}, False),
+        ({"SANDBOX_REUSE_ACCESS_TOKEN": "0"}, False),
+    ],
+)
+def test_access_tokens_are_reused_unless_turned_off(environ, reused):
+    assert load_settings(environ)["SANDBOX_REUSE_ACCESS_TOKEN"] is reused
+
+
 def test_state_is_on_the_app_extensions():
     state = create_sandbox({"SANDBOX_CODE_LIFETIME": "7"}).extensions["vcita_sandbox"]
     assert isinstance(state, SandboxState)
@@ -85,6 +103,7 @@ def test_state_is_on_the_app_extensions():
     [
         ("SANDBOX_TRUSTED", "maybe", "SANDBOX_TRUSTED must be true or false"),
         ("SANDBOX_CONTROL", "2", "SANDBOX_CONTROL must be true or false"),
+        ("SANDBOX_REUSE_ACCESS_TOKEN", "sometimes", "SANDBOX_REUSE_ACCESS_TOKEN must be true"),
         ("SANDBOX_CODE_LIFETIME", "soon", "SANDBOX_CODE_LIFETIME must be a positive number"),
         ("SANDBOX_CODE_LIFETIME", "0", "SANDBOX_CODE_LIFETIME must be a positive number"),
         ("SANDBOX_CODE_LIFETIME", "-3", "SANDBOX_CODE_LIFETIME must be a positive number"),

@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from sandbox.state import s256
+from sandbox.state import TOKEN_LIFETIME, s256
 
 from .conftest import (
     CLIENT_ID,
@@ -17,10 +17,12 @@ from .conftest import (
     OTHER_REDIRECT_URI,
     OWNER_UID,
     REDIRECT_URI,
+    STAFF_UID,
     token_body,
 )
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+YEAR = 365 * 86400
 
 
 def basic(client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> dict[str, str]:
@@ -30,13 +32,13 @@ def basic(client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> dict[str, 
 
 
 def assert_token_response(response) -> dict:
-    """Check the 200 is exactly vcita's documented shape and uncacheable."""
+    """Check the 200 is exactly vcita's documented shape, a new token, and uncacheable."""
     assert response.status_code == 200
     body = response.get_json()
     assert set(body) == {"access_token", "token_type", "expires_in", "created_at"}
     assert re.fullmatch(r"[0-9a-f]{64}", body["access_token"])
     assert body["token_type"] == "Bearer"
-    assert body["expires_in"] == 631139040
+    assert body["expires_in"] == 631139040  # a new token's whole lifetime, as vcita's example
     assert isinstance(body["created_at"], int) and abs(body["created_at"] - time.time()) < 5
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Pragma"] == "no-cache"
@@ -196,6 +198,78 @@ def test_reused_code_revokes_first_token(browser, new_code, state):
         "/oauth/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"}
     )
     assert userinfo.status_code == 401
+
+
+# --- Connecting again: Doorkeeper's reuse_access_token ------------------------------------
+
+
+def test_a_staff_member_holding_a_live_token_gets_that_token_back(browser, new_code, state):
+    first = assert_token_response(browser.post("/oauth/token", json=token_body(new_code())))
+    state.age_tokens(3 * YEAR)  # they connect again three years later
+
+    response = browser.post("/oauth/token", json=token_body(new_code()))
+
+    assert response.status_code == 200
+    again = response.get_json()
+    assert set(again) == {"access_token", "token_type", "expires_in", "created_at"}
+    assert again["access_token"] == first["access_token"]
+    assert again["token_type"] == "Bearer"
+    assert again["created_at"] == first["created_at"] - 3 * YEAR  # when it was first issued
+    # The time it has left: three years (and the moment these requests took) less.
+    assert TOKEN_LIFETIME - 3 * YEAR - 5 < again["expires_in"] <= TOKEN_LIFETIME - 3 * YEAR
+    assert response.headers["Cache-Control"] == "no-store"
+    assert state.is_token_active(first["access_token"])
+
+
+@pytest.mark.sandbox_settings(SANDBOX_REUSE_ACCESS_TOKEN="false")
+def test_without_reuse_each_code_gets_a_new_token(browser, new_code, state):
+    first = assert_token_response(browser.post("/oauth/token", json=token_body(new_code())))
+    state.age_tokens(3 * YEAR)
+
+    again = assert_token_response(browser.post("/oauth/token", json=token_body(new_code())))
+
+    assert again["access_token"] != first["access_token"]
+    assert state.is_token_active(first["access_token"]) and state.is_token_active(
+        again["access_token"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("staff_uid", "scope", "meanwhile"),
+    [
+        pytest.param(STAFF_UID, None, None, id="another staff member"),
+        pytest.param(OWNER_UID, "openid", None, id="another scope"),
+        pytest.param(
+            OWNER_UID, None, lambda state: state.revoke_tokens_of([OWNER_UID]), id="revoked"
+        ),
+        pytest.param(
+            OWNER_UID, None, lambda state: state.age_tokens(TOKEN_LIFETIME), id="expired"
+        ),
+    ],
+)
+def test_only_a_live_token_of_the_same_staff_member_and_scope_is_given_back(
+    browser, new_code, state, staff_uid, scope, meanwhile
+):
+    first = assert_token_response(browser.post("/oauth/token", json=token_body(new_code())))
+    if meanwhile:
+        meanwhile(state)
+
+    code = new_code(staff_uid, scope=scope)
+    again = assert_token_response(browser.post("/oauth/token", json=token_body(code)))
+
+    assert again["access_token"] != first["access_token"]
+    assert state.token_owner(again["access_token"]) == staff_uid
+
+
+def test_a_token_is_refused_once_its_lifetime_is_over(browser, new_token, state):
+    token = new_token()
+    state.age_tokens(TOKEN_LIFETIME - 60)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert browser.get("/oauth/userinfo", headers=headers).status_code == 200
+
+    state.age_tokens(60)
+
+    assert browser.get("/oauth/userinfo", headers=headers).status_code == 401
 
 
 @pytest.mark.sandbox_settings(SANDBOX_CODE_LIFETIME="0.2")

@@ -29,6 +29,8 @@ from .steps import (
     wait_for_dashboard,
 )
 
+YEAR = 365 * 86400
+
 
 def origin(url: str) -> str:
     parts = urlsplit(url)
@@ -174,8 +176,10 @@ def test_two_tabs_allowing_at_the_same_moment_both_finish(
 
 
 def test_journey_6_back_and_reload_on_the_dashboard_replay_nothing(page: Page, servers: Servers):
-    callbacks = []
-    page.on("request", lambda request: CALLBACK.search(request.url) and callbacks.append(1))
+    callbacks = []  # the status of each /callback the browser loaded
+    page.on(
+        "response", lambda response: CALLBACK.search(response.url) and callbacks.append(response)
+    )
     connect(page, servers)
 
     page.reload()
@@ -183,8 +187,12 @@ def test_journey_6_back_and_reload_on_the_dashboard_replay_nothing(page: Page, s
     press_back(page)  # to vcita's consent page: the callback itself is not in the history
     page.go_forward()
     wait_for_dashboard(page, servers)
-    for _ in range(3):  # consent page, login page, start page
-        press_back(page)
+    press_back(page)  # the consent page
+    # Back to vcita's authorize URL: vcita asks nothing of a staff member who holds a live
+    # token for the app, and sends a new code back at once, with the flow's used state.
+    press_back(page)
+    expect_error_page(page, "This sign-in link is no longer valid", "Connect vcita again")
+    press_back(page)  # the start page
     expect(page).to_have_url(f"{servers.app_url}/")
     page.reload()
     expect(page.get_by_role("link", name="Go to your dashboard")).to_be_visible()
@@ -192,8 +200,9 @@ def test_journey_6_back_and_reload_on_the_dashboard_replay_nothing(page: Page, s
     wait_for_dashboard(page, servers)
     expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
 
-    assert len(callbacks) == 1
-    assert statuses(servers.vcita.token_requests) == [200]  # the code was spent once
+    assert [response.status for response in callbacks] == [303, 400]
+    # The first code was spent once; the second was never exchanged: its state was used.
+    assert statuses(servers.vcita.token_requests) == [200]
 
 
 def test_journey_7_disconnect_returns_to_the_start_and_closes_the_dashboard(
@@ -231,3 +240,30 @@ def test_journey_8_vcita_down_shows_the_502_page_and_try_again_works(page: Page,
     answer_consent(page, allow=True)
     wait_for_dashboard(page, servers)
     assert statuses(servers.vcita.token_requests) == [200]
+
+
+def test_journey_9_connecting_again_comes_straight_back_without_vcitas_consent_page(
+    page: Page, servers: Servers
+):
+    connect(page, servers)
+    page.get_by_role("button", name="Disconnect").click()
+    expect(page.get_by_role("status")).to_contain_text("Disconnected")
+    servers.vcita.age_tokens(3 * YEAR)  # three years pass; the token vcita issued lives on
+    expect(page.get_by_text("unless you have allowed this app before")).to_be_visible()
+    asked, shown = [], []  # the requests to vcita; every page the browser displayed
+    page.on("request", lambda request: asked.append(request.url))
+    page.on("framenavigated", lambda frame: frame.parent_frame or shown.append(frame.url))
+
+    page.get_by_role("link", name="Connect vcita").click()
+
+    wait_for_dashboard(page, servers)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
+    # The browser went to vcita, still logged in as the staff member who allowed the app
+    # and holds a live token for it: vcita showed no page and sent a code straight back.
+    assert any(url.startswith(f"{servers.sandbox_url}/app/oauth/authorize?") for url in asked)
+    assert shown == [f"{servers.app_url}/dashboard"]
+    # vcita gave the same token back: the dashboard says when it was first issued.
+    issued = page.locator(".facts div", has=page.locator("dt", has_text="Issued")).locator("time")
+    expect(issued).to_have_text("3 years ago")
+    assert statuses(servers.vcita.token_requests) == [200, 200]
+    assert stored_connections(servers) == 1
