@@ -6,8 +6,11 @@ can read (0644, 0755). `make run`'s secrets and `flask vcita new-key`'s keys: in
 tests/test_app.py and tests/test_private_key_jwt.py.
 """
 
+import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,8 @@ import sqlalchemy as sa
 from app.storage.database import get_db
 from app.storage.private_files import private_file, private_folder
 from app.storage.tables import used_states
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("usual_umask")
 
@@ -94,3 +99,24 @@ def test_whoever_comes_second_finds_the_private_file_and_folder_the_first_made(t
         private_file(database)
 
     assert (mode_of(folder), mode_of(database)) == (0o700, 0o600)
+
+
+def test_the_alembic_command_makes_a_new_database_private_too(tmp_path, usual_umask):
+    database = tmp_path / "new-folder" / "connect.db"
+    environment = {
+        **{name: value for name, value in os.environ.items() if name != "DATABASE_URL"},
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
+
+    upgraded = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert mode_of(database) == 0o600
+    assert mode_of(database.parent) == 0o700

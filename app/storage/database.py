@@ -92,7 +92,6 @@ class Database:
         Raise StoreUnavailable if the database cannot be reached, and
         migrations.CannotUpgrade if its recorded revision is one this version cannot use.
         """
-        _make_sqlite_file_private(self.engine.url, self._instance_path)
         with self._unavailable_on_failure(), self.schema_lock() as db:
             revision = migrations.upgrade(db, metadata)
         self._schema_ready = True
@@ -103,8 +102,10 @@ class Database:
         """Open a transaction that no other worker's schema_lock enters until it ends.
 
         Workers starting together on an old database would otherwise all run the same
-        revisions, and all but the first fail (a column that already exists).
+        revisions, and all but the first fail (a column that already exists). A SQLite
+        file is made private first, whoever opens it: the app or the `alembic` command.
         """
+        _make_sqlite_file_private(self.engine.url, self._instance_path)
         with self.engine.begin() as db:
             if self.dialect == "postgresql":
                 # Alembic runs PostgreSQL's DDL in this same transaction: the lock is

@@ -42,7 +42,7 @@ if shared_connection is not None:
     run_revisions(shared_connection)
 else:
     logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
-    database = Database(database_url())
+    database = Database(database_url(), str(INSTANCE_FOLDER))
     try:
         with database.schema_lock() as connection:
             run_revisions(connection)
