@@ -33,7 +33,7 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.load import child_pids, command_of, port_to_serve_on  # noqa: E402
+from scripts.load import child_pids, command_of, cpu_seconds, port_to_serve_on  # noqa: E402
 from tests.servers import ServerProcess  # noqa: E402
 
 HOSTILE_VALUE = "? " * 4000  # under gunicorn's limit of 8190 bytes a header line
@@ -41,7 +41,6 @@ MALFORMED_LINE = "GET /" + "? " * 10_000  # 20 KB; its last word is no HTTP vers
 ENOUGH_CPU = 0.5  # seconds of the server's CPU per figure
 FEWEST_REQUESTS = 3
 MOST_REQUESTS = 300
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -102,12 +101,6 @@ class Served(ServerProcess):
             if not self.gunicorn and " -m flask " in command and " run " in command:
                 return child
         return None
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return the user and system CPU time process `pid` has spent so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND  # utime, stime
 
 
 def send(port: int, request: str) -> str:
