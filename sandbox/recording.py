@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
+from .rtt import ROUND_TRIPS_KEY
 from .state import SandboxState
 
 MAX_RECORDED_BODY = 4096  # bytes of a body kept in the recording
@@ -49,6 +50,8 @@ def describe_request() -> dict[str, Any]:
         "body": parsed_body(),
         "status": None,
         "received_at": time.time(),
+        # The round trips it waited out before reaching the endpoint (SANDBOX_RTT_MS).
+        "round_trips": request.environ.get(ROUND_TRIPS_KEY, 0),
     }
 
 

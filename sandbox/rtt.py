@@ -29,6 +29,8 @@ from flask import Flask
 API_PATHS = ("/oauth/token", "/oauth/userinfo", "/platform/")
 # A new connection: a TCP handshake, then a TLS 1.3 handshake, one round trip each.
 HANDSHAKE_ROUND_TRIPS = 2
+# Where a request's environ says how many round trips it waited (the recording keeps it).
+ROUND_TRIPS_KEY = "vcita_sandbox.round_trips"
 # A request waiting out its round trips holds one of waitress's threads while vcita's
 # servers would hold none: enough threads that this many wait side by side, not in a queue.
 THREADS_WHEN_DISTANT = 64
@@ -83,7 +85,8 @@ class RoundTrips:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(API_PATHS):
-            time.sleep(self.round_trips(environ) * self.round_trip)
+            environ[ROUND_TRIPS_KEY] = self.round_trips(environ)
+            time.sleep(environ[ROUND_TRIPS_KEY] * self.round_trip)
         return self.wsgi_app(environ, start_response)
 
     def round_trips(self, environ: dict[str, Any]) -> int:
