@@ -53,13 +53,15 @@ install-chromium: ## Install Debian's Chromium for the browser tests, when missi
 screenshots: $(DEV_STAMP) install-chromium ## Run the browser journeys; save the README's screenshots in docs/screenshots/
 	README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_journeys.py tests/browser/test_app_market.py
 
-lint: $(DEV_STAMP) ## Check style with ruff
+lint: $(DEV_STAMP) ## Check style with ruff, and types with mypy (the copyable client under --strict)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict app/vcita.py
+	$(BIN)/mypy app sandbox
 
 format: $(DEV_STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean: ## Remove the virtualenv, caches and test artifacts (keeps instance/)
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts htmlcov .coverage
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artifacts htmlcov .coverage

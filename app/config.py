@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from itertools import pairwise
 from pathlib import Path
+from typing import Any, AnyStr
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -65,7 +66,7 @@ class ConfigError(SystemExit):
         self.code = EXIT_CONFIG_ERROR
 
 
-def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
+def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any]:
     """Return the app's settings read from `environ`, or raise ConfigError."""
     reader = _Reader(environ)
     app_env = reader.choice("APP_ENV", APP_ENVS, default="development")
@@ -74,7 +75,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict:
     )
     signs = auth_method == vcita.PRIVATE_KEY_JWT
     brand_hosts = reader.host_patterns("VCITA_BRAND_HOSTS")
-    config = {
+    config: dict[str, Any] = {
         "APP_ENV": app_env,
         "VCITA_TOKEN_AUTH_METHOD": auth_method,
         # With private_key_jwt no secret is needed, nor ever sent; the keys are.
@@ -240,7 +241,7 @@ def _check_production(config: dict, environ: Mapping[str, str], reader: "_Reader
             reader.problem(f"{name} must not be set when APP_ENV=production")
 
 
-def _too_little_variety(key: str | bytes, minimum_distinct: int) -> bool:
+def _too_little_variety(key: AnyStr, minimum_distinct: int) -> bool:
     """Say whether a key is obviously not random: few symbols, few steps, or a unit repeated.
 
     A run such as "abcdefghijklmnopqrstuvwxyz012345" has many symbols but one step between

@@ -7,7 +7,7 @@ No page ever shows a code, state, token, secret or a stack trace.
 from dataclasses import dataclass, replace
 
 from flask import Flask, current_app, render_template, request, url_for
-from werkzeug.exceptions import BadHost, HTTPException
+from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed
 
 from . import vcita
 from .logs import hide_url_secrets
@@ -110,6 +110,9 @@ HTTP_PAGES = {
         "home",
     ),
 }
+# What a page of errors answers, as Flask takes it: the body, the status, the headers.
+ErrorResponse = tuple[str, int, dict[str, str]]
+
 DEFAULT_HTTP_PAGE = ErrorPage(
     400, "That request could not be understood", "Nothing was changed.", "home"
 )
@@ -123,7 +126,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, render_unexpected_error)
 
 
-def render_failure(error: Exception):
+def render_failure(error: Exception) -> ErrorResponse:
     """Render the page for a failure of the flow, logging what happened."""
     page = next(page for kind, page in PAGES.items() if isinstance(error, kind))
     retry_after = getattr(error, "retry_after", None)
@@ -141,22 +144,23 @@ def render_failure(error: Exception):
     return response
 
 
-def render_http_error(error: HTTPException):
-    page = HTTP_PAGES.get(error.code, DEFAULT_HTTP_PAGE)
-    response = render_error(ErrorPage(error.code or 400, page.title, page.message, page.action))
-    if error.code == 405 and error.valid_methods:
+def render_http_error(error: HTTPException) -> ErrorResponse:
+    status = error.code or 400
+    page = HTTP_PAGES.get(status, DEFAULT_HTTP_PAGE)
+    response = render_error(ErrorPage(status, page.title, page.message, page.action))
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response[2]["Allow"] = ", ".join(error.valid_methods)
     return response
 
 
-def render_unexpected_error(error: Exception):
+def render_unexpected_error(error: Exception) -> ErrorResponse:
     if isinstance(error, HTTPException):
         return render_http_error(error)
     current_app.logger.exception("Unexpected error on %s", hide_url_secrets(request.path))
     return render_error(HTTP_PAGES[500])
 
 
-def render_error(page: ErrorPage):
+def render_error(page: ErrorPage) -> ErrorResponse:
     """Render one error page as (body, status, headers)."""
     if isinstance(request.routing_exception, BadHost):
         # The Host header cannot be read (say "." or a 64-letter label), so no link on

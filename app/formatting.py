@@ -37,14 +37,14 @@ def in_words(moment: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """Render a userinfo value as text; absent or empty values become a dash."""
     if value is None or value == "" or value == [] or value == {}:
         return "—"
     return str(value)
 
 
-def hex_colour(value) -> str | None:
+def hex_colour(value: object) -> str | None:
     """Return `value` if it is a #rrggbb colour, else None (never raw CSS from vcita)."""
     if isinstance(value, str) and HEX_COLOUR.fullmatch(value):
         return value.lower()

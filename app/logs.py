@@ -14,9 +14,10 @@ import logging
 import re
 import secrets
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from types import TracebackType
 
-from flask import Flask, g, has_request_context
+from flask import Flask, Response, g, has_request_context
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 # The end of a request line ("GET /callback?code=… HTTP/1.1"): a query string is cut to it.
@@ -37,6 +38,10 @@ WEBHOOK_SECRET = re.compile(r"(/webhooks/vcita/)[^/?\s]+")
 # The colours Werkzeug's development server gives its access lines (ANSI SGR codes). It
 # escapes the request's own control characters first, so every such code is its own.
 WERKZEUG_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+# sys.exc_info() as a log record keeps it.
+ExceptionInfo = (
+    tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+)
 
 
 def escape_controls(text: str) -> str:
@@ -76,7 +81,7 @@ class ControlCharacterFilter(logging.Filter):
         return True
 
 
-def indented_traceback(exc_info) -> str:
+def indented_traceback(exc_info: ExceptionInfo) -> str:
     """Return the traceback of `exc_info` with its own lines, each indented and escaped.
 
     An exception's message can carry a newline of its own ("unknown uid b1\n2026-…"):
@@ -105,7 +110,7 @@ def cut_query_strings(text: str) -> str:
     " HTTP/" after each "?" rescans the rest of the line every time, and a line of
     "? ? ? …" then costs seconds. Here each line's last " HTTP/" is found once.
     """
-    pieces = []
+    pieces: list[str] = []
     copied = 0  # text[:copied] is in pieces already
     # The line of the last "?" seen: where it ends, and where its last " HTTP/" starts.
     line_end = protocol = -1
@@ -140,13 +145,16 @@ class UrlSecretsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = hide_url_secrets(str(record.msg))
         if isinstance(record.args, Mapping):
-            # gunicorn passes its access-log atoms as one mapping (%(U)s style).
-            for name in URL_ATOMS & record.args.keys():
-                if isinstance(value := record.args[name], str):
-                    record.args[name] = hide_url_secrets(value)
-            for name in QUERY_ATOMS & record.args.keys():
-                if record.args[name]:
-                    record.args[name] = "…"
+            # gunicorn passes its access-log atoms as one mapping (%(U)s style), a dict of
+            # its own that is edited in place: its lookups of headers and missing atoms stay.
+            atoms = record.args if isinstance(record.args, MutableMapping) else dict(record.args)
+            for name in URL_ATOMS & atoms.keys():
+                if isinstance(value := atoms[name], str):
+                    atoms[name] = hide_url_secrets(value)
+            for name in QUERY_ATOMS & atoms.keys():
+                if atoms[name]:
+                    atoms[name] = "…"
+            record.args = atoms
         elif record.args:
             record.args = tuple(
                 hide_url_secrets(arg) if isinstance(arg, str) else arg for arg in record.args
@@ -187,6 +195,6 @@ def assign_request_id() -> None:
     g.request_id = secrets.token_hex(6)
 
 
-def expose_request_id(response):
+def expose_request_id(response: Response) -> Response:
     response.headers["X-Request-Id"] = g.get("request_id", "-")
     return response

@@ -9,7 +9,7 @@ another site. A page may relax framing or the opener policy for itself through `
 import hmac
 import secrets
 
-from flask import Flask, abort, g, request, session
+from flask import Flask, Response, abort, g, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.urls import iri_to_uri
 
@@ -40,7 +40,10 @@ def init_app(app: Flask) -> None:
         # the headers a deployment needs: a client-sent X-Forwarded-Prefix that a proxy
         # passes on unchanged ("/evil.example") would turn every redirect into
         # //evil.example/…, and the port belongs in X-Forwarded-Host.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Flask's documented way to wrap its WSGI app, which mypy reads as replacing a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
     app.before_request(refuse_undecodable_query)
     app.after_request(keep_redirects_on_this_site)
     app.after_request(add_security_headers)
@@ -60,7 +63,7 @@ def refuse_undecodable_query() -> None:
         abort(400)
 
 
-def keep_redirects_on_this_site(response):
+def keep_redirects_on_this_site(response: Response) -> Response:
     """Never send a scheme-relative Location (`//host/…`): browsers read it as another host.
 
     Every redirect the app makes is to one of its own paths or to vcita; a path that
@@ -78,7 +81,7 @@ def keep_redirects_on_this_site(response):
     return response
 
 
-def add_security_headers(response):
+def add_security_headers(response: Response) -> Response:
     """Set the headers that keep pages, codes and tokens where they belong."""
     policy = CONTENT_SECURITY_POLICY
     if "csp_nonce" in g:

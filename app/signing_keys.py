@@ -22,7 +22,7 @@ from .vcita import SIGNING_ALGORITHMS, check_signing_jwk
 MAX_KEY_FILE_BYTES = 64 * 1024
 # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used with these algorithms."
 MIN_RSA_KEY_BITS = 2048
-KEY_TYPES = {"RSA": RSAKey, "EC": ECKey}
+KEY_TYPES: dict[str, type[RSAKey | ECKey]] = {"RSA": RSAKey, "EC": ECKey}
 NOT_A_SIGNING_KEY = "holds no private RSA or EC P-256 key"
 
 
@@ -57,7 +57,7 @@ def load_private_key(content: str | bytes) -> dict:
         check_signing_jwk(private)  # the client's own checks: RSA or EC P-256, private
         # Sign once now: a key that says it is for encryption only, or for another
         # algorithm ("use", "key_ops", "alg"), would otherwise fail at the first connect.
-        alg = SIGNING_ALGORITHMS[private["kty"]]
+        alg = SIGNING_ALGORITHMS[key.key_type]
         jws.serialize_compact({"alg": alg}, b"", key, algorithms=[alg])
     except UnusableKey:
         raise

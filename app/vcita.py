@@ -31,6 +31,10 @@ below. In your own Flask app:
 
 `tests/test_client_module.py` runs exactly this against the sandbox, from a copy of
 this file alone.
+
+The module reads top-down: what can go wrong, what the client is built from, the
+client itself, then how it authenticates to vcita, its transport and retries, and how
+it reads vcita's answers safely.
 """
 
 import base64
@@ -38,68 +42,24 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeGuard, TypeVar, runtime_checkable
 from urllib.parse import quote_plus
 
 import requests
 from authlib.common.urls import url_decode
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
-from urllib3.exceptions import MaxRetryError
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
-TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
-USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
-API_URL = "https://api.vcita.biz"  # vcita's REST API: /platform/v1/…
-# White-label businesses sign in on their partner's host (vcita's `brand_host`).
-BRAND_AUTHORIZE_URL = "https://{brand_host}/app/oauth/authorize"
-TOKEN_AUTH_METHODS = (
-    "client_secret_json",
-    "client_secret_post",
-    "client_secret_basic",
-    "private_key_jwt",  # RFC 7523: a signed assertion, no shared secret (client_auth_jwks_uri)
-)
-PRIVATE_KEY_JWT = TOKEN_AUTH_METHODS[3]
-# A private_key_jwt assertion lives this long (Authlib's default is an hour).
-ASSERTION_LIFETIME = 300
-SIGNING_ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}
-
-# (connect, read) seconds. vcita's codes live 30 seconds, so the exchange must give up
-# well inside that: a late answer is useless, and the user can simply try again.
-TIMEOUT = (3.05, 10)
-STATE_BYTES = 32  # 256 random bits; RFC 9700 asks for enough entropy to be unguessable
-# Callback parameters that must appear at most once (RFC 9700 §4.4: a duplicated
-# state or code is a sign of parameter pollution, never of a real answer).
-SINGLE_VALUED = ("state", "code", "error", "iss")
-# RFC 6749 Appendix A.12: access-token = 1*VSCHAR. Anything else (a line break, a lone
-# surrogate) could not be sent back in an Authorization header, nor stored.
-ACCESS_TOKEN = re.compile(r"[\x20-\x7e]+")
-# vcita's answers nest two levels deep; far deeper JSON is no answer of vcita's.
-MAX_JSON_DEPTH = 32
-# vcita's tokens live 20 years (expires_in 631139040 s when new). No token is older than
-# its lifetime, so a created_at older than this bound is no moment a live token was issued
-# at; a century leaves room for a longer lifetime and keeps every date within a calendar.
-LONGEST_TOKEN_LIFETIME = timedelta(days=365 * 100)
-# A DNS name as a browser would send it: ASCII letters, digits and hyphens in dotted
-# labels, nothing else (no port, userinfo, path, fragment, trailing dot or Unicode).
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
-MAX_HOST_NAME = 253
-RETRY_AFTER = re.compile(r"[0-9]{1,9}")
-# Retries of idempotent calls (GET) only: a POST may have done its work before failing.
-RETRIES = 2
-RETRY_BACKOFF = 0.25  # seconds, doubling: 0.25, 0.5
-MAX_RETRY_AFTER = 3  # seconds; a longer Retry-After is passed on to the caller instead
-RETRY_STATUSES = (429, 502, 503, 504)
-PER_PAGE = 100  # vcita's maximum page size
-MAX_PAGES = 10  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
-
-
-# --- What can go wrong, in vcita's terms ------------------------------------------------
+# --- What can go wrong, in vcita's terms --------------------------------------------------
 
 
 class VcitaError(Exception):
@@ -146,7 +106,28 @@ class NotFound(VcitaRefused):
     """vcita answered 404: no such API path, or no such record of this business."""
 
 
-# --- What the client is built from, and what it hands back -------------------------------
+# --- What the client is built from, and what it hands back --------------------------------
+
+AUTHORIZE_URL = "https://app.vcita.com/app/oauth/authorize"
+TOKEN_URL = "https://api.vcita.biz/oauth/token"  # noqa: S105 - a URL, not a secret
+USERINFO_URL = "https://api.vcita.biz/oauth/userinfo"
+API_URL = "https://api.vcita.biz"  # vcita's REST API: /platform/v1/…
+# White-label businesses sign in on their partner's host (vcita's `brand_host`).
+BRAND_AUTHORIZE_URL = "https://{brand_host}/app/oauth/authorize"
+# How the token endpoint knows your app (see "Client authentication" below).
+TOKEN_AUTH_METHODS = (
+    "client_secret_json",
+    "client_secret_post",
+    "client_secret_basic",
+    "private_key_jwt",  # RFC 7523: a signed assertion, no shared secret (client_auth_jwks_uri)
+)
+PRIVATE_KEY_JWT = TOKEN_AUTH_METHODS[3]
+# (connect, read) seconds. vcita's codes live 30 seconds, so the exchange must give up
+# well inside that: a late answer is useless, and the user can simply try again.
+TIMEOUT = (3.05, 10)
+
+# A JSON Web Key (RFC 7517) as a plain dict: "kty", "kid", and its key's members.
+JWK = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -170,7 +151,7 @@ class VcitaSettings:
     api_timeout: tuple[float, float] = TIMEOUT
     api_url: str = API_URL
     # private_key_jwt: private JWKs (each with its "kid"), newest first; the newest signs.
-    private_keys: tuple[dict, ...] = field(default=(), repr=False)
+    private_keys: tuple[JWK, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -183,28 +164,9 @@ class AccessToken:
     expires_at: datetime | None
 
 
-def allowed_brand_host(value: object, patterns: tuple[str, ...]) -> str | None:
-    """Return `value` as a host name if `patterns` allow it, else None.
+# --- The client: the guide's steps, then any API call -------------------------------------
 
-    `brand_host` comes unsigned in the query string that opened the app, so it is
-    checked before it can become a redirect target: a plain ASCII host name (DNS is
-    case-insensitive, so upper case is read as lower), equal to a pattern or one label
-    under a `*.` pattern's domain. Anything else (`evil.example#.partner.example`, a
-    port, `user@host`, a Unicode look-alike, a trailing dot) is not a host we know.
-    """
-    if not isinstance(value, str) or not value.isascii() or len(value) > MAX_HOST_NAME:
-        return None
-    host = value.lower()
-    if not HOST_NAME.fullmatch(host):
-        return None
-    for pattern in patterns:
-        if pattern.startswith("*."):
-            label, _, domain = host.partition(".")
-            if domain == pattern[2:] and label:
-                return host
-        elif host == pattern:
-            return host
-    return None
+STATE_BYTES = 32  # 256 random bits; RFC 9700 asks for enough entropy to be unguessable
 
 
 def new_state() -> str:
@@ -217,15 +179,32 @@ def new_code_verifier() -> str:
     return secrets.token_urlsafe(64)
 
 
-# --- The client ---------------------------------------------------------------------------
+@runtime_checkable
+class MultiValuedQuery(Protocol):
+    """A query string read as Flask's `request.args` (a MultiDict) reads it."""
+
+    def getlist(self, key: str) -> list[str]: ...
+
+
+# The callback's query: `request.args`, or the dict of lists `parse_qs()` makes of it.
+CallbackQuery = MultiValuedQuery | Mapping[str, list[str]]
+# Whatever your app keeps for a pending flow (its state, PKCE verifier, where to go next).
+Flow = TypeVar("Flow")
+# A plain requests session, or Authlib's OAuth2Session (one of them).
+AnySession = TypeVar("AnySession", bound=requests.Session)
+# Callback parameters that must appear at most once (RFC 9700 §4.4: a duplicated
+# state or code is a sign of parameter pollution, never of a real answer).
+SINGLE_VALUED = ("state", "code", "error", "iss")
+PER_PAGE = 100  # vcita's maximum page size
+MAX_PAGES = 10  # a paged list stops after this many pages, whatever vcita sends
 
 
 class VcitaClient:
     """Talks to vcita for one registered app, over one pooled keep-alive transport.
 
-    Thread-safe: each call builds its own short-lived Authlib session on the shared
-    transport (urllib3's pool is thread-safe), so TLS connections to vcita are reused
-    across requests and threads instead of a handshake per call.
+    Thread-safe: each call builds its own short-lived session on the shared transport
+    (urllib3's pool is thread-safe), so TLS connections to vcita are reused across
+    requests and threads instead of a handshake per call.
     """
 
     def __init__(
@@ -235,15 +214,13 @@ class VcitaClient:
     ):
         if settings.token_auth_method not in TOKEN_AUTH_METHODS:
             raise ValueError(f"token_auth_method must be one of {TOKEN_AUTH_METHODS}")
-        self._signing_key = None
+        self._signing_key: JWK | None = None
         if settings.token_auth_method == PRIVATE_KEY_JWT:
             if not settings.private_keys:
                 raise ValueError("private_key_jwt needs at least one private key")
             self._signing_key = check_signing_jwk(settings.private_keys[0])
         self.settings = settings
-        self.transport = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=32, max_retries=_IdempotentRetry()
-        )
+        self.transport = _pooled_transport()
         # Called with every response from vcita, for whoever wants to watch the wire.
         self.response_hook = response_hook
 
@@ -260,17 +237,27 @@ class VcitaClient:
         if host is not None:
             # replace, not format(): the template is the operator's, the host is checked.
             authorize_url = self.settings.brand_authorize_url.replace("{brand_host}", host)
+        url: str
         url, _ = self._oauth_session().create_authorization_url(
             authorize_url, state=state, code_verifier=code_verifier
         )
         return url
 
-    def code_from_callback(self, query, pending_flow: object | None) -> str:
+    def code_from_callback(self, query: CallbackQuery, pending_flow: object | None) -> str:
         """Apply the callback's rules; return the code, or raise why there is none.
 
         `query` is the callback's query (`request.args`, or `parse_qs()` of it);
         `pending_flow` is this browser's flow that the `state` named, already taken out
         of its session so that it cannot be used twice, or None if there was none.
+        """
+        code, _ = self.code_and_flow(query, pending_flow)
+        return code
+
+    def code_and_flow(self, query: CallbackQuery, pending_flow: Flow | None) -> tuple[str, Flow]:
+        """Apply the callback's rules; return the code and the flow it answers, or raise.
+
+        The rules of `code_from_callback`, for an app that goes on with its flow (its
+        PKCE verifier, where to go next): the flow comes back as surely not None.
         """
         if any(len(_values(query, name)) > 1 for name in SINGLE_VALUED):
             raise InvalidCallback("a callback parameter was repeated")
@@ -290,7 +277,7 @@ class VcitaClient:
             raise ProviderError(f"vcita answered error={error[:40]!r}")
         if not code:
             raise InvalidCallback("the callback carries no code")
-        return code
+        return code, pending_flow
 
     def exchange_code(self, code: str, code_verifier: str | None = None) -> AccessToken:
         """Step 3: trade the authorization code for an access token, once."""
@@ -323,7 +310,7 @@ class VcitaClient:
             raise VcitaUnavailable("token endpoint answered something other than JSON") from error
         return _access_token_from(token)
 
-    def fetch_userinfo(self, token: AccessToken) -> dict:
+    def fetch_userinfo(self, token: AccessToken) -> dict[str, Any]:
         """Step 4: read the business and staff member behind a token from vcita."""
         session = self._oauth_session(
             token={"access_token": token.access_token, "token_type": token.token_type}
@@ -345,16 +332,16 @@ class VcitaClient:
         return userinfo
 
     @staticmethod
-    def identify(userinfo: dict) -> tuple[str, str]:
+    def identify(userinfo: Mapping[str, Any]) -> tuple[str, str]:
         """Return the (business_uid, staff uid `sub`) that userinfo names, or raise."""
         business_uid, staff_uid = userinfo.get("business_uid"), userinfo.get("sub")
         if not (_is_identifier(business_uid) and _is_identifier(staff_uid)):
             raise VcitaUnavailable("userinfo names no business_uid and sub")
         return business_uid, staff_uid
 
-    # --- Any other API call, on the business's token -------------------------------------
+    # --- Any other API call, on the business's token --------------------------------------
 
-    def api_get(self, token: AccessToken, path: str, params: dict | None = None) -> Any:
+    def api_get(self, token: AccessToken, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET an API path (`/platform/v1/clients`) with the token; return its JSON.
 
         Retried on a connection error, 502/503/504, and 429 when vcita asks to wait
@@ -362,7 +349,7 @@ class VcitaClient:
         """
         return self._api(token, "GET", path, params=params)
 
-    def api_post(self, token: AccessToken, path: str, body: dict) -> Any:
+    def api_post(self, token: AccessToken, path: str, body: dict[str, Any]) -> Any:
         """POST a JSON body to an API path with the token; return its JSON. Never retried."""
         return self._api(token, "POST", path, body=body)
 
@@ -370,10 +357,10 @@ class VcitaClient:
         self,
         token: AccessToken,
         path: str,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         per_page: int = PER_PAGE,
         max_pages: int = MAX_PAGES,
-    ):
+    ) -> Iterator[Any]:
         """Yield every item of a paged list (`page`, `per_page`), page after page.
 
         vcita answers `{"data": {"clients": [...]}}`: the one list in `data` holds the
@@ -388,20 +375,22 @@ class VcitaClient:
             if len(items) < per_page:
                 return
 
-    def _api(self, token: AccessToken, method: str, path: str, params=None, body=None) -> Any:
+    def _api(
+        self,
+        token: AccessToken,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
         url = self.settings.api_url.rstrip("/") + _api_path(path)
         headers = {
             "Accept": "application/json",
             "Authorization": f"Bearer {token.access_token}",
         }
-        http = requests.Session()
-        http.mount("https://", self.transport)
-        http.mount("http://", self.transport)
-        if self.response_hook is not None:
-            http.hooks["response"].append(self.response_hook)
         try:
             # No redirects: one could carry the Bearer token to another host.
-            response = http.request(
+            response = self._on_shared_transport(requests.Session()).request(
                 method,
                 url,
                 params=params,
@@ -422,7 +411,9 @@ class VcitaClient:
             raise VcitaRefused(f"{path} answered HTTP {response.status_code}")
         return _json_body(response, path)
 
-    def public_jwks(self) -> dict:
+    # --- Your app's keys, and the client's own resources ----------------------------------
+
+    def public_jwks(self) -> dict[str, list[JWK]]:
         """Return the JWK Set to publish at your `client_auth_jwks_uri`: public halves only."""
         return {"keys": [public_jwk(key) for key in self.settings.private_keys]}
 
@@ -430,7 +421,7 @@ class VcitaClient:
         """Close the pooled connections to vcita."""
         self.transport.close()
 
-    def _oauth_session(self, token: dict | None = None) -> OAuth2Session:
+    def _oauth_session(self, token: dict[str, str] | None = None) -> OAuth2Session:
         """Return an Authlib session for one call, on the client's shared transport.
 
         A session per call, because an OAuth2Session holds one token and is not meant
@@ -462,93 +453,61 @@ class VcitaClient:
                 )
             )
         session.register_compliance_hook("access_token_response", _check_token_response)
-        if self.response_hook is not None:
-            session.hooks["response"].append(self.response_hook)
+        return self._on_shared_transport(session)
+
+    def _on_shared_transport(self, session: AnySession) -> AnySession:
+        """Send `session`'s requests through the shared transport, shown to the response hook.
+
+        The one place a session meets the wire, for Authlib's sessions and plain ones alike.
+        """
         session.mount("https://", self.transport)
         session.mount("http://", self.transport)
+        if self.response_hook is not None:
+            session.hooks["response"].append(self.response_hook)
         return session
 
 
-class _ShortLivedPrivateKeyJWT(PrivateKeyJWT):
-    """Authlib's private_key_jwt client authentication, with a five-minute assertion.
+def _values(query: CallbackQuery, name: str) -> list[str]:
+    """Return every value of a query parameter, from a MultiDict or a dict of lists."""
+    if isinstance(query, MultiValuedQuery):
+        return query.getlist(name)
+    return list(query.get(name, []))
 
-    Authlib's own signs for an hour; a shorter one is less worth stealing. Each call
-    signs afresh, with a new `jti`, so vcita can refuse a replayed assertion.
+
+def _value(query: CallbackQuery, name: str) -> str | None:
+    values = _values(query, name)
+    return values[0] if values else None
+
+
+# A DNS name as a browser would send it: ASCII letters, digits and hyphens in dotted
+# labels, nothing else (no port, userinfo, path, fragment, trailing dot or Unicode).
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+MAX_HOST_NAME = 253
+
+
+def allowed_brand_host(value: object, patterns: tuple[str, ...]) -> str | None:
+    """Return `value` as a host name if `patterns` allow it, else None.
+
+    `brand_host` comes unsigned in the query string that opened the app, so it is
+    checked before it can become a redirect target: a plain ASCII host name (DNS is
+    case-insensitive, so upper case is read as lower), equal to a pattern or one label
+    under a `*.` pattern's domain. Anything else (`evil.example#.partner.example`, a
+    port, `user@host`, a Unicode look-alike, a trailing dot) is not a host we know.
     """
-
-    def sign(self, auth, token_endpoint):
-        return private_key_jwt_sign(
-            auth.client_secret,
-            client_id=auth.client_id,
-            token_endpoint=token_endpoint,
-            header=dict(self.headers),
-            alg=self.alg,
-            expires_in=ASSERTION_LIFETIME,
-        )
-
-
-# The members of a JWK that make it public (RFC 7518 §6.2.1, §6.3.1).
-PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y")}
-
-
-def check_signing_jwk(jwk: dict) -> dict:
-    """Check a private JWK can sign assertions: RSA or EC P-256, with its private part and kid.
-
-    Authlib imports it when it signs; a JWK is a plain dict, so keys come from wherever
-    your app keeps them (a file, a secret manager) without another library here.
-    """
-    kind = jwk.get("kty") if isinstance(jwk, dict) else None
-    if kind not in SIGNING_ALGORITHMS or "d" not in jwk or not jwk.get("kid"):
-        raise ValueError("a signing key is a private RSA or EC JWK with a kid")
-    if kind == "EC" and jwk.get("crv") != "P-256":
-        raise ValueError("an EC signing key must be on P-256 (ES256)")
-    if any(member not in jwk for member in PUBLIC_MEMBERS[kind]):
-        raise ValueError(f"a {kind} JWK needs {', '.join(PUBLIC_MEMBERS[kind])}")
-    return jwk
-
-
-def public_jwk(jwk: dict) -> dict:
-    """Return the public half of a private JWK, with its kid, use and alg."""
-    kind = check_signing_jwk(jwk)["kty"]
-    return {
-        **{member: jwk[member] for member in PUBLIC_MEMBERS[kind]},
-        "kid": jwk["kid"],
-        "use": "sig",
-        "alg": SIGNING_ALGORITHMS[kind],
-    }
-
-
-class _IdempotentRetry(Retry):
-    """urllib3's retries for the shared transport: GET only, and Retry-After honoured.
-
-    A 429 asking to wait longer than MAX_RETRY_AFTER is not retried early (urllib3 would
-    shorten the wait to its cap): the answer goes back to the caller, who can say when
-    to try again.
-    """
-
-    def __init__(self, **kwargs):
-        kwargs = {
-            "total": RETRIES,
-            "connect": RETRIES,
-            "read": False,  # a read timeout already waited long: say so, rather than wait again
-            "status": RETRIES,
-            "other": False,
-            "allowed_methods": frozenset({"GET"}),
-            "status_forcelist": RETRY_STATUSES,
-            "backoff_factor": RETRY_BACKOFF,
-            "respect_retry_after_header": True,
-            "raise_on_status": False,
-            "raise_on_redirect": False,
-            **kwargs,
-        }
-        super().__init__(**kwargs)
-
-    def increment(self, method=None, url=None, response=None, error=None, **kwargs):
-        if response is not None and response.status == 429:
-            wait = _retry_after(response.headers.get("Retry-After"))
-            if wait is not None and wait > MAX_RETRY_AFTER:
-                raise MaxRetryError(kwargs.get("_pool"), url or "", "Retry-After too long")
-        return super().increment(method, url, response=response, error=error, **kwargs)
+    if not isinstance(value, str) or not value.isascii() or len(value) > MAX_HOST_NAME:
+        return None
+    host = value.lower()
+    if not HOST_NAME.fullmatch(host):
+        return None
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            label, _, domain = host.partition(".")
+            if domain == pattern[2:] and label:
+                return host
+        elif host == pattern:
+            return host
+    return None
 
 
 def _api_path(path: str) -> str:
@@ -566,37 +525,23 @@ def _api_path(path: str) -> str:
     return path
 
 
-def _list_in(body, path: str) -> list:
-    """Return the one list in a paged answer's `data`, or raise VcitaUnavailable."""
-    data = body.get("data") if isinstance(body, dict) else None
-    lists = (
-        [value for value in data.values() if isinstance(value, list)]
-        if isinstance(data, dict)
-        else []
-    )
-    if len(lists) != 1:
-        raise VcitaUnavailable(f"{path} answered without one list in data")
-    return lists[0]
+# --- Client authentication: how vcita's token endpoint knows your app ---------------------
 
 
-def _values(query, name: str) -> list[str]:
-    """Return every value of a query parameter, from a MultiDict or a dict of lists."""
-    if hasattr(query, "getlist"):
-        return query.getlist(name)
-    return list(query.get(name, []))
+def _client_secret_json(
+    client: Any, method: str, uri: str, headers: dict[str, str], body: str
+) -> tuple[str, dict[str, str], str]:
+    """Authenticate as vcita documents: all five fields in one JSON body (guide step 3)."""
+    fields = dict(url_decode(body))
+    fields["client_id"] = client.client_id
+    fields["client_secret"] = client.client_secret
+    headers["Content-Type"] = "application/json"
+    return uri, headers, json.dumps(fields)
 
 
-def _value(query, name: str) -> str | None:
-    values = _values(query, name)
-    return values[0] if values else None
-
-
-def _is_identifier(value) -> bool:
-    # Printable only: PostgreSQL cannot store a NUL, and a newline would forge log lines.
-    return isinstance(value, str) and 0 < len(value) <= 255 and value.isprintable()
-
-
-def _client_secret_basic(client, method, uri, headers, body):
+def _client_secret_basic(
+    client: Any, method: str, uri: str, headers: dict[str, str], body: str
+) -> tuple[str, dict[str, str], str]:
     """Authenticate with HTTP Basic as RFC 6749 §2.3.1 says: each part form-encoded first.
 
     Authlib sends the id and secret as they are, in Latin-1: a secret holding `%`, `+`
@@ -608,13 +553,188 @@ def _client_secret_basic(client, method, uri, headers, body):
     return uri, headers, body
 
 
-def _client_secret_json(client, method, uri, headers, body):
-    """Authenticate as vcita documents: all five fields in one JSON body (guide step 3)."""
-    fields = dict(url_decode(body))
-    fields["client_id"] = client.client_id
-    fields["client_secret"] = client.client_secret
-    headers["Content-Type"] = "application/json"
-    return uri, headers, json.dumps(fields)
+SIGNING_ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}
+# A private_key_jwt assertion lives this long (Authlib's default is an hour).
+ASSERTION_LIFETIME = 300
+
+
+# Authlib ships no type hints, so its PrivateKeyJWT is Any to mypy; subclassing it is the point.
+class _ShortLivedPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]
+    """Authlib's private_key_jwt client authentication, with a five-minute assertion.
+
+    Authlib's own signs for an hour; a shorter one is less worth stealing. Each call
+    signs afresh, with a new `jti`, so vcita can refuse a replayed assertion.
+    """
+
+    def sign(self, auth: Any, token_endpoint: str) -> bytes:
+        """Return a fresh assertion for Authlib's client `auth`, signed with its private key."""
+        assertion: bytes = private_key_jwt_sign(
+            auth.client_secret,
+            client_id=auth.client_id,
+            token_endpoint=token_endpoint,
+            header=dict(self.headers),
+            alg=self.alg,
+            expires_in=ASSERTION_LIFETIME,
+        )
+        return assertion
+
+
+# The members of a JWK that make it public (RFC 7518 §6.2.1, §6.3.1).
+PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y")}
+
+
+def check_signing_jwk(jwk: JWK) -> JWK:
+    """Check a private JWK can sign assertions: RSA or EC P-256, with its private part and kid.
+
+    Authlib imports it when it signs; a JWK is a plain dict, so keys come from wherever
+    your app keeps them (a file, a secret manager) without another library here.
+    """
+    kind = jwk.get("kty") if isinstance(jwk, dict) else None
+    if kind not in SIGNING_ALGORITHMS or "d" not in jwk or not jwk.get("kid"):
+        raise ValueError("a signing key is a private RSA or EC JWK with a kid")
+    if kind == "EC" and jwk.get("crv") != "P-256":
+        raise ValueError("an EC signing key must be on P-256 (ES256)")
+    if any(member not in jwk for member in PUBLIC_MEMBERS[kind]):
+        raise ValueError(f"a {kind} JWK needs {', '.join(PUBLIC_MEMBERS[kind])}")
+    return jwk
+
+
+def public_jwk(jwk: JWK) -> JWK:
+    """Return the public half of a private JWK, with its kid, use and alg."""
+    kind = check_signing_jwk(jwk)["kty"]
+    return {
+        **{member: jwk[member] for member in PUBLIC_MEMBERS[kind]},
+        "kid": jwk["kid"],
+        "use": "sig",
+        "alg": SIGNING_ALGORITHMS[kind],
+    }
+
+
+# --- Transport and retries ----------------------------------------------------------------
+
+# Retries of idempotent calls (GET) only: a POST may have done its work before failing.
+RETRIES = 2
+RETRY_BACKOFF = 0.25  # seconds, doubling: 0.25, 0.5
+MAX_RETRY_AFTER = 3  # seconds; a longer Retry-After is passed on to the caller instead
+RETRY_STATUSES = (429, 502, 503, 504)
+RETRY_AFTER = re.compile(r"[0-9]{1,9}")  # delay-seconds (RFC 9110 §10.2.3), nine digits at most
+
+
+def _pooled_transport() -> HTTPAdapter:
+    """Return a keep-alive transport to vcita for every thread to share, retrying GETs."""
+    return HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=_IdempotentRetry())
+
+
+class _IdempotentRetry(Retry):
+    """urllib3's retries for the shared transport: GET only, and Retry-After honoured.
+
+    A 429 asking to wait longer than MAX_RETRY_AFTER is not retried early (urllib3 would
+    shorten the wait to its cap): the answer goes back to the caller, who can say when
+    to try again.
+    """
+
+    def __init__(self, **kwargs: Any):
+        kwargs = {
+            "total": RETRIES,
+            "connect": RETRIES,
+            "read": False,  # a read timeout already waited long: say so, rather than wait again
+            "status": RETRIES,
+            "other": False,
+            "allowed_methods": frozenset({"GET"}),
+            "status_forcelist": RETRY_STATUSES,
+            "backoff_factor": RETRY_BACKOFF,
+            "respect_retry_after_header": True,
+            "raise_on_status": False,
+            "raise_on_redirect": False,
+            **kwargs,
+        }
+        super().__init__(**kwargs)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        # urllib3 hands its pool in with every response it asks about.
+        if response is not None and response.status == 429 and _pool is not None:
+            wait = _retry_after(response.headers.get("Retry-After"))
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                raise MaxRetryError(_pool, url, ResponseError("Retry-After too long"))
+        return super().increment(
+            method, url, response=response, error=error, _pool=_pool, _stacktrace=_stacktrace
+        )
+
+
+def _retry_after(value: str | None) -> int | None:
+    # Only the delay-seconds form; an HTTP-date is rare from APIs and not worth parsing.
+    # ASCII digits only: "²".isdigit() is true, and int() refuses it.
+    return int(value) if value and RETRY_AFTER.fullmatch(value) else None
+
+
+# --- Reading vcita's answers safely -------------------------------------------------------
+
+
+def _raise_for_unavailable(response: requests.Response, endpoint: str) -> None:
+    if response.status_code == 429:
+        raise VcitaUnavailable(
+            f"{endpoint} answered 429",
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+    if response.status_code >= 500:
+        raise VcitaUnavailable(f"{endpoint} answered HTTP {response.status_code}")
+
+
+# vcita's answers nest two levels deep; far deeper JSON is no answer of vcita's.
+MAX_JSON_DEPTH = 32
+
+
+def _json_body(response: requests.Response, endpoint: str) -> Any:
+    """Parse an answer of vcita's as JSON, or raise VcitaUnavailable.
+
+    Every JSON value is read safely: deep nesting (which would exhaust Python's
+    recursion), numbers too long to convert, and escaped lone surrogates that no page
+    or database can hold are all "something other than vcita's documented JSON".
+    """
+    try:
+        value = json.loads(response.content)
+    except (ValueError, RecursionError) as error:
+        raise VcitaUnavailable(f"{endpoint} answered something other than JSON") from error
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise VcitaUnavailable(f"{endpoint} answered JSON nested deeper than vcita's")
+    if not _is_unicode(value):
+        raise VcitaUnavailable(f"{endpoint} answered strings that are not valid Unicode")
+    return value
+
+
+def _depth(value: object) -> int:
+    """Return how deeply a parsed JSON value nests, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth <= MAX_JSON_DEPTH:
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(item, dict | list):
+            return depth
+    return deepest
+
+
+def _is_unicode(value: object) -> bool:
+    """Say whether JSON text holds only real characters: it can then be stored and shown.
+
+    JSON may escape a lone surrogate ("\\ud800"), which no UTF-8 page or database
+    accepts (RFC 8259 §8.2).
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_token_response(response: requests.Response) -> requests.Response:
@@ -632,33 +752,19 @@ def _check_token_response(response: requests.Response) -> requests.Response:
     return response
 
 
-def _raise_for_unavailable(response: requests.Response, endpoint: str) -> None:
-    if response.status_code == 429:
-        raise VcitaUnavailable(
-            f"{endpoint} answered 429",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
-        )
-    if response.status_code >= 500:
-        raise VcitaUnavailable(f"{endpoint} answered HTTP {response.status_code}")
-
-
-def _retry_after(value: str | None) -> int | None:
-    # Only the delay-seconds form; an HTTP-date is rare from APIs and not worth parsing.
-    # ASCII digits only: "²".isdigit() is true, and int() refuses it.
-    return int(value) if value and RETRY_AFTER.fullmatch(value) else None
-
-
-def _is_unicode(value) -> bool:
-    """Say whether JSON text holds only real characters: it can then be stored and shown.
-
-    JSON may escape a lone surrogate ("\\ud800"), which no UTF-8 page or database
-    accepts (RFC 8259 §8.2).
-    """
+def _is_whole_seconds(value: object) -> bool:
+    if not isinstance(value, str | int | float):
+        return False  # a list or an object: int() refuses them too
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
+        int(value)
+    except (ValueError, OverflowError):
         return False
     return True
+
+
+# RFC 6749 Appendix A.12: access-token = 1*VSCHAR. Anything else (a line break, a lone
+# surrogate) could not be sent back in an Authorization header, nor stored.
+ACCESS_TOKEN = re.compile(r"[\x20-\x7e]+")
 
 
 def _access_token_from(token: dict[str, Any], received_at: datetime | None = None) -> AccessToken:
@@ -684,6 +790,12 @@ def _access_token_from(token: dict[str, Any], received_at: datetime | None = Non
         _issued_at(token.get("created_at"), received_at),
         _expires_at(token.get("expires_in"), received_at),
     )
+
+
+# vcita's tokens live 20 years (expires_in 631139040 s when new). No token is older than
+# its lifetime, so a created_at older than this bound is no moment a live token was issued
+# at; a century leaves room for a longer lifetime and keeps every date within a calendar.
+LONGEST_TOKEN_LIFETIME = timedelta(days=365 * 100)
 
 
 def _issued_at(created_at: object, received_at: datetime) -> datetime:
@@ -717,14 +829,6 @@ def _expires_at(expires_in: object, received_at: datetime) -> datetime | None:
     return received_at + timedelta(seconds=expires_in)
 
 
-def _is_whole_seconds(value) -> bool:
-    try:
-        int(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
-
-
 def _is_finite_number(value: object) -> TypeGuard[int | float]:
     """Say whether a JSON value is a number a date can be reckoned from.
 
@@ -736,33 +840,19 @@ def _is_finite_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _json_body(response: requests.Response, endpoint: str):
-    """Parse an answer of vcita's as JSON, or raise VcitaUnavailable.
-
-    Every JSON value is read safely: deep nesting (which would exhaust Python's
-    recursion), numbers too long to convert, and escaped lone surrogates that no page
-    or database can hold are all "something other than vcita's documented JSON".
-    """
-    try:
-        value = json.loads(response.content)
-    except (ValueError, RecursionError) as error:
-        raise VcitaUnavailable(f"{endpoint} answered something other than JSON") from error
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise VcitaUnavailable(f"{endpoint} answered JSON nested deeper than vcita's")
-    if not _is_unicode(value):
-        raise VcitaUnavailable(f"{endpoint} answered strings that are not valid Unicode")
-    return value
+def _is_identifier(value: object) -> TypeGuard[str]:
+    # Printable only: PostgreSQL cannot store a NUL, and a newline would forge log lines.
+    return isinstance(value, str) and 0 < len(value) <= 255 and value.isprintable()
 
 
-def _depth(value) -> int:
-    """Return how deeply a parsed JSON value nests, without recursion."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list) and depth <= MAX_JSON_DEPTH:
-            deepest = max(deepest, depth)
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-        elif isinstance(item, dict | list):
-            return depth
-    return deepest
+def _list_in(body: object, path: str) -> list[Any]:
+    """Return the one list in a paged answer's `data`, or raise VcitaUnavailable."""
+    data = body.get("data") if isinstance(body, dict) else None
+    lists = (
+        [value for value in data.values() if isinstance(value, list)]
+        if isinstance(data, dict)
+        else []
+    )
+    if len(lists) != 1:
+        raise VcitaUnavailable(f"{path} answered without one list in data")
+    return lists[0]

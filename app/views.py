@@ -16,6 +16,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from .app_market import framing, launch
 from .app_market.handoffs import binding_for_this_session, get_handoffs, is_binding
@@ -33,7 +34,7 @@ bp = Blueprint("connect", __name__)
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     """The landing page: vcita opens it from its App Market, in its frame or a new tab.
 
     A launch that names a business this browser already connected goes straight to its
@@ -66,7 +67,7 @@ def popup_url(brand_host: str | None) -> str:
 
 
 @bp.get("/connect")
-def start():
+def start() -> ResponseReturnValue:
     """Step 2: start a flow and send the browser to vcita's consent page."""
     vcita = get_vcita()
     brand_host = allowed_brand_host(request.args.get("brand_host"), vcita.settings.brand_hosts)
@@ -88,14 +89,14 @@ def start():
 
 
 @bp.get("/callback")
-def callback():
+def callback() -> ResponseReturnValue:
     """Step 3: check vcita's answer, exchange the code, and remember the connection."""
     vcita = get_vcita()
     # Take the flow out of the session (and mark its state used) before anything
     # else: a reload or a replayed URL then finds it gone, and no code is ever
     # exchanged twice, whatever else the callback carries.
-    flow = flows.consume_flow(request.args.get("state", ""), get_used_states().mark_used)
-    code = vcita.code_from_callback(request.args, flow)
+    pending = flows.consume_flow(request.args.get("state", ""), get_used_states().mark_used)
+    code, flow = vcita.code_and_flow(request.args, pending)  # the callback's rules, in order
     token = vcita.exchange_code(code, flow.code_verifier)  # at once: codes live 30 s
     snapshot = snapshots.read(token)  # GET /oauth/userinfo, and the clients list beside it
     business_uid, staff_uid = vcita.identify(snapshot.userinfo)
@@ -118,7 +119,7 @@ def callback():
 
 
 @bp.get("/connected")
-def connected():
+def connected() -> ResponseReturnValue:
     """The popup's last page: hand the connection to vcita's frame, then close.
 
     Only the page that hands over a code keeps its opener, and only it spends the code.
@@ -136,7 +137,7 @@ def connected():
 
 
 @bp.post("/handoff")
-def handoff():
+def handoff() -> ResponseReturnValue:
     """Redeem a popup's one-time code in vcita's frame: only the session that opened it can."""
     require_csrf_token()
     connection_id = get_handoffs().redeem(request.form.get("code", ""))
@@ -150,7 +151,7 @@ def handoff():
 
 
 @bp.get("/.well-known/jwks.json")
-def jwks():
+def jwks() -> ResponseReturnValue:
     """The public halves of the private_key_jwt keys: the app's client_auth_jwks_uri."""
     keys = get_vcita().public_jwks()
     if not keys["keys"]:
@@ -162,7 +163,7 @@ def jwks():
 
 
 @bp.get("/dashboard")
-def dashboard():
+def dashboard() -> ResponseReturnValue:
     """Step 4: show what vcita says about the business: live, or kept if vcita is down."""
     connection = browser.current_connection()
     if connection is None:
@@ -181,7 +182,7 @@ def dashboard():
     )
 
 
-def connection_revoked(connection: Connection):
+def connection_revoked(connection: Connection) -> ResponseReturnValue:
     """A 401 on a 20-year token means the business revoked this app in vcita."""
     end_connection(connection.id, Ending.REVOKED)
     browser.forget_in_session(connection.id)
@@ -195,7 +196,7 @@ def connection_revoked(connection: Connection):
 
 
 @bp.post("/disconnect")
-def disconnect():
+def disconnect() -> ResponseReturnValue:
     """End every connection this browser made, with their tokens, and say which."""
     require_csrf_token()
     ended = [

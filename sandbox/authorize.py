@@ -16,13 +16,13 @@ from urllib.parse import quote, quote_from_bytes, unquote_to_bytes, urlsplit
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     redirect,
     render_template,
     request,
     session,
 )
+from werkzeug.wrappers import Response
 
 from .csrf import csrf_token, posted_csrf_token_is_valid
 from .directory import StaffMember

@@ -130,7 +130,7 @@ def public_keys(jwk_set: Any) -> dict[str, PublicKey]:
             raise KeysUnavailable("publishes a private or secret key: publish public keys only")
         key = usable_key(jwk)
         if key is not None:
-            keys.setdefault(key.kid, key)  # two keys with one kid: the first is used
+            keys.setdefault(jwk["kid"], key)  # two keys with one kid: the first is used
     return keys
 
 
@@ -138,7 +138,8 @@ def usable_key(jwk: Any) -> PublicKey | None:
     """Import an RSA or EC P-256 public key that has a kid; None for any other entry."""
     if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or not jwk["kid"]:
         return None
-    kind = {"RSA": RSAKey, "EC": ECKey}.get(str(jwk.get("kty")))
+    kinds: dict[str, type[PublicKey]] = {"RSA": RSAKey, "EC": ECKey}
+    kind = kinds.get(str(jwk.get("kty")))
     if kind is None or (kind is ECKey and jwk.get("crv") != "P-256"):
         return None
     try:

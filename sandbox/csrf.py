@@ -22,5 +22,7 @@ def csrf_token() -> str:
 def posted_csrf_token_is_valid() -> bool:
     """Say whether the posted form carries this session's CSRF token (in constant time)."""
     expected = session.get("csrf_token")
+    if not expected:
+        return False
     sent = request.form.get("csrf_token", "")
-    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+    return hmac.compare_digest(sent.encode(), expected.encode())

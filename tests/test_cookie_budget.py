@@ -10,6 +10,8 @@ first, and the newest flow is never dropped (at most its return path is).
 import random
 
 import pytest
+from flask import session
+from flask.sessions import SessionInterface
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,3 +130,12 @@ def settings_for_app(make_app):
 
 def pending_flows_of(app, client) -> dict:
     return decode_session(app, session_cookie(client))[session_keys.PENDING_FLOWS]
+
+
+def test_only_a_session_kept_in_the_cookie_is_measured_against_the_cookie_limit(app):
+    with app.test_request_context("/"):
+        session["filler"] = random_characters(0x4E00, 0x9FFF, 1000, seed=1)
+        assert flows._session_cookie_bytes() > flows.MAX_SESSION_COOKIE_BYTES
+
+        app.session_interface = SessionInterface()  # a session kept on the server
+        assert flows._session_cookie_bytes() == 0  # the browser holds its id alone

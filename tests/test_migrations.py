@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
@@ -407,6 +408,17 @@ def test_a_new_database_is_created_at_the_newest_revision(make_app, engine):
 
     assert revision_of(engine) == (NEWEST,)
     assert differences(engine, metadata) == []
+
+
+def test_an_install_without_its_revisions_refuses_to_build_a_schema(engine, tmp_path, monkeypatch):
+    (tmp_path / "versions").mkdir()  # the revisions' folder, left empty by the install
+    monkeypatch.setattr(migrations, "script_directory", lambda: ScriptDirectory(str(tmp_path)))
+
+    with pytest.raises(migrations.CannotUpgrade) as raised, engine.begin() as connection:
+        migrations.upgrade(connection, metadata)
+
+    assert str(raised.value) == f"the app's revisions are missing from {tmp_path / 'versions'}"
+    assert sa.inspect(engine).get_table_names() == []  # no tables, and no revision stamped
 
 
 def test_a_database_a_newer_version_upgraded_is_refused(make_app, database_url, engine):

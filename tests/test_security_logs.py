@@ -11,6 +11,7 @@ import re
 import string
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import pytest
 import requests
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from werkzeug.serving import BaseWSGIServer
 
 from app import create_app
-from app.logs import hide_url_secrets
+from app.logs import UrlSecretsFilter, hide_url_secrets
 from app.storage.database import StoreUnavailable
 
 from .conftest import approved_callback, change_vcita_settings
@@ -355,3 +356,14 @@ def test_no_access_line_keeps_a_webhook_secret_or_a_query(secret, query, line):
     assert "/webhooks/vcita/…" in hidden
     if len(query) >= 6:
         assert query not in hidden
+
+
+def test_access_atoms_that_cannot_be_edited_in_place_are_hidden_too():
+    atoms = MappingProxyType(
+        {"r": "GET /callback?code=c0de&state=5tate HTTP/1.1", "q": "code=c0de"}
+    )
+    record = logging.LogRecord("access", logging.INFO, __file__, 1, "%(r)s %(q)s", (atoms,), None)
+
+    assert UrlSecretsFilter().filter(record) is True
+
+    assert record.getMessage() == "GET /callback?… HTTP/1.1 …"

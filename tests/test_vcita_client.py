@@ -33,6 +33,16 @@ def test_a_pending_flow_and_a_code_give_the_code():
     assert code_of("code=abc&state=s") == "abc"
 
 
+def test_the_callback_rules_hand_back_the_flow_they_accepted_with_its_code():
+    client = vcita.VcitaClient(SETTINGS)
+    flow = object()
+
+    code, accepted = client.code_and_flow(parse_qs("code=abc&state=s"), flow)
+
+    assert code == "abc"
+    assert accepted is flow
+
+
 def test_a_multidict_is_read_like_a_dict_of_lists():
     client = vcita.VcitaClient(SETTINGS)
     query = MultiDict([("code", "abc"), ("state", "s")])

@@ -48,13 +48,12 @@ def _hash(value: str) -> str:
 def binding_for_this_session() -> str:
     """Return the binding to open the popup with, keeping its secret in this session."""
     kept = session.get(session_keys.HANDOFF_SECRET)
-    fresh = (
+    if not (
         isinstance(kept, dict)
         and isinstance(kept.get("secret"), str)
         and isinstance(kept.get("made_at"), int | float)
         and time.time() - kept["made_at"] < SECRET_LIFETIME.total_seconds()
-    )
-    if not fresh:
+    ):
         kept = {"secret": secrets.token_urlsafe(32), "made_at": time.time()}
         session[session_keys.HANDOFF_SECRET] = kept
     return _hash(kept["secret"])

@@ -27,9 +27,10 @@ def current_connection() -> Connection | None:
     """Return this browser's connection, if it has one that still exists."""
     if "connection" not in g:
         connection_id = session.get(CONNECTION)
+        g.connection = None
         # Not a string: a session written by another version of the app.
-        known = isinstance(connection_id, str) and connection_id
-        g.connection = get_connections().get(connection_id) if known else None
+        if isinstance(connection_id, str) and connection_id:
+            g.connection = get_connections().get(connection_id)
     return g.connection
 
 
@@ -114,7 +115,7 @@ def connection_for(business_uid: str, staff_uid: str | None) -> Connection | Non
     mine = [connections.get(known) for known in reversed(connections_in_session())]
     of_business = [found for found in mine if found and found.business_uid == business_uid]
     of_staff = [found for found in of_business if found.staff_uid == staff_uid]
-    return (of_staff or of_business or [None])[0]
+    return next(iter(of_staff or of_business), None)
 
 
 def forget_in_session(connection_id: str) -> None:

@@ -15,11 +15,12 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, session
+from flask.sessions import SecureCookieSessionInterface
 
 from ..session_keys import PENDING_FLOWS
 from ..vcita import new_code_verifier, new_state
@@ -74,7 +75,7 @@ def start_flow(
     session[PENDING_FLOWS] = flows
     fit_session_cookie()
     # The newest flow is always kept, but perhaps without its return path.
-    return _flow_from(session[PENDING_FLOWS][flow.state])
+    return replace(flow, next_url=session[PENDING_FLOWS][flow.state]["next_url"])
 
 
 def fit_session_cookie() -> None:
@@ -131,7 +132,14 @@ def _oldest(flows: dict) -> str:
 
 def _session_cookie_bytes() -> int:
     """Return the size of the session cookie's value as the browser will receive it."""
-    serializer = current_app.session_interface.get_signing_serializer(current_app)
+    interface = current_app.session_interface
+    serializer = (
+        interface.get_signing_serializer(current_app)
+        if isinstance(interface, SecureCookieSessionInterface)
+        else None
+    )
+    if serializer is None:
+        return 0  # no signed cookie: a session kept on the server, or none (no SECRET_KEY)
     return len(serializer.dumps(dict(session)))
 
 
@@ -165,12 +173,14 @@ def _live_flows() -> dict:
     }
 
 
-def _flow_from(data) -> PendingFlow | None:
+def _flow_from(data: object) -> PendingFlow | None:
     """Read a flow back from the session, tolerating entries of an older shape.
 
     During a rolling deploy a session may come from another version of the app, with
     other fields or other types: such an entry is no flow, rather than a crash.
     """
+    if not isinstance(data, dict):
+        return None
     try:
         flow = PendingFlow(**data)
     except TypeError:

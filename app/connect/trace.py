@@ -15,6 +15,7 @@ describes, for a few minutes; the session carries only its random id.
 """
 
 import json
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import requests
@@ -64,7 +65,9 @@ def is_secret_field(name: str) -> bool:
     return name in SECRET_FIELDS or name.endswith(("token", "secret"))
 
 
-def record_exchange(response: requests.Response, *args, **kwargs) -> requests.Response:
+def record_exchange(
+    response: requests.Response, *args: object, **kwargs: object
+) -> requests.Response:
     """Keep one request to vcita and its answer, secrets taken out (a response hook)."""
     if enabled():
         request = response.request
@@ -72,7 +75,7 @@ def record_exchange(response: requests.Response, *args, **kwargs) -> requests.Re
             {
                 "request": {
                     "method": request.method,
-                    "url": redacted_url(request.url),
+                    "url": redacted_url(response.url),  # where this request was sent
                     "headers": redacted_headers(request.headers),
                     "body": redacted_body(request.body, request.headers.get("Content-Type")),
                 },
@@ -110,7 +113,7 @@ def redacted_url(url: str) -> str:
     return urlunsplit(parts._replace(query=_redacted_pairs(parts.query), fragment=""))
 
 
-def redacted(value, depth: int = 0):
+def redacted(value: object, depth: int = 0) -> object:
     """Return a copy of a parsed JSON value with every secret field's value hidden."""
     if depth > MAX_JSON_DEPTH:
         raise RecursionError("nested too deep to show")
@@ -132,7 +135,7 @@ def _redacted_pairs(query: str) -> str:
     )
 
 
-def redacted_headers(headers) -> dict:
+def redacted_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Return the headers worth showing, credentials hidden (the scheme stays)."""
     shown = {}
     for name in SHOWN_HEADERS:
@@ -146,7 +149,7 @@ def redacted_headers(headers) -> dict:
     return shown
 
 
-def redacted_body(body, content_type: str | None) -> str:
+def redacted_body(body: str | bytes | None, content_type: str | None) -> str:
     """Return a JSON or form body with its secrets hidden, or say what other body it was."""
     if not body:
         return ""

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -44,7 +44,10 @@ DEFAULT_DATABASE_FILE = "vcita_connect.db"
 SCHEMA_LOCK_ID = 0x7C17A
 # Each dialect's INSERT .. ON CONFLICT, so that a write and its conflict check are one
 # atomic statement: two workers saving the same connection at once cannot both insert.
-INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+INSERTS: dict[str, Callable[[sa.Table], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
 class StoreUnavailable(Exception):
@@ -228,7 +231,7 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def _configure_sqlite(dbapi_connection, connection_record) -> None:
+def _configure_sqlite(dbapi_connection: sqlite3.Connection, connection_record: object) -> None:
     """Let SQLite serve several threads and workers writing at once."""
     cursor = dbapi_connection.cursor()
     # Wait up to 5 s for another writer instead of failing with "database is locked".
@@ -239,7 +242,7 @@ def _configure_sqlite(dbapi_connection, connection_record) -> None:
     cursor.close()
 
 
-def _switch_to_wal(cursor, attempts: int = 50) -> None:
+def _switch_to_wal(cursor: sqlite3.Cursor, attempts: int = 50) -> None:
     """Put the database in WAL mode, waiting out workers that do the same right now.
 
     The switch needs the database to itself, and SQLite may refuse it with "database

@@ -7,6 +7,7 @@ is migrated as one (`app/storage/migrations/`). A change here needs a revision t
 """
 
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -21,14 +22,14 @@ class UTCDateTime(sa.TypeDecorator):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -39,7 +40,15 @@ class UTCDateTime(sa.TypeDecorator):
 metadata = sa.MetaData()
 
 
-def of_a_connection(**column: bool) -> sa.Column:
+class ColumnOptions(TypedDict, total=False):
+    """What a table says of its `connection_id` column, beyond what every one shares."""
+
+    nullable: bool
+    primary_key: bool
+    index: bool
+
+
+def of_a_connection(**column: Unpack[ColumnOptions]) -> sa.Column:
     """Return a `connection_id` column: the row belongs to that connection, and goes with it."""
     return sa.Column(
         "connection_id",

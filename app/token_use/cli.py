@@ -52,7 +52,9 @@ def connections() -> None:
 @click.option("--staff", help="The staff member's uid (default: the newest connection).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A query parameter.")
 @click.option("--all-pages", is_flag=True, help="Follow page and per_page to the end.")
-def get(path: str, business: str, staff: str | None, params: tuple[str, ...], all_pages: bool):
+def get(
+    path: str, business: str, staff: str | None, params: tuple[str, ...], all_pages: bool
+) -> None:
     """GET an API PATH (/platform/v1/clients) with a business's token; print its JSON."""
     query = {}
     for param in params:

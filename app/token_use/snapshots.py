@@ -84,7 +84,9 @@ def read(token: AccessToken) -> Snapshot:
     AccessRevoked from the clients list too; any other failure of the clients list
     leaves the panel empty-handed (None), as the dashboard always allowed.
     """
-    clients = _readers().submit(_recent_clients_in, current_app._get_current_object(), token)
+    # The app itself, not the proxy, for the other thread (Flask types the proxy as the app).
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    clients = _readers().submit(_recent_clients_in, app, token)
     userinfo = get_vcita().fetch_userinfo(token)
     rows, now = _rows(clients), datetime.now(UTC)
     return Snapshot(userinfo, rows, now, clients_read_at=None if rows is None else now)

@@ -9,6 +9,7 @@ does nothing at all; the same delivery twice asks vcita twice, no more.
 import logging
 
 from flask import Blueprint, Flask, abort, request
+from flask.typing import ResponseReturnValue
 
 from .background import get_background
 from .ending import Ending, end_if_vcita_refuses
@@ -22,7 +23,7 @@ bp = Blueprint("webhooks", __name__)
 
 
 @bp.post(f"{WEBHOOK_PATH}<secret>")
-def delivery(secret: str):
+def delivery(secret: str) -> ResponseReturnValue:
     """Take a delivery: find its connection by the secret, and ask vcita in the background.
 
     A server-to-server call: no session, no CSRF token, no cookie in the answer.

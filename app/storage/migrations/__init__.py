@@ -49,6 +49,9 @@ def upgrade(connection: sa.Connection, metadata: sa.MetaData) -> str:
     """
     revisions = script_directory()
     newest = revisions.get_current_head()
+    if newest is None:
+        # An install that left versions/ out: there is no schema to bring the database to.
+        raise CannotUpgrade(f"the app's revisions are missing from {revisions.versions}")
     context = MigrationContext.configure(connection)
     current = context.get_current_heads()
     if current == (newest,):
@@ -125,10 +128,10 @@ def _run_revisions(connection: sa.Connection, start: str, destination: str) -> N
         # or restored apart from its tables): the transaction undoes whatever ran.
         reason = error.orig if isinstance(error, sa.exc.DBAPIError) else error
         # One line, and short: a server's message may run on (DETAIL, HINT, the statement).
-        reason = " ".join(str(reason).split())[:MAX_SHOWN_REASON]
+        shown = " ".join(str(reason).split())[:MAX_SHOWN_REASON]
         raise CannotUpgrade(
             f"{_database(connection)} could not be upgraded from revision {start} to "
-            f"{destination}, so its tables are not those of revision {start}: {reason}"
+            f"{destination}, so its tables are not those of revision {start}: {shown}"
         ) from error
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import context
 from dotenv import load_dotenv
 
@@ -20,7 +21,7 @@ INSTANCE_FOLDER = Path(__file__).resolve().parents[3] / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_FOLDER / DEFAULT_DATABASE_FILE}"
 
 
-def run_revisions(connection) -> None:
+def run_revisions(connection: sa.Connection) -> None:
     """Run the revisions Alembic was asked for, in the transaction `connection` holds."""
     context.configure(connection=connection, target_metadata=metadata)
     with context.begin_transaction():
