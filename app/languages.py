@@ -48,6 +48,8 @@ OWN_NAMES = {
     "nl": "Nederlands",
     "zh-SG": "简体中文",
 }
+# Longer language tags are not ones a browser sends (RFC 5646 §4.4.1 asks for 35 at most).
+LONGEST_TAG = 35
 # Tags browsers still send for one of the eleven: Hebrew's code before 1989.
 ALIASES = {"iw": "he"}
 # Chinese written in traditional characters: vcita's zh-SG (Simplified) is not theirs.
@@ -143,7 +145,7 @@ def _browser_language() -> Language | None:
     it cannot read ("he;q=oops").
     """
     for value, quality in request.accept_languages:
-        if quality > 0:
+        if quality > 0 and len(value) <= LONGEST_TAG:
             language = known_language(value) or _by_primary_subtag(value)
             if language is not None:
                 return language

@@ -203,13 +203,14 @@ def connection_revoked(connection: Connection):
 def disconnect():
     """End every connection this browser made, with their tokens, and say which."""
     require_csrf_token()
+    # The message, and the pages after it, read in the language of the page pressed,
+    # which may be the business's: read it while the connection is there.
+    language = languages.page_language()
     ended = [
         known
         for known in browser.connections_in_session()
         if end_connection(known, Ending.DISCONNECTED)
     ]
-    # The message, and the pages after it, read in the language of the page pressed.
-    language = languages.page_language()
     session.clear()
     languages.choose(language.code)
     current_app.logger.info("Disconnected %d connection(s)", len(ended))
