@@ -94,12 +94,13 @@ def init_app(app: Flask) -> None:
         menu_languages=tuple(LANGUAGES.values()),
         menu_return_path=menu_return_path,
     )
-    uncompiled = [po for po in TRANSLATIONS.glob("*/LC_MESSAGES/*.po") if _stale(po)]
-    if uncompiled and app.config["BABEL_TRANSLATION_DIRECTORIES"] == str(TRANSLATIONS):
+    folder = Path(app.config["BABEL_TRANSLATION_DIRECTORIES"])
+    uncompiled = sorted(po.parent.parent.name for po in folder.glob("*/*/*.po") if _stale(po))
+    if uncompiled:
         app.logger.warning(
-            "The translations are not compiled (%s): pages show in English. "
+            "The translations are not compiled (%s): their pages show in English. "
             "Run `make translations` (make run, serve and test do it).",
-            ", ".join(po.parent.parent.name for po in sorted(uncompiled)),
+            ", ".join(uncompiled),
         )
 
 

@@ -15,7 +15,7 @@ from flask_babel import force_locale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import formatting, views
+from app import formatting, languages, views
 from app.languages import LANGUAGES, known_language
 from app.session_keys import LANGUAGE, LAUNCH
 
@@ -553,3 +553,29 @@ def test_the_stylesheets_use_logical_properties_only(stylesheet):
 )
 def test_the_physical_property_check_finds_them(rule):
     assert PHYSICAL.search(rule)
+
+
+def test_catalogues_not_compiled_are_named_at_start_up(make_app, tmp_path, monkeypatch, capsys):
+    for locale in ("he", "pl"):
+        folder = tmp_path / locale / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / "messages.po").write_text('msgid ""\nmsgstr ""\n')
+    (tmp_path / "pl" / "LC_MESSAGES" / "messages.mo").write_bytes(b"compiled after the .po")
+    monkeypatch.setattr(languages, "TRANSLATIONS", tmp_path)
+
+    app = make_app()
+
+    logged = [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line]
+    assert len(logged) == 1
+    assert logged[0].endswith(
+        "The translations are not compiled (he): their pages show in English. "
+        "Run `make translations` (make run, serve and test do it)."
+    )
+    with app.test_request_context(headers={"Accept-Language": "he"}):
+        assert languages.page_language().code == "he"  # chosen still, shown in English
+
+
+def test_compiled_catalogues_make_no_warning(make_app, capsys):
+    make_app()
+
+    assert [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line] == []
