@@ -8,7 +8,7 @@ one stylesheet, without a sideways scroll, and pass axe-core.
 
 from urllib.parse import urlencode
 
-from playwright.sync_api import BrowserContext, Frame, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Frame, Page, expect
 
 from .conftest import Servers
 from .steps import assert_accessible, horizontal_overflow
@@ -86,8 +86,11 @@ def test_the_whole_journey_in_hebrew_is_right_to_left(
     expect_right_to_left(page)
 
 
-def test_the_language_menu_works_without_script(page: Page, context: BrowserContext, servers):
-    context.set_extra_http_headers({"Accept-Language": "en-US,en;q=0.9"})
+def test_the_language_menu_works_without_script(browser: Browser, servers: Servers):
+    context = browser.new_context(
+        java_script_enabled=False, extra_http_headers={"Accept-Language": "en-US,en;q=0.9"}
+    )
+    page = context.new_page()
     page.goto(f"{servers.app_url}/")
     expect(page.locator("html")).to_have_attribute("lang", "en")
 
@@ -100,6 +103,7 @@ def test_the_language_menu_works_without_script(page: Page, context: BrowserCont
     page.get_by_label("שפה").select_option(label="Deutsch")
     page.get_by_role("button", name="החלפה").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Verbinden Sie Ihr vcita-Konto")
+    context.close()
 
 
 def test_the_framed_app_market_in_hebrew_on_a_phone(
