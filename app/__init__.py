@@ -2,7 +2,7 @@
 
 `create_app` reads like the table of contents of the app: settings, logs, storage, the
 vcita client, the three features (the connect flow, the App Market, using the token),
-then the pages and what every page passes through.
+then the pages and what every page passes through (headers, language, filters, errors).
 """
 
 import os
@@ -17,6 +17,7 @@ from . import (
     connect,
     errors,
     formatting,
+    languages,
     logs,
     security,
     storage,
@@ -62,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app_market.init_app(app)
     token_use.init_app(app)
     security.init_app(app)
+    languages.init_app(app)
     formatting.init_app(app)
     app.register_blueprint(views.bp)
     errors.init_app(app)

@@ -1,12 +1,15 @@
 """Error pages: what happened and what the person can do next, with a real status code.
 
 Every failure the flow can meet is mapped here once, so views raise and stay thin.
-No page ever shows a code, state, token, secret or a stack trace.
+No page ever shows a code, state, token, secret or a stack trace. Every text is marked
+with `_`, a lazy gettext here: the pages are constants, translated when one is shown.
 """
 
 from dataclasses import dataclass, replace
 
 from flask import Flask, current_app, render_template, request, url_for
+from flask_babel import LazyString
+from flask_babel import lazy_gettext as _
 from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed
 
 from . import vcita
@@ -17,72 +20,92 @@ from .storage.database import StoreUnavailable
 @dataclass(frozen=True)
 class ErrorPage:
     status: int
-    title: str
-    message: str
-    action: str  # "connect", "dashboard" or "home": where the one button leads
+    title: LazyString  # translated when the page is shown, in its language
+    message: LazyString
+    action: str  # "connect", "retry" or "home": where the one button leads
 
 
 PAGES = {
     vcita.InvalidCallback: ErrorPage(
         400,
-        "This sign-in link is no longer valid",
-        "It was already used, it expired after 10 minutes, or it was started in "
-        "another browser. Nothing was connected. Start again from here.",
+        _("This sign-in link is no longer valid"),
+        _(
+            "It was already used, it expired after 10 minutes, or it was started in "
+            "another browser. Nothing was connected. Start again from here."
+        ),
         "connect",
     ),
     vcita.AccessDenied: ErrorPage(
         403,
-        "You didn't allow access",
-        "vcita Connect can only show your business details if you allow access on "
-        "vcita's page. Nothing was connected.",
+        _("You didn't allow access"),
+        _(
+            "vcita Connect can only show your business details if you allow access on "
+            "vcita's page. Nothing was connected."
+        ),
         "connect",
     ),
     vcita.ProviderError: ErrorPage(
         502,
-        "vcita could not complete the approval",
-        "vcita sent you back without an approval. Nothing was connected; please try again.",
+        _("vcita could not complete the approval"),
+        _("vcita sent you back without an approval. Nothing was connected; please try again."),
         "connect",
     ),
     vcita.CodeRejected: ErrorPage(
         400,
-        "The approval expired — vcita codes last 30 seconds",
-        "The one-time code vcita gave us expired or was already used before we could "
-        "redeem it. Nothing was connected; approving again takes a few seconds.",
+        _("The approval expired — vcita codes last 30 seconds"),
+        _(
+            "The one-time code vcita gave us expired or was already used before we could "
+            "redeem it. Nothing was connected; approving again takes a few seconds."
+        ),
         "connect",
     ),
     # 502, as for every refusal from vcita: vcita answered, and turned this app down. The
     # page tells whoever runs the app that the fault is in its settings.
     vcita.ClientRejected: ErrorPage(
         502,
-        "vcita Connect is not set up correctly",
-        "vcita did not accept this app's client credentials. The administrator should "
-        "check VCITA_CLIENT_ID and VCITA_CLIENT_SECRET. Nothing was connected.",
+        _("vcita Connect is not set up correctly"),
+        _(
+            "vcita did not accept this app's client credentials. The administrator should "
+            "check %(client_id)s and %(client_secret)s. Nothing was connected.",
+            client_id="VCITA_CLIENT_ID",  # the names of the settings, never their values
+            client_secret="VCITA_CLIENT_SECRET",  # noqa: S106
+        ),
         "home",
     ),
     vcita.VcitaRefused: ErrorPage(
         502,
-        "vcita refused the request",
-        "vcita turned down a request this app made. Nothing was changed; try again, "
-        "and if it keeps happening, contact the administrator.",
+        _("vcita refused the request"),
+        _(
+            "vcita turned down a request this app made. Nothing was changed; try again, "
+            "and if it keeps happening, contact the administrator."
+        ),
         "connect",
     ),
     vcita.AccessRevoked: ErrorPage(
         502,
-        "vcita did not accept the new connection",
-        "vcita rejected the access it had just granted. Nothing was connected; please try again.",
+        _("vcita did not accept the new connection"),
+        _(
+            "vcita rejected the access it had just granted. Nothing was connected; "
+            "please try again."
+        ),
         "connect",
     ),
     vcita.VcitaUnavailable: ErrorPage(
         502,
-        "vcita did not answer",
-        "vcita did not answer in time or sent something we could not read. "
-        "Nothing was changed. Please try again in a moment.",
+        _("vcita did not answer"),
+        _(
+            "vcita did not answer in time or sent something we could not read. "
+            "Nothing was changed. Please try again in a moment."
+        ),
         "retry",
     ),
     StoreUnavailable: ErrorPage(
         503,
-        "We can't save your connection right now",
-        "Our database is not answering. Nothing was connected. Please try again in a few minutes.",
+        _("We can't save your connection right now"),
+        _(
+            "Our database is not answering. Nothing was connected. "
+            "Please try again in a few minutes."
+        ),
         "retry",
     ),
 }
@@ -90,23 +113,25 @@ PAGES = {
 HTTP_PAGES = {
     403: ErrorPage(
         403,
-        "This request was refused",
-        "The form was sent without its security token, perhaps from an old "
-        "page. Go back, reload the page and try again.",
+        _("This request was refused"),
+        _(
+            "The form was sent without its security token, perhaps from an old "
+            "page. Go back, reload the page and try again."
+        ),
         "home",
     ),
-    404: ErrorPage(404, "Page not found", "There is nothing at this address.", "home"),
+    404: ErrorPage(404, _("Page not found"), _("There is nothing at this address."), "home"),
     405: ErrorPage(
         405,
-        "That action isn't available here",
-        "This address does not accept that kind of request.",
+        _("That action isn't available here"),
+        _("This address does not accept that kind of request."),
         "home",
     ),
-    413: ErrorPage(413, "That request was too large", "Nothing was changed.", "home"),
+    413: ErrorPage(413, _("That request was too large"), _("Nothing was changed."), "home"),
     500: ErrorPage(
         500,
-        "Something went wrong on our side",
-        "The error was logged. Nothing was changed. Please try again.",
+        _("Something went wrong on our side"),
+        _("The error was logged. Nothing was changed. Please try again."),
         "home",
     ),
 }
@@ -114,7 +139,7 @@ HTTP_PAGES = {
 ErrorResponse = tuple[str, int, dict[str, str]]
 
 DEFAULT_HTTP_PAGE = ErrorPage(
-    400, "That request could not be understood", "Nothing was changed.", "home"
+    400, _("That request could not be understood"), _("Nothing was changed."), "home"
 )
 
 
@@ -167,18 +192,26 @@ def render_error(page: ErrorPage) -> ErrorResponse:
         # the page can be built: answer in a line of plain text instead.
         return f"{page.title}\n", page.status, {"Content-Type": "text/plain; charset=utf-8"}
     action_url, action_label = _action(page.action)
+    # Translated now, as plain text: Jinja would take a LazyString as safe HTML, unescaped.
     body = render_template(
-        "errors/error.html", page=page, action_url=action_url, action_label=action_label
+        "errors/error.html",
+        title=str(page.title),
+        message=str(page.message),
+        action_url=action_url,
+        action_label=str(action_label),
+        # The language menu leads to the start page: an error page's address may hold a
+        # spent code, or the very request that failed.
+        menu_return=url_for("connect.index"),
     )
     return body, page.status, {}
 
 
-def _action(action: str) -> tuple[str, str]:
+def _action(action: str) -> tuple[str, LazyString]:
     if action == "retry":
         # Retrying a failed callback means approving again; a failed dashboard, reloading it.
         if request.endpoint == "connect.dashboard":
-            return url_for("connect.dashboard"), "Try again"
-        return url_for("connect.start"), "Try again"
+            return url_for("connect.dashboard"), _("Try again")
+        return url_for("connect.start"), _("Try again")
     if action == "connect":
-        return url_for("connect.start"), "Connect vcita again"
-    return url_for("connect.index"), "Back to the start page"
+        return url_for("connect.start"), _("Connect vcita again")
+    return url_for("connect.index"), _("Back to the start page")

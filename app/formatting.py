@@ -1,18 +1,12 @@
 """Template filters that turn vcita's values into words a business owner reads."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
+from flask_babel import format_timedelta, gettext
 
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
-UNITS = (
-    ("year", 365 * 86400),
-    ("month", 30 * 86400),
-    ("day", 86400),
-    ("hour", 3600),
-    ("minute", 60),
-)
 
 
 def init_app(app: Flask) -> None:
@@ -24,17 +18,14 @@ def init_app(app: Flask) -> None:
 
 
 def in_words(moment: datetime | None, now: datetime | None = None) -> str:
-    """Say how far `moment` is from now: "in 20 years", "3 minutes ago"."""
+    """Say how far `moment` is from now, in the page's language: "in 20 years", "3 minutes ago"."""
     if moment is None:
-        return "never"
-    now = now or datetime.now(UTC)
-    seconds = (moment - now).total_seconds()
-    for unit, size in UNITS:
-        count = int(abs(seconds) // size)
-        if count:
-            amount = f"{count} {unit}{'s' if count != 1 else ''}"
-            return f"in {amount}" if seconds > 0 else f"{amount} ago"
-    return "just now"
+        return gettext("never")
+    distance = moment - (now or datetime.now(UTC))
+    if abs(distance) < timedelta(minutes=1):
+        return gettext("just now")
+    # CLDR's words and plural forms for each locale: "בעוד 20 שנה", "3 lata temu".
+    return format_timedelta(distance, granularity="minute", add_direction=True)
 
 
 def shown(value: object) -> str:

@@ -10,6 +10,7 @@ the fresh session only (`connect.browser.start_connected_session`).
 PENDING_FLOWS = "pending_flows"  # connect.flows: flows started in other tabs
 LAUNCH = "launch"  # app_market.launch: what vcita opened the app with
 CONNECTIONS = "connection_ids"  # connect.browser: every connection this browser made
+LANGUAGE = "language"  # languages: the one chosen in the page's menu (Disconnect keeps it too)
 
 # Written by a connect, to the fresh session.
 CONNECTION = "connection_id"  # connect.browser: the one the dashboard shows, the newest
@@ -21,4 +22,4 @@ HANDOFF_CODE = "handoff_code"  # app_market.handoffs: the popup's code, until /c
 HANDOFF_SECRET = "handoff_secret"  # noqa: S105 - a key's name; app_market.handoffs' frame secret
 CSRF_TOKEN = "csrf_token"  # noqa: S105 - a key's name; security: a new session, a new one
 
-KEPT_ON_ROTATION = (PENDING_FLOWS, LAUNCH, CONNECTIONS)
+KEPT_ON_ROTATION = (PENDING_FLOWS, LAUNCH, CONNECTIONS, LANGUAGE)

@@ -1,4 +1,5 @@
-"""The connect flow's pages: /, /connect, /callback, /connected, /handoff, /dashboard, /disconnect.
+"""The connect flow's pages: /, /connect, /callback, /connected, /handoff, /dashboard, /disconnect,
+and /language, the menu that chooses the pages' language.
 
 Views read as vcita's guide: each step is a call into the vcita client, the connect
 flow, the App Market's pieces or the stores, and every failure is raised to `errors`,
@@ -17,7 +18,9 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 
+from . import languages
 from .app_market import framing, launch
 from .app_market.handoffs import binding_for_this_session, get_handoffs, is_binding
 from .connect import browser, flows, trace
@@ -188,8 +191,10 @@ def connection_revoked(connection: Connection) -> ResponseReturnValue:
     browser.forget_in_session(connection.id)
     current_app.logger.info("vcita revoked the token; connection forgotten")
     flash(
-        "vcita no longer accepts this connection: it was revoked there. "
-        "Connect again to see your business.",
+        gettext(
+            "vcita no longer accepts this connection: it was revoked there. "
+            "Connect again to see your business."
+        ),
         "warning",
     )
     return redirect(url_for(".index"))
@@ -199,12 +204,16 @@ def connection_revoked(connection: Connection) -> ResponseReturnValue:
 def disconnect() -> ResponseReturnValue:
     """End every connection this browser made, with their tokens, and say which."""
     require_csrf_token()
+    # The message, and the pages after it, read in the language of the page pressed,
+    # which may be the business's: read it while the connection is there.
+    language = languages.page_language()
     ended = [
         known
         for known in browser.connections_in_session()
         if end_connection(known, Ending.DISCONNECTED)
     ]
     session.clear()
+    languages.choose(language.code)
     current_app.logger.info("Disconnected %d connection(s)", len(ended))
     flash(disconnect_message(len(ended)), "info")
     return redirect(url_for(".index"), 303)
@@ -213,10 +222,27 @@ def disconnect() -> ResponseReturnValue:
 def disconnect_message(removed: int) -> str:
     """Say exactly what Disconnect deleted."""
     if removed == 0:
-        return "Disconnected. This browser's connection was already gone: no token was kept."
+        return gettext(
+            "Disconnected. This browser's connection was already gone: no token was kept."
+        )
     if removed == 1:
-        return "Disconnected. vcita Connect no longer keeps a token for your business."
-    return (
-        f"Disconnected. vcita Connect no longer keeps any of the {removed} tokens this "
-        "browser connected (one for each vcita login that approved it)."
+        return gettext("Disconnected. vcita Connect no longer keeps a token for your business.")
+    return ngettext(
+        "Disconnected. vcita Connect no longer keeps the %(num)d token this browser "
+        "connected (one for each vcita login that approved it).",
+        "Disconnected. vcita Connect no longer keeps any of the %(num)d tokens this "
+        "browser connected (one for each vcita login that approved it).",
+        removed,
     )
+
+
+@bp.get("/language")
+def choose_language() -> ResponseReturnValue:
+    """Show the pages in the language chosen in the menu, then go back to the page.
+
+    A GET that changes nothing but the language: vcita's launch link sets it on a GET as
+    well, so a link from anywhere can do no more than that link already can.
+    """
+    languages.choose(request.args.get("language"))
+    back = flows.safe_next_url(request.args.get("next"))
+    return redirect(back or url_for(".index"), 303)

@@ -20,6 +20,7 @@ from . import (
     clients,
     control,
     faults,
+    languages,
     pages,
     rtt,
     tokens,
@@ -36,7 +37,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 
 def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the sandbox: settings → state → client keys → pages → endpoints → control → RTT."""
+    """Create the sandbox: settings → state → client keys → pages and their language → endpoints
+    → control → RTT."""
     app = Flask(__name__)
     configure(app, test_config)
     app.extensions["vcita_sandbox"] = SandboxState(
@@ -46,6 +48,7 @@ def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
     client_keys.init_app(app)
     faults.init_app(app)
     pages.init_app(app)
+    languages.init_app(app)
     app.register_blueprint(authorize.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(userinfo.bp)

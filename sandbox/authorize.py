@@ -22,6 +22,7 @@ from flask import (
     request,
     session,
 )
+from flask_babel import force_locale
 from werkzeug.wrappers import Response
 
 from .csrf import csrf_token, posted_csrf_token_is_valid
@@ -252,14 +253,18 @@ def render_consent(pending: PendingAuthorization, member: StaffMember) -> str:
 
 @bp.app_errorhandler(AuthorizeRefusal)
 def refusal_page(refusal: AuthorizeRefusal) -> tuple[str, int]:
-    """Show why the request was refused, on a page: nothing is sent to the app."""
-    page = render_template(
-        "sandbox/error.html",
-        title="This app can't connect to vcita",
-        message=str(refusal),
-        hint="Nothing was sent back to the app. Its developer can compare the client_id and"
-        " redirect_uri it sends with the ones the sandbox was started with.",
-    )
+    """Show why the request was refused, on a page: nothing is sent to the app.
+
+    In English, whatever the browser's language: the page speaks to the app's developer.
+    """
+    with force_locale("en"):
+        page = render_template(
+            "sandbox/error.html",
+            title="This app can't connect to vcita",
+            message=str(refusal),
+            hint="Nothing was sent back to the app. Its developer can compare the client_id and"
+            " redirect_uri it sends with the ones the sandbox was started with.",
+        )
     return page, 400
 
 

@@ -19,6 +19,7 @@ from flask import (
     render_template,
     request,
 )
+from flask_babel import force_locale
 from werkzeug.exceptions import HTTPException
 
 from .settings import client_auth_for_display, secret_for_display
@@ -66,9 +67,11 @@ def http_error(error: HTTPException) -> tuple[Response, int]:
             error_description=error.description,
         )
     else:
-        response = current_app.make_response(
-            render_template("sandbox/error.html", message=error.description, title=error.name)
-        )
+        with force_locale("en"):  # a developer's page: its words are English
+            page = render_template(
+                "sandbox/error.html", message=error.description, title=error.name
+            )
+        response = current_app.make_response(page)
     # Keep headers the error carries, such as Allow on a 405.
     for name, value in error.get_headers():
         if name.lower() != "content-type":

@@ -288,7 +288,7 @@ def test_recent_clients_shows_the_five_most_recently_updated(client, connect):
 def test_recent_clients_says_when_there_are_none(client, connect):
     connect(staff="Sofía Hernández")  # Clínica Dental Sonrisa has no clients yet
     page = client.get("/dashboard").get_data(as_text=True)
-    assert "No clients yet." in page
+    assert "Todavía no hay clientes." in page  # in Spanish, her business's language
     assert '<table class="clients">' not in page
 
 

@@ -19,8 +19,9 @@ LAYERS = (
     {"storage", "vcita_client", "signing_keys"},
     # The features.
     {"connect", "app_market", "token_use"},
-    # What every page passes through: settings, error pages, headers and CSRF, filters.
-    {"config", "errors", "security", "formatting"},
+    # What every page passes through: settings, error pages, headers and CSRF, filters,
+    # the page's language.
+    {"config", "errors", "security", "formatting", "languages"},
     # The pages.
     {"views"},
     # The factory.

@@ -24,9 +24,16 @@ from flask import Flask, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 
 # The pages vcita's frame shows: the landing page, the dashboard, and what their forms
-# and scripts call. /connect, /callback and /connected run in a popup or tab, never framed.
+# and scripts call (the language menu too). /connect, /callback and /connected run in a
+# popup or tab, never framed.
 FRAMED_ENDPOINTS = frozenset(
-    {"connect.index", "connect.dashboard", "connect.disconnect", "connect.handoff"}
+    {
+        "connect.index",
+        "connect.dashboard",
+        "connect.disconnect",
+        "connect.handoff",
+        "connect.choose_language",
+    }
 )
 FRAME_DESTINATIONS = ("iframe", "frame")
 

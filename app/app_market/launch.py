@@ -24,19 +24,19 @@ logger = logging.getLogger(__name__)
 UID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # staff_role, impersonate, payment_permissions, package: short words vcita chooses.
 WORD = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-# The App Market's locales, with their writing direction (Hebrew is right-to-left).
+# The App Market's locales, each with Babel's name for it (zh-SG is Simplified Chinese).
 LANGUAGES = {
-    "en": "ltr",
-    "he": "rtl",
-    "es": "ltr",
-    "pl": "ltr",
-    "fr": "ltr",
-    "it": "ltr",
-    "pt": "ltr",
-    "de": "ltr",
-    "nl": "ltr",
-    "en-GB": "ltr",
-    "zh-SG": "ltr",
+    "en": "en",
+    "he": "he",
+    "es": "es",
+    "pl": "pl",
+    "fr": "fr",
+    "it": "it",
+    "pt": "pt",
+    "de": "de",
+    "nl": "nl",
+    "en-GB": "en_GB",
+    "zh-SG": "zh_Hans_SG",
 }
 HOST = re.compile(r"[A-Za-z0-9.-]{1,253}")  # only its form: the allow-list comes later
 
@@ -56,10 +56,6 @@ class Launch:
 
     def __bool__(self) -> bool:
         return any(getattr(self, item.name) for item in fields(self))
-
-    @property
-    def direction(self) -> str:
-        return LANGUAGES.get(self.language or "en", "ltr")
 
     def names_another_business(self, business_uid: str) -> bool:
         """Say whether vcita opened the app for another business than `business_uid`."""
@@ -121,3 +117,10 @@ def remembered() -> Launch:
     # Read back through the same checks: the session may come from another version.
     strings = {name: kept[name] for name in NAMES if isinstance(kept.get(name), str)}
     return read_launch(MultiDict(strings))
+
+
+def forget_language() -> None:
+    """Forget the language of the kept launch: the person chose another in the page's menu."""
+    kept = session.get(LAUNCH)
+    if isinstance(kept, dict) and "language" in kept:
+        session[LAUNCH] = {name: value for name, value in kept.items() if name != "language"}

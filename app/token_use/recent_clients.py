@@ -73,7 +73,7 @@ def recent_clients(token: AccessToken) -> list[ClientRow] | None:
 def _row(item: dict) -> ClientRow:
     names = [_text(item.get(key)) for key in ("first_name", "last_name")]
     return ClientRow(
-        name=" ".join(name for name in names if name) or "(no name)",
+        name=" ".join(name for name in names if name),  # empty: the page says "(no name)"
         email=_text(item.get("email")),
         status=_text(item.get("customer_status")),
         updated_at=_time(item.get("updated_at")),

@@ -87,7 +87,7 @@ def test_every_field_of_the_app_market_has_a_label(browser):
     page = Elements(html)
     fields = page.named("input")
     labelled = {attrs["for"] for attrs in page.named("label")}
-    assert len(fields) == 8  # five staff members, two modes, extra
+    assert len(fields) == 9  # six staff members, two modes, extra
     assert {field["id"] for field in fields} <= labelled
     assert '<label for="mode-frame">Inside vcita (iframe)</label>' in html
     assert '<label for="mode-tab">In a new tab</label>' in html

@@ -14,7 +14,7 @@ from .conftest import OWNER_UID, STAFF_UID
 
 CLIENTS = "/platform/v1/clients"
 DEMO = json.loads(DEFAULT_BUSINESSES_FILE.read_text(encoding="utf-8"))["businesses"]
-HARBOR, CEDAR, SONRISA = (business["business_uid"] for business in DEMO)
+HARBOR, CEDAR, SONRISA, OFEK = (business["business_uid"] for business in DEMO)
 CEDAR_OWNER = "6df31cfb24107721"  # Daniel O'Brien
 SONRISA_OWNER = "a383717599bf1893"  # Sofía Hernández, whose business has no clients
 # Harbor Light Yoga's clients in the order they were created, as the endpoint lists them.
@@ -63,8 +63,8 @@ def test_clients_come_in_the_order_they_were_created_not_updated(browser, owner_
     assert len(set(updated)) == len(updated) and updated != sorted(updated)
 
 
-def test_the_demo_data_has_clients_for_two_businesses_and_none_for_the_third():
-    assert [len(business["clients"]) for business in DEMO] == [8, 3, 0]
+def test_the_demo_data_has_clients_for_three_businesses_and_none_for_the_third():
+    assert [len(business["clients"]) for business in DEMO] == [8, 3, 0, 2]
     latest = max(DEMO[0]["clients"], key=lambda client: client["updated_at"])
     assert latest["id"] == "e5r8t2y7u1i4o6p9"  # Sakura Tanaka, updated in the middle of the list
     assert HARBOR_IDS.index(latest["id"]) == 4

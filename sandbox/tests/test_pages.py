@@ -23,7 +23,8 @@ def consent_page(browser):
 def test_every_page_says_it_is_a_sandbox_not_vcita(browser, path):
     html = browser.get(path).get_data(as_text=True)
     assert "vcita sandbox — a local emulator, not vcita.com" in html
-    assert '<html lang="en">' in html
+    # English, left to right, without an Accept-Language (sandbox/languages.py).
+    assert '<html lang="en" dir="ltr">' in html
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
     assert re.search(r"<h1>[^<]+</h1>", html)
     assert "<title>" in html
@@ -61,10 +62,10 @@ def test_stylesheet_is_served_by_the_sandbox(browser):
 def test_login_page_labels_every_choice(browser):
     html = browser.get(authorize_url()).get_data(as_text=True)
     radios = re.findall(r'id="(staff-[0-9a-f]+)"', html)
-    assert len(radios) == 5
+    assert len(radios) == 6
     for radio in radios:
         assert f'<label for="{radio}">' in html
-    assert html.count("<fieldset") == html.count("<legend>") == 3
+    assert html.count("<fieldset") == html.count("<legend>") == 4
     assert '<button type="submit" class="primary wide">Log in</button>' in html
 
 

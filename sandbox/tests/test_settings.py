@@ -275,7 +275,9 @@ def test_own_businesses_file_is_used(tmp_path, browser_for):
 
 def test_demo_businesses_look_like_vcita():
     directory = create_sandbox().config["SANDBOX_DIRECTORY"]
-    assert len(directory.businesses) == 3
+    assert len(directory.businesses) == 4
+    # Their locales: English, Spanish and Hebrew (right-to-left), as vcita's businesses use.
+    assert [b.brand_theme["locale"] for b in directory.businesses] == ["en", "en", "es", "he"]
     for business in directory.businesses:
         assert 1 <= len(business.staff) <= 2
         assert business.brand_host.endswith(".myclients.me")

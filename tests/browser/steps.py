@@ -53,10 +53,10 @@ def connect(page: Page, servers: Servers, staff: str = DEFAULT_STAFF) -> None:
     wait_for_dashboard(page, servers)
 
 
-def wait_for_dashboard(page: Page, servers: Servers) -> None:
-    """Wait until the browser shows the dashboard."""
+def wait_for_dashboard(page: Page, servers: Servers, says: str = "Connected to vcita") -> None:
+    """Wait until the browser shows the dashboard, in English unless `says` is in another."""
     page.wait_for_url(f"{servers.app_url}/dashboard")
-    expect(page.get_by_text("Connected to vcita", exact=True)).to_be_visible()
+    expect(page.get_by_text(says, exact=True)).to_be_visible()
 
 
 def expect_error_page(page: Page, title: str, button: str) -> None:

@@ -147,7 +147,8 @@ def test_journey_5_two_tabs_connect_at_once_and_each_ends_on_its_own_dashboard(
     second.get_by_role("button", name=re.compile("Use a different account")).click()
     log_in(second, "Sofía Hernández")
     answer_consent(second, allow=True)
-    wait_for_dashboard(second, servers)
+    # Her business works in Spanish (its brand_theme.locale is "es"), and so does its dashboard.
+    wait_for_dashboard(second, servers, says="Conectado a vcita")
     expect(second.get_by_role("heading", level=1)).to_have_text("Clínica Dental Sonrisa")
 
     expect(first.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")

@@ -1,0 +1,581 @@
+"""The pages speak the business owner's language: vcita's eleven locales, Hebrew right-to-left.
+
+A page is in the first language that applies: the launch's `language`, the one chosen in
+the menu, the business's brand_theme.locale once connected, the browser's Accept-Language,
+then English (app/languages.py). A value that names none of the eleven is skipped.
+"""
+
+import re
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from flask_babel import force_locale
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app import formatting, languages, views
+from app.languages import LANGUAGES, known_language
+from app.session_keys import LANGUAGE, LAUNCH
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML_TAG = re.compile(r'<html lang="([^"]+)" dir="(ltr|rtl)">')
+HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga, whose locale is "en"
+MAYA = "1beb795be66146bb"
+SONRISA_OWNER = "Sofía Hernández"  # Clínica Dental Sonrisa's owner; its locale is "es"
+OFEK_OWNER = "נועה לוי"  # the owner of a Hebrew business (locale "he")
+TAGS = {code: language.tag for code, language in LANGUAGES.items()}
+ANY = st.characters(exclude_categories=("Cs",))  # any character a URL can carry
+FRAMED = {"Sec-Fetch-Dest": "iframe"}  # what Chromium sends when a frame loads a page
+# Words a language writes as English does: the same text on both pages is no oversight.
+SAME_AS_ENGLISH = {
+    "de": {"Name", "Status"},
+    "fr": {"E-mail"},
+    "it": {"E-mail"},
+    "nl": {"E-mail", "Status"},
+    "pl": {"E-mail", "Status"},
+    "pt": {"E-mail", "Status"},
+}
+
+
+class Texts(HTMLParser):
+    """The text nodes a person reads on a page, whitespace folded; scripts and styles aside."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.texts: set[str] = set()
+        self.hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.hidden += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self.hidden -= tag in ("script", "style")
+
+    def handle_data(self, data):
+        text = " ".join(data.split())
+        if re.search(r"[^\W\d_]", text) and not self.hidden:  # words, not "." or "(2046)"
+            self.texts.add(text)
+
+
+def texts(html: str) -> set[str]:
+    parser = Texts()
+    parser.feed(html)
+    return parser.texts
+
+
+def page_language(html: str) -> tuple[str, str]:
+    """Return the page's <html lang> and dir."""
+    return HTML_TAG.search(html).groups()
+
+
+def choose(client, code: str) -> None:
+    """Pick a language in the page's menu (a GET form, as a browser without script sends it)."""
+    response = client.get("/language", query_string={"language": code, "next": "/"})
+    assert response.status_code == 303
+
+
+def csrf_token(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+# Each page a person can meet, reached as they reach it: (status, how).
+def landing(client, connect, code):
+    return 200, client.get("/")
+
+
+def framed_landing(client, connect, code):
+    # Inside vcita's frame, which keeps a session of its own, opened in vcita's language.
+    # The popup's notes are there, which frame.js only shows or hides.
+    return 200, client.get("/", query_string={"language": code}, headers=FRAMED)
+
+
+def dashboard(client, connect, code):
+    connect()
+    return 200, client.get("/dashboard")
+
+
+def popup_last_page(client, connect, code):
+    connect()
+    return 200, client.get("/connected")
+
+
+def not_found(client, connect, code):
+    return 404, client.get("/no-such-page")
+
+
+def method_not_allowed(client, connect, code):
+    return 405, client.get("/disconnect")
+
+
+def forged_form(client, connect, code):
+    connect()
+    return 403, client.post("/disconnect", data={"csrf_token": "forged"})
+
+
+def invalid_callback(client, connect, code):
+    return 400, client.get("/callback?code=a-code&state=a-state-from-another-browser")
+
+
+PAGES = {
+    "landing": landing,
+    "framed-landing": framed_landing,
+    "dashboard": dashboard,
+    "popup-last-page": popup_last_page,
+    "404": not_found,
+    "405": method_not_allowed,
+    "csrf-403": forged_form,
+    "invalid-callback": invalid_callback,
+}
+
+
+@pytest.mark.parametrize("reach", PAGES.values(), ids=PAGES)
+def test_every_page_renders_in_every_locale_in_its_language_and_direction(make_app, person, reach):
+    pages = {}
+    for code in LANGUAGES:
+        client = make_app().test_client()
+        choose(client, code)
+
+        def connect(client=client):
+            start = client.get("/connect")
+            callback = client.get(person.approve(start.headers["Location"]))
+            assert callback.status_code == 303
+
+        status, response = reach(client, connect, code)
+
+        assert response.status_code == status, code
+        assert page_language(response.text) == (TAGS[code], LANGUAGES[code].direction)
+        pages[code] = texts(response.text)
+
+    # What reads the same in every language is data or a name (a business, an ID, the menu's
+    # languages); every other text of the English page must read otherwise in each locale.
+    names = set.intersection(*pages.values())
+    for code in set(LANGUAGES) - {"en", "en-GB"}:
+        english_left = pages["en"] & pages[code] - names
+        assert english_left <= SAME_AS_ENGLISH.get(code, set()), code
+    assert page_language(response.text)[1] == "ltr"  # the last, zh-SG
+    assert len(pages["en"] - names) > 0  # there was text to translate
+
+
+def test_hebrew_pages_are_right_to_left(client):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "he-IL,he;q=0.9,en;q=0.5"
+    page = client.get("/").text
+
+    assert page_language(page) == ("he", "rtl")
+    assert "חברו את חשבון ה־vcita שלכם" in page
+
+
+def test_british_english_writes_colours_and_dates_its_own_way(client, connect):
+    connect()
+    choose(client, "en")
+    american = client.get("/dashboard").text
+    choose(client, "en-GB")
+    british = client.get("/dashboard").text
+    landing = client.get("/").text
+
+    assert page_language(british) == ("en-GB", "ltr")
+    assert "brand colours" in landing
+    # The token expires in 20 years: "Nov 29, 2046" in American English, "29 Nov 2046" here.
+    assert re.search(r"\(\w{3} \d{1,2}, \d{4}\)", american)
+    assert re.search(r"\(\d{1,2} \w{3} \d{4}\)", british)
+
+
+# The choice, step by step: each hint outranks the ones after it.
+
+
+def test_without_any_hint_the_pages_are_english(client):
+    assert page_language(client.get("/").text) == ("en", "ltr")
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "shown"),
+    [
+        ("he", "he"),
+        ("he-IL,en;q=0.5", "he"),
+        ("de-CH;q=0.5, fr;q=0.9", "fr"),
+        ("en-GB,en;q=0.8", "en-GB"),
+        ("pt-BR", "pt"),
+        ("zh-CN", "zh-Hans-SG"),
+        ("zh-TW", "en"),  # Traditional Chinese: vcita's zh-SG is Simplified
+        ("ja,ko;q=0.9", "en"),
+        ("*", "en"),
+        ("de;q=0,nl;q=0.5", "nl"),  # q=0: "not German"
+    ],
+)
+def test_the_browsers_accept_language_chooses_among_the_eleven(client, accept_language, shown):
+    page = client.get("/", headers={"Accept-Language": accept_language}).text
+
+    assert page_language(page)[0] == shown
+
+
+def test_the_business_locale_outranks_the_browser(client, connect):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    assert page_language(client.get("/").text)[0] == "de"
+
+    connect(staff=SONRISA_OWNER)  # her business's brand_theme.locale is "es"
+    dashboard = client.get("/dashboard").text
+
+    assert page_language(dashboard) == ("es", "ltr")
+    assert "Conectado a vcita" in dashboard
+    assert page_language(client.get("/").text)[0] == "es"  # every page, once connected
+
+
+def test_a_hebrew_business_gets_its_dashboard_right_to_left(client, connect):
+    connect(staff=OFEK_OWNER)
+    dashboard = client.get("/dashboard").text
+
+    assert page_language(dashboard) == ("he", "rtl")
+    assert "מחובר ל־vcita" in dashboard
+    # IDs and e-mails keep their own direction inside the Hebrew text.
+    assert '<span dir="ltr">noa.levi@ofekphysio.example</span>' in dashboard
+    assert re.search(r'<code dir="ltr">4f0b7d2e91c6a853</code>', dashboard)
+
+
+def test_the_menus_choice_outranks_the_business_and_the_browser(client, connect):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    connect(staff=SONRISA_OWNER)
+
+    choose(client, "pl")
+
+    assert page_language(client.get("/dashboard").text)[0] == "pl"
+    assert page_language(client.get("/").text)[0] == "pl"
+
+
+def test_the_launchs_language_outranks_every_other_hint(client, connect):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    connect(staff=SONRISA_OWNER)
+    choose(client, "pl")
+
+    landing = client.get("/", query_string={"language": "he", "business_uid": HARBOR})
+
+    assert page_language(landing.text) == ("he", "rtl")
+    assert page_language(client.get("/dashboard").text)[0] == "he"  # kept for the session
+
+
+def test_the_launchs_language_lasts_through_the_connect(client, person):
+    client.get("/", query_string={"language": "fr", "business_uid": HARBOR, "staff_uid": MAYA})
+    start = client.get("/connect")
+    client.get(person.approve(start.headers["Location"]))  # the session is rotated here
+
+    dashboard = client.get("/dashboard").text  # Harbor Light Yoga's locale is "en"
+
+    assert page_language(dashboard)[0] == "fr"
+    assert "Connecté à vcita" in dashboard
+
+
+def test_choosing_in_the_menu_after_a_launch_replaces_the_launchs_language(client):
+    client.get("/", query_string={"language": "he", "business_uid": HARBOR})
+    choose(client, "it")
+    with client.session_transaction() as session:
+        assert session[LAUNCH] == {"business_uid": HARBOR}  # the other hints are kept
+    assert page_language(client.get("/").text)[0] == "it"
+
+    # vcita opens the app again: its language wins again.
+    launched = client.get("/", query_string={"language": "nl", "business_uid": HARBOR})
+    assert page_language(launched.text)[0] == "nl"
+
+
+# Hostile values: ignored, never an error.
+
+
+@pytest.mark.parametrize(
+    "language",
+    ["../x", "he/../../etc", "HE", "he ", "iw", "zh_Hans_SG", "x" * 1024, "<script>", ""],
+)
+def test_a_launch_language_vcita_never_sends_is_ignored(client, language):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "es"
+    response = client.get("/", query_string={"language": language})
+
+    assert response.status_code == 200
+    assert page_language(response.text)[0] == "es"  # the next hint, the browser's
+
+
+def test_a_repeated_launch_language_is_ignored(client):
+    response = client.get("/?language=he&language=fr")
+
+    assert response.status_code == 200
+    assert page_language(response.text)[0] == "en"
+
+
+@pytest.mark.parametrize("language", ["../x", "xx", "he\r\nSet-Cookie: a=b", "x" * 1024, ""])
+def test_a_menu_choice_of_no_known_language_changes_nothing(client, language):
+    response = client.get("/language", query_string={"language": language, "next": "/"})
+
+    assert response.status_code == 303
+    assert response.location == "/"
+    with client.session_transaction() as session:
+        assert LANGUAGE not in session
+    assert page_language(client.get("/").text)[0] == "en"
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "shown"),
+    [
+        ("he;q=oops", "en"),  # Werkzeug drops an entry whose quality it cannot read
+        ("he;q=oops, fr;q=0.5", "fr"),
+        (";;;,,,=", "en"),
+        ("he-" + "x" * 1021, "en"),  # 1 KB, one tag: no browser's
+        (",".join(["xx-YY;q=0.1"] * 93), "en"),  # 1 KB of tags no one speaks
+        (",".join(["xx-YY;q=0.1"] * 92) + ",he;q=0.05", "he"),  # 1 KB, and Hebrew last
+        ("q=1, he", "he"),
+    ],
+)
+def test_an_accept_language_header_no_browser_sends_is_read_without_fail(
+    client, accept_language, shown
+):
+    response = client.get("/", headers={"Accept-Language": accept_language})
+
+    assert response.status_code == 200
+    assert page_language(response.text)[0] == shown
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    accept_language=st.text(max_size=300),
+    launched=st.one_of(st.none(), st.text(ANY, max_size=40), st.sampled_from(list(LANGUAGES))),
+    chosen=st.one_of(st.none(), st.text(ANY, max_size=40), st.sampled_from(list(LANGUAGES))),
+)
+def test_any_hints_give_one_of_the_eleven_languages_or_english(
+    app, accept_language, launched, chosen
+):
+    client = app.test_client()
+    if chosen is not None:
+        client.get("/language", query_string={"language": chosen})
+    query = {} if launched is None else {"language": launched}
+    headers = {}
+    if accept_language.isascii() and accept_language.isprintable():
+        headers["Accept-Language"] = accept_language
+
+    response = client.get("/", query_string=query, headers=headers)
+
+    assert response.status_code == 200
+    lang, direction = page_language(response.text)
+    assert lang in TAGS.values()
+    assert direction == ("rtl" if lang == "he" else "ltr")
+    if launched in LANGUAGES:
+        assert lang == TAGS[launched]  # the launch always wins
+    elif chosen in LANGUAGES:
+        assert lang == TAGS[chosen]
+
+
+@pytest.mark.parametrize(
+    ("value", "known"),
+    [
+        ("en-GB", "en-GB"),
+        ("en_gb", "en-GB"),
+        ("ZH-sg", "zh-SG"),
+        ("he", "he"),
+        ("he-IL", None),
+        ("../he", None),
+        ("", None),
+        (None, None),
+        (["he"], None),
+        ("e" * 17, None),
+    ],
+)
+def test_a_business_locale_is_read_in_any_spelling_of_the_eleven_and_nothing_else(value, known):
+    found = known_language(value)
+
+    assert (found.code if found else None) == known
+
+
+# The menu: a GET form that changes the language, and nothing else.
+
+
+def test_the_menu_is_a_form_that_works_without_script(client):
+    page = client.get("/").text
+
+    form = re.search(
+        r'<form class="language-menu" method="get" action="/language">.*?</form>', page, re.S
+    )
+    assert form
+    assert '<select id="language-choice" name="language">' in form.group()
+    assert re.search(r'<label for="language-choice">', form.group())
+    assert '<option value="he" lang="he" dir="rtl">עברית</option>' in form.group()
+    assert '<input type="hidden" name="next" value="/">' in form.group()
+
+
+def test_the_menu_changes_the_language_and_nothing_else(client, connect):
+    connect()
+    with client.session_transaction() as session:
+        before = dict(session)
+
+    response = client.get("/language", query_string={"language": "he", "next": "/dashboard"})
+
+    assert response.status_code == 303
+    assert response.location == "/dashboard"
+    with client.session_transaction() as session:
+        assert dict(session) == {**before, LANGUAGE: "he"}
+    assert page_language(client.get("/dashboard").text) == ("he", "rtl")
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", ""],
+)
+def test_the_menu_never_sends_the_person_to_another_site(client, next_url):
+    response = client.get("/language", query_string={"language": "fr", "next": next_url})
+
+    assert response.status_code == 303
+    assert response.location == "/"
+
+
+def test_the_menu_brings_the_landing_page_back_with_its_launch_hints_but_not_its_language(client):
+    page = client.get(
+        "/", query_string={"business_uid": HARBOR, "language": "he", "brand_host": "a.example"}
+    ).text
+
+    back = re.search(r'name="next" value="([^"]+)"', page).group(1)
+    assert back == f"/?business_uid={HARBOR}&amp;brand_host=a.example"
+
+
+def test_the_menu_on_an_error_page_leads_to_the_start_page(client):
+    page = client.get("/callback?code=a-spent-code&state=a-state").text
+
+    assert '<input type="hidden" name="next" value="/">' in page
+    assert "a-spent-code" not in page
+
+
+def test_vcitas_frame_may_show_what_the_menu_answers(make_app):
+    client = make_app(VCITA_FRAME_ANCESTORS="https://app.vcita.com").test_client()
+
+    response = client.get(
+        "/language", query_string={"language": "he"}, headers={"Sec-Fetch-Dest": "iframe"}
+    )
+
+    assert "frame-ancestors https://app.vcita.com" in response.headers["Content-Security-Policy"]
+
+
+# What the pages say in each language: Disconnect, plurals, dates.
+
+
+def test_disconnect_says_what_it_did_in_the_language_of_the_page_pressed(client, connect):
+    connect(staff=OFEK_OWNER)  # a Hebrew business: its pages are in Hebrew
+    token = csrf_token(client.get("/dashboard").text)
+
+    response = client.post("/disconnect", data={"csrf_token": token})
+    landing = client.get(response.location).text
+
+    assert response.status_code == 303
+    assert page_language(landing) == ("he", "rtl")  # no business left, the language stays
+    assert "החיבור נותק. vcita Connect כבר לא שומרת אסימון עבור העסק שלכם." in landing
+
+
+@pytest.mark.parametrize(
+    ("locale", "removed", "says"),
+    [
+        ("pl", 2, "usunęła 2 tokeny połączone"),
+        ("pl", 4, "usunęła 4 tokeny połączone"),
+        ("pl", 5, "usunęła 5 tokenów połączonych"),
+        ("pl", 12, "usunęła 12 tokenów połączonych"),
+        ("pl", 22, "usunęła 22 tokeny połączone"),
+        ("he", 2, "אף אחד מ־2 האסימונים"),
+        ("fr", 2, "a supprimé 2 jetons connectés"),
+        ("de", 3, "hat 3 Tokens gelöscht"),
+        ("zh_Hans_SG", 3, "全部 3 个令牌"),
+        ("en", 3, "any of the 3 tokens"),
+    ],
+)
+def test_disconnects_message_counts_in_each_languages_plural_forms(app, locale, removed, says):
+    with app.test_request_context("/"), force_locale(locale):
+        assert says in views.disconnect_message(removed)
+
+
+@pytest.mark.parametrize(
+    ("locale", "other_logins", "says"),
+    [
+        ("he", 1, "חשבון vcita נוסף (1)"),
+        ("he", 2, "של 2 חשבונות vcita נוספים"),
+        ("pl", 1, "1 inne konto vcita"),
+        ("pl", 3, "3 inne konta vcita"),
+        ("pl", 5, "5 innych kont vcita"),
+        ("en", 1, "the 1 other vcita login connected"),
+        ("en", 2, "the 2 other vcita logins connected"),
+    ],
+)
+def test_the_other_logins_disconnect_ends_are_counted_in_each_language(
+    app, locale, other_logins, says
+):
+    # The dashboard's sentence alone, as the template writes it.
+    source = (ROOT / "templates/connect/dashboard.html").read_text()
+    sentence = re.search(r"\{% if other_connections %\}.*?\{% endif %\}", source, re.S).group()
+    with app.test_request_context("/"), force_locale(locale):
+        shown = app.jinja_env.from_string(sentence).render(other_connections=other_logins)
+
+    assert says in " ".join(shown.split())
+
+
+@pytest.mark.parametrize(
+    ("locale", "moment", "words"),
+    [
+        ("en", timedelta(days=365 * 20), "in 20 years"),
+        ("en", -timedelta(minutes=5), "5 minutes ago"),
+        ("he", timedelta(days=365 * 20), "בעוד 20 שנים"),
+        ("he", -timedelta(days=365 * 3), "לפני 3 שנים"),
+        ("pl", timedelta(days=365 * 20), "za 20 lat"),
+        ("pl", -timedelta(days=365 * 3), "3 lata temu"),
+        ("de", -timedelta(minutes=5), "vor 5 Minuten"),
+        ("zh_Hans_SG", -timedelta(minutes=5), "5分钟前"),
+        ("es", timedelta(seconds=20), "ahora mismo"),
+    ],
+)
+def test_dates_are_said_in_words_of_the_pages_locale(app, locale, moment, words):
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    with app.test_request_context("/"), force_locale(locale):
+        assert formatting.in_words(now + moment, now=now) == words
+
+
+# One stylesheet for both directions.
+
+
+PHYSICAL = re.compile(
+    r"(?<![\w-])(margin|padding|border)-(left|right|top|bottom)\b"
+    r"|(?<![\w-])(left|right|top|bottom)\s*:"
+    r"|text-align\s*:\s*(left|right)|float\s*:\s*(left|right)|clear\s*:\s*(left|right)"
+)
+
+
+@pytest.mark.parametrize(
+    "stylesheet", ["static/style.css", "sandbox/static/sandbox.css"], ids=["app", "sandbox"]
+)
+def test_the_stylesheets_use_logical_properties_only(stylesheet):
+    css = re.sub(r"/\*.*?\*/", "", (ROOT / stylesheet).read_text(), flags=re.S)
+
+    assert PHYSICAL.findall(css) == []
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [".skip-link { left: -999px; }", "td { text-align: left }", "ol { padding-left: 1rem }"],
+)
+def test_the_physical_property_check_finds_them(rule):
+    assert PHYSICAL.search(rule)
+
+
+def test_catalogues_not_compiled_are_named_at_start_up(make_app, tmp_path, monkeypatch, capsys):
+    for locale in ("he", "pl"):
+        folder = tmp_path / locale / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / "messages.po").write_text('msgid ""\nmsgstr ""\n')
+    (tmp_path / "pl" / "LC_MESSAGES" / "messages.mo").write_bytes(b"compiled after the .po")
+    monkeypatch.setattr(languages, "TRANSLATIONS", tmp_path)
+
+    app = make_app()
+
+    logged = [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line]
+    assert len(logged) == 1
+    assert logged[0].endswith(
+        "The translations are not compiled (he): their pages show in English. "
+        "Run `make translations` (make run, serve and test do it)."
+    )
+    with app.test_request_context(headers={"Accept-Language": "he"}):
+        assert languages.page_language().code == "he"  # chosen still, shown in English
+
+
+def test_compiled_catalogues_make_no_warning(make_app, capsys):
+    make_app()
+
+    assert [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line] == []
