@@ -26,11 +26,12 @@ from cryptography.x509.oid import NameOID
 from flask import request
 from packaging.version import Version
 
+from app import session_keys
 from app.config import ConfigError, load_config
-from app.session_keys import CONNECTION
+from app.session_keys import CONNECTION, CONNECTIONS, JUST_CONNECTED
 
 from .conftest import browser_with_cookie, only_snapshot, stored
-from .security_support import decode_session
+from .security_support import decode_session, state_of
 
 ROOT = Path(__file__).resolve().parent.parent
 # The first Authlib release with the fixes for the client-side state advisories
@@ -60,6 +61,17 @@ def test_session_is_rotated_when_a_connection_is_made(app, browser, vcita):
     assert response.status_code == 302
     assert response.location == "/"
     assert len(vcita.userinfo_requests) == 1  # the callback's own; none for the old cookie
+
+
+def test_session_is_rotated_keeping_only_flows_of_other_tabs(browser, vcita):
+    other_tab = state_of(browser.get("/connect").location)
+    this_tab = browser.get("/connect")
+    with browser.session_transaction() as session:
+        session["leftover"] = "from before connecting"
+    browser.get(browser.person.approve(this_tab.location))
+    session = browser.session()
+    assert set(session) == {CONNECTION, CONNECTIONS, JUST_CONNECTED, session_keys.PENDING_FLOWS}
+    assert list(session[session_keys.PENDING_FLOWS]) == [other_tab]
 
 
 def test_old_cookie_after_disconnect_does_not_reach_the_dashboard(app, browser, vcita):
