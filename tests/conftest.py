@@ -177,15 +177,18 @@ class Browser(FlaskClient):
     """A person's browser on the app: its cookies, and the person signed in at vcita.
 
     flaskr's AuthActions: the steps a person takes, written once. Each returns what the
-    app answered, for the test to check.
+    app answered, for the test to check. Every test client of an app that `make_app`
+    made is one; `app.test_client()` is a browser whose person never goes to vcita.
     """
 
-    def __init__(self, app: Flask, person: SandboxPerson) -> None:
-        super().__init__(app, app.response_class)
+    def __init__(self, *args, person: SandboxPerson | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.person = person
 
     def approve(self, staff: str | None = None, allow: bool = True) -> str:
         """Press Connect and answer vcita's pages; return the callback URL, not yet opened."""
+        if self.person is None:
+            raise RuntimeError("this browser has no person at vcita: use `new_browser(app)`")
         return approved_callback(self, self.person, staff=staff, allow=allow)
 
     def connect(self, staff: str | None = None, allow: bool = True) -> TestResponse:
@@ -330,6 +333,7 @@ def make_app(settings, vcita):
 
     def make_app(**overrides):
         app = create_app({**settings, **overrides})
+        app.test_client_class = Browser
         made.append(app)
         return app
 
@@ -371,7 +375,7 @@ def person(vcita_server):
 @pytest.fixture
 def browser(app, person) -> Browser:
     """A browser on the app under test, whose person signs in to vcita as `person`."""
-    return Browser(app, person)
+    return app.test_client(person=person)
 
 
 @pytest.fixture
@@ -390,12 +394,6 @@ def new_browser(vcita_server):
 
         def new_browser(app: Flask, vcita_url: str | None = None) -> Browser:
             person = people.enter_context(SandboxPerson(vcita_url or vcita_server.url))
-            return Browser(app, person)
+            return app.test_client(person=person)
 
         yield new_browser
-
-
-@pytest.fixture
-def connect(browser):
-    """Connect the browser (until every module says `browser.connect()` itself)."""
-    return browser.connect

@@ -1,13 +1,10 @@
-"""What the security tests share: reading a flow's values, the session, and a page's links."""
+"""What the security tests share: reading a flow's values, a session cookie, a page's links."""
 
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
 from itsdangerous import BadSignature
-
-from app import session_keys
-from app.session_keys import CONNECTION
 
 EVIL = "evil.example"
 
@@ -38,21 +35,6 @@ def decode_session(app: Flask, cookie_value: str) -> dict:
         return serializer.loads(cookie_value)
     except BadSignature:
         return {}
-
-
-def session_cookie(client) -> str | None:
-    cookie = client.get_cookie("vcita_connect")
-    return cookie.value if cookie else None
-
-
-def pending_flows(app: Flask, client) -> dict:
-    return decode_session(app, session_cookie(client)).get(session_keys.PENDING_FLOWS, {})
-
-
-def stored_token(app: Flask, client) -> str:
-    """Return the access token stored for this browser's connection."""
-    connection_id = decode_session(app, session_cookie(client))[CONNECTION]
-    return app.extensions["connections"].get(connection_id).token.access_token
 
 
 class Links(HTMLParser):
