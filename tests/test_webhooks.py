@@ -19,7 +19,7 @@ from app.token_use.webhooks import MAX_DELIVERY_BYTES
 from sandbox.testing import ServerThread
 
 from .conftest import finish_background_work, only_connection, stored
-from .servers import development_server
+from .servers import DeferredApp, development_server
 
 PUBLIC = "https://connect.example"
 
@@ -311,19 +311,10 @@ def test_a_failed_unsubscribe_is_logged_and_the_token_deleted_anyway(
     assert "Could not unsubscribe" in caplog.text
 
 
-class _Deferred:
-    """A WSGI app filled in later: the server's URL is a setting of the app it serves."""
-
-    app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
-
-
 def test_an_uninstall_in_the_sandbox_removes_the_connection_within_one_delivery(
     make_app, new_browser, vcita, vcita_server
 ):
-    deferred = _Deferred()
+    deferred = DeferredApp()
     with ServerThread(deferred) as served:
         app = make_app(PUBLIC_BASE_URL=served.url)
         deferred.app = app.wsgi_app
