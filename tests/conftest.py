@@ -113,8 +113,8 @@ def vcita_client_of(app: Flask) -> VcitaClient:
 
 def change_vcita_settings(app: Flask, **changes) -> None:
     """Change the settings of the app's vcita client (fault tests: timeouts, URLs)."""
-    client = vcita_client_of(app)
-    client.settings = replace(client.settings, **changes)
+    vcita_client = vcita_client_of(app)
+    vcita_client.settings = replace(vcita_client.settings, **changes)
 
 
 def finish_background_work(app: Flask) -> None:
@@ -327,7 +327,8 @@ def settings(vcita_server, empty_database_url) -> dict:
 def make_app(settings, vcita):
     """Build the app from the test settings with `overrides`; every one is closed afterwards.
 
-    pytest-flask's `client` fixture uses the `app` fixture below: `make_app()`.
+    Its test clients are Browsers; the `app` fixture below is `make_app()`, pushed by
+    pytest-flask around each test that uses it.
     """
     made = []
 
@@ -376,12 +377,6 @@ def person(vcita_server):
 def browser(app, person) -> Browser:
     """A browser on the app under test, whose person signs in to vcita as `person`."""
     return app.test_client(person=person)
-
-
-@pytest.fixture
-def client(browser) -> Browser:
-    """pytest-flask's name for the test client: here, the same browser."""
-    return browser
 
 
 @pytest.fixture

@@ -86,12 +86,12 @@ JWKS: dict = {}
 @pytest.mark.parametrize("kind", ["RSA", "EC"])
 def test_the_assertion_is_signed_with_the_newest_key_and_lives_five_minutes(token_endpoint, kind):
     newest, older = private_jwk(kind), private_jwk("RSA")
-    client = signing_client(token_endpoint, [newest, older])
+    vcita_client = signing_client(token_endpoint, [newest, older])
     JWKS.clear()
-    JWKS.update(client.public_jwks())
+    JWKS.update(vcita_client.public_jwks())
     token_endpoint.script = [(200, {}, GOOD_TOKEN)] * 2
 
-    client.exchange_code("a-code")
+    vcita_client.exchange_code("a-code")
     fields, header, claims = sent_assertion(token_endpoint)
 
     assert fields["client_assertion_type"] == (
@@ -104,24 +104,24 @@ def test_the_assertion_is_signed_with_the_newest_key_and_lives_five_minutes(toke
     assert claims["exp"] - claims["iat"] <= 300
     assert abs(claims["iat"] - time.time()) < 60
     first_jti = claims["jti"]
-    client.exchange_code("another-code")
+    vcita_client.exchange_code("another-code")
     assert sent_assertion(token_endpoint)[2]["jti"] != first_jti  # signed afresh each time
 
 
 def test_with_an_issuer_the_audience_is_the_issuer(token_endpoint):
     key = private_jwk()
-    client = signing_client(token_endpoint, [key], issuer="https://vcita.example")
+    vcita_client = signing_client(token_endpoint, [key], issuer="https://vcita.example")
     JWKS.clear()
-    JWKS.update(client.public_jwks())
+    JWKS.update(vcita_client.public_jwks())
     token_endpoint.script = [(200, {}, GOOD_TOKEN)]
-    client.exchange_code("a-code")
+    vcita_client.exchange_code("a-code")
     assert sent_assertion(token_endpoint)[2]["aud"] == "https://vcita.example"
 
 
 def test_no_secret_is_sent_at_the_wire(token_endpoint):
-    client = signing_client(token_endpoint, [private_jwk()])
+    vcita_client = signing_client(token_endpoint, [private_jwk()])
     token_endpoint.script = [(200, {}, GOOD_TOKEN)]
-    client.exchange_code("a-code")
+    vcita_client.exchange_code("a-code")
     (request,) = token_endpoint.received
     fields = parse_qs(request["body"].decode())
     assert "client_secret" not in fields
