@@ -1,7 +1,8 @@
 """Step 3: /callback exchanges the code and stores the connection.
 
 What the state must be (this browser's, once, in time) is tested in
-tests/test_security_state.py; how the session turns over, in tests/test_security_session.py.
+tests/test_security_state.py; how the session turns over, in tests/test_security_session.py;
+every way the exchange can fail, in tests/test_faults.py.
 """
 
 import base64
@@ -18,7 +19,6 @@ from .conftest import (
     CLIENT_ID,
     CLIENT_SECRET,
     REDIRECT_URI,
-    change_vcita_settings,
     only_connection,
     sandbox_state_of,
     stored,
@@ -102,71 +102,6 @@ def test_denying_access_shows_a_page_and_makes_no_token_request(browser, vcita):
     assert 'href="/connect"' in response.text
     assert vcita.token_requests == []
     assert browser.session().get(session_keys.PENDING_FLOWS) == {}
-
-
-def test_expired_code_shows_the_approval_expired_page(app, browser, vcita):
-    callback = browser.approve()
-    vcita.set_fault(
-        "token", status=400, json={"error": "invalid_grant", "error_description": "expired"}
-    )
-    response = browser.get(callback)
-    assert response.status_code == 400
-    assert "The approval expired — vcita codes last 30 seconds" in response.text
-    assert 'href="/connect"' in response.text
-    assert stored(app).connections.count() == 0
-
-
-def test_rejected_client_credentials_show_a_configuration_page_without_the_secret(
-    make_app, new_browser, vcita
-):
-    app = make_app(VCITA_CLIENT_SECRET="wrong-secret-3f9a")
-    browser = new_browser(app)
-    response = browser.get(browser.approve())
-    assert response.status_code == 502
-    assert "not set up correctly" in response.text
-    assert "wrong-secret-3f9a" not in response.text
-    assert CLIENT_SECRET not in response.text
-    assert stored(app).connections.count() == 0
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        {"status": 500, "body": "oops", "content_type": "text/plain"},
-        {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
-        {"status": 200, "body": "not json", "content_type": "text/plain"},
-        {"status": 200, "json": {"token_type": "Bearer"}},
-        {"status": 200, "json": {"access_token": "a" * 64, "token_type": "mac"}},
-        {"status": 200, "json": ["not", "an", "object"]},
-    ],
-    ids=["500", "502-html", "not-json", "no-access-token", "not-bearer", "json-list"],
-)
-def test_broken_token_answers_show_vcita_did_not_answer(app, browser, vcita, fault):
-    callback = browser.approve()
-    vcita.set_fault("token", **fault)
-    response = browser.get(callback)
-    assert response.status_code == 502
-    assert "vcita did not answer" in response.text
-    assert stored(app).connections.count() == 0
-
-
-def test_token_endpoint_timeout_shows_vcita_did_not_answer(app, browser, vcita):
-    change_vcita_settings(app, exchange_timeout=(1, 0.2))
-    callback = browser.approve()
-    vcita.set_fault("token", delay=1)
-    response = browser.get(callback)
-    assert response.status_code == 502
-    assert "vcita did not answer" in response.text
-    assert stored(app).connections.count() == 0
-
-
-def test_unreachable_token_endpoint_shows_vcita_did_not_answer(make_app, new_browser, vcita):
-    app = make_app(VCITA_TOKEN_URL="http://127.0.0.1:9/oauth/token")
-    browser = new_browser(app)
-    response = browser.get(browser.approve())
-    assert response.status_code == 502
-    assert "vcita did not answer" in response.text
-    assert stored(app).connections.count() == 0
 
 
 def test_second_tab_still_connects_after_the_first(browser, person, vcita):

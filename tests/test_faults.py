@@ -96,6 +96,12 @@ TOKEN_FAULTS = {
         UNAVAILABLE,
         "token endpoint answered HTTP 500",
     ),
+    "500-with-plain-text": (
+        {"status": 500, "body": "oops", "content_type": "text/plain"},
+        502,
+        UNAVAILABLE,
+        "token endpoint answered HTTP 500",
+    ),
     "502-with-html": (
         {
             "status": 502,
@@ -108,6 +114,18 @@ TOKEN_FAULTS = {
     ),
     "200-not-json": (
         {"status": 200, "body": "<html>Welcome to vcita</html>", "content_type": "text/html"},
+        502,
+        UNAVAILABLE,
+        "token endpoint answered something other than JSON",
+    ),
+    "200-plain-text": (
+        {"status": 200, "body": "not json", "content_type": "text/plain"},
+        502,
+        UNAVAILABLE,
+        "token endpoint answered something other than JSON",
+    ),
+    "200-json-list": (
+        {"status": 200, "json": ["not", "an", "object"]},
         502,
         UNAVAILABLE,
         "token endpoint answered something other than JSON",
@@ -187,6 +205,31 @@ def test_refused_connection_to_the_token_endpoint_connects_nothing(app, browser,
             app, browser, vcita, caplog, callback, response, 502, UNAVAILABLE, logged
         )
     assert vcita.token_requests == []
+
+
+def test_expired_code_shows_the_approval_expired_page(app, browser, vcita):
+    callback = browser.approve()
+    vcita.set_fault(
+        "token", status=400, json={"error": "invalid_grant", "error_description": "expired"}
+    )
+    response = browser.get(callback)
+    assert response.status_code == 400
+    assert EXPIRED in response.text
+    assert 'href="/connect"' in response.text
+    assert stored(app).connections.count() == 0
+
+
+def test_rejected_client_credentials_show_a_configuration_page_without_the_secret(
+    make_app, new_browser, vcita
+):
+    app = make_app(VCITA_CLIENT_SECRET="wrong-secret-3f9a")
+    browser = new_browser(app)
+    response = browser.get(browser.approve())
+    assert response.status_code == 502
+    assert "not set up correctly" in response.text
+    assert "wrong-secret-3f9a" not in response.text
+    assert CLIENT_SECRET not in response.text
+    assert stored(app).connections.count() == 0
 
 
 def test_answer_that_arrives_after_the_code_expired_asks_to_approve_again(
