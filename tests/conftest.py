@@ -9,8 +9,10 @@ through the app's own accessors. Helpers act; tests assert.
 
 import os
 import re
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -20,14 +22,14 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app, session_keys
-from app.connect.flow_traces import FlowTraces, get_flow_traces
-from app.connect.used_states import UsedStates, get_used_states
+from app.connect.flow_traces import get_flow_traces
+from app.connect.used_states import get_used_states
 from app.session_keys import CONNECTION
-from app.storage.connections import SNAPSHOT_COLUMNS, Connection, ConnectionStore, get_connections
-from app.storage.database import Database, get_db
+from app.storage.connections import SNAPSHOT_COLUMNS, Connection, get_connections
+from app.storage.database import get_db
 from app.storage.tables import connections
 from app.token_use.background import get_background
-from app.token_use.subscriptions import Subscriptions, get_subscriptions
+from app.token_use.subscriptions import get_subscriptions
 from app.vcita import VcitaClient
 from app.vcita_client import get_vcita
 from sandbox import SandboxState, create_sandbox
@@ -43,43 +45,34 @@ CLIENT_SECRET = "test-client-secret-7463f1a2b9c0144b"
 REDIRECT_URI = "http://localhost/callback"  # the Flask test client's host
 SESSION_COOKIE = "vcita_connect"  # the session cookie's name outside production
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+Store = TypeVar("Store")
 
 
 # --- What the app keeps, reached as the app reaches it ----------------------------------
 
 
-class Stored:
-    """The stores of one app, each reached through the app's accessor, in that app's context.
+class _ReachedThrough(Generic[Store]):
+    """One of an app's stores, reached through the app's own accessor, in that app's context."""
 
-    Not `app.extensions[...]`: a test reads what the app keeps the way the app does.
-    """
+    def __init__(self, accessor: Callable[[], Store]) -> None:
+        self.accessor = accessor
+
+    def __get__(self, stores: "Stored", owner: type) -> Store:
+        with stores.app.app_context():
+            return self.accessor()
+
+
+class Stored:
+    """What one app keeps, each store reached as the app reaches it: not `app.extensions`."""
+
+    database = _ReachedThrough(get_db)
+    connections = _ReachedThrough(get_connections)
+    used_states = _ReachedThrough(get_used_states)
+    flow_traces = _ReachedThrough(get_flow_traces)
+    subscriptions = _ReachedThrough(get_subscriptions)
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-
-    def _reach(self, accessor):
-        with self.app.app_context():
-            return accessor()
-
-    @property
-    def database(self) -> Database:
-        return self._reach(get_db)
-
-    @property
-    def connections(self) -> ConnectionStore:
-        return self._reach(get_connections)
-
-    @property
-    def used_states(self) -> UsedStates:
-        return self._reach(get_used_states)
-
-    @property
-    def flow_traces(self) -> FlowTraces:
-        return self._reach(get_flow_traces)
-
-    @property
-    def subscriptions(self) -> Subscriptions:
-        return self._reach(get_subscriptions)
 
 
 def stored(app: Flask) -> Stored:
