@@ -1,4 +1,4 @@
-"""What the security tests share: reading a flow's values, a session cookie, a page's links."""
+"""What the security tests share: a flow's values, a session cookie, links, a secret's runs."""
 
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
@@ -7,6 +7,7 @@ from flask import Flask
 from itsdangerous import BadSignature
 
 EVIL = "evil.example"
+RUN = 6  # the length of a run of a secret that must appear nowhere
 
 
 def query_of(url: str) -> dict[str, list[str]]:
@@ -26,6 +27,11 @@ def path_and_query(url: str) -> str:
     """Return `/callback?code=…` from a full callback URL, to send to another host."""
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
+
+
+def runs_of(secret: str) -> set[str]:
+    """Every run of RUN characters of `secret`: none of them may be shown anywhere."""
+    return {secret[start : start + RUN] for start in range(len(secret) - RUN + 1)}
 
 
 def decode_session(app: Flask, cookie_value: str) -> dict:

@@ -19,7 +19,7 @@ from app.connect import trace
 from app.session_keys import CONNECTION
 
 from .conftest import only_snapshot, sandbox_state_of, stored
-from .security_support import state_of
+from .security_support import RUN, runs_of, state_of
 
 # Each holds characters that some encoding on the way into a trace escapes: JSON (" \),
 # HTML (' < &), URLs (% + space) and UTF-8 (é, ü: Basic credentials are Latin-1).
@@ -34,13 +34,7 @@ HARD_SECRETS = {
     "everything": "Q\"x\\7'Z<k>9&W%m+3 éP",
 }
 TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
-RUN = 6  # the length of a run of a secret that must appear nowhere
 STAND_IN = "\u2603"  # a character no generated secret holds
-
-
-def runs_of(secret: str) -> set[str]:
-    """Every run of RUN characters of `secret`: none of them may be shown anywhere."""
-    return {secret[start : start + RUN] for start in range(len(secret) - RUN + 1)}
 
 
 def assert_no_run_of(secret: str, text: str, where: str, public: Iterable[str] = ()) -> None:
