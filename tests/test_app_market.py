@@ -293,12 +293,15 @@ def test_as_a_page_of_its_own_the_session_stays_lax_and_unpartitioned(browser):
 def test_a_frames_script_request_uses_the_frames_cookie(app, browser):
     page = browser.get("/", headers=FRAMED)
     # fetch() from the frame says "empty", and carries only the partitioned cookie.
-    answer = browser.post("/handoff", data={"code": "x", "csrf_token": csrf_token_of(page.text)})
+    answer = browser.post(
+        "/handoff", data={"code": "x", "csrf_token": script_csrf_token(page.text)}
+    )
     assert answer.status_code == 403  # the CSRF token matched: the code did not
     assert answer.json == {"connected": False}
 
 
-def csrf_token_of(page: str) -> str:
+def script_csrf_token(page: str) -> str:
+    """Return the CSRF token the framed landing page hands its script (not a form's)."""
     return re.search(r'data-csrf="([^"]+)"', page).group(1)
 
 
@@ -344,7 +347,7 @@ class Frame:
         self.browser = browser  # its cookies are the frame's partition
         landing = self.browser.get("/", headers=FRAMED)
         self.popup_url = popup_url_of(landing.text)
-        self.csrf = csrf_token_of(landing.text)
+        self.csrf = script_csrf_token(landing.text)
 
     def connect_in_popup(self, popup=None, popup_url=None, staff="Maya Goldberg") -> str:
         """Run the flow in a popup window (a top-level browser); return its handoff code."""
