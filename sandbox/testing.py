@@ -157,6 +157,10 @@ class SandboxPerson:
     def close(self) -> None:
         self.browser.close()
 
+    def sign_out(self) -> None:
+        """Forget the sandbox's session: the next approve() signs in afresh."""
+        self.browser.cookies.clear()
+
     def approve(self, authorize_url: str, staff: str | None = None, allow: bool = True) -> str:
         """Open `authorize_url`, sign in as `staff` (or the first one), allow or deny.
 

@@ -1,4 +1,4 @@
-"""What the security tests share: reading a flow's values, the session, and a page's links."""
+"""What the security tests share: a flow's values, a session cookie, links, a secret's runs."""
 
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
@@ -6,10 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Flask
 from itsdangerous import BadSignature
 
-from app import session_keys
-from app.session_keys import CONNECTION
-
 EVIL = "evil.example"
+RUN = 6  # the length of a run of a secret that must appear nowhere
 
 
 def query_of(url: str) -> dict[str, list[str]]:
@@ -31,6 +29,11 @@ def path_and_query(url: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+def runs_of(secret: str) -> set[str]:
+    """Every run of RUN characters of `secret`: none of them may be shown anywhere."""
+    return {secret[start : start + RUN] for start in range(len(secret) - RUN + 1)}
+
+
 def decode_session(app: Flask, cookie_value: str) -> dict:
     """Read a session cookie the way the app does, with its secret key."""
     serializer = app.session_interface.get_signing_serializer(app)
@@ -38,21 +41,6 @@ def decode_session(app: Flask, cookie_value: str) -> dict:
         return serializer.loads(cookie_value)
     except BadSignature:
         return {}
-
-
-def session_cookie(client) -> str | None:
-    cookie = client.get_cookie("vcita_connect")
-    return cookie.value if cookie else None
-
-
-def pending_flows(app: Flask, client) -> dict:
-    return decode_session(app, session_cookie(client)).get(session_keys.PENDING_FLOWS, {})
-
-
-def stored_token(app: Flask, client) -> str:
-    """Return the access token stored for this browser's connection."""
-    connection_id = decode_session(app, session_cookie(client))[CONNECTION]
-    return app.extensions["connections"].get(connection_id).token.access_token
 
 
 class Links(HTMLParser):

@@ -1,5 +1,5 @@
 """Servers the tests start: a free port, the app as `make run` serves it, a server process,
-and a scripted API that answers each request as a test says.
+a scripted API that answers each request as a test says, and an app served before it exists.
 
 `scripts/load.py` uses the same ServerProcess to run `make serve`.
 """
@@ -160,3 +160,13 @@ class ScriptedApi:
             ],
         )
         return [raw]
+
+
+class DeferredApp:
+    """A WSGI app filled in later: served first, because its own URL is one of its settings."""
+
+    def __init__(self) -> None:
+        self.app: Callable | None = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)

@@ -31,18 +31,18 @@ def api(scripted_api):
 
 
 @pytest.fixture
-def client(api):
+def vcita_client(api):
     settings = VcitaSettings(
         client_id="c", client_secret="s", redirect_uri="http://localhost/cb", api_url=api.url
     )
-    client = VcitaClient(settings)
-    yield client
-    client.close()
+    vcita_client = VcitaClient(settings)
+    yield vcita_client
+    vcita_client.close()
 
 
-def test_a_get_sends_the_token_and_asks_for_json(api, client):
+def test_a_get_sends_the_token_and_asks_for_json(api, vcita_client):
     api.script = [(200, {}, {"status": "OK", "data": {"clients": []}})]
-    answer = client.api_get(TOKEN, "/platform/v1/clients", {"search_term": "ann"})
+    answer = vcita_client.api_get(TOKEN, "/platform/v1/clients", {"search_term": "ann"})
     assert answer == {"status": "OK", "data": {"clients": []}}
     (request,) = api.received
     assert request["path"] == "/platform/v1/clients"
@@ -51,49 +51,51 @@ def test_a_get_sends_the_token_and_asks_for_json(api, client):
     assert request["authorization"] == f"Bearer {TOKEN.access_token}"
 
 
-def test_a_post_sends_json(api, client):
+def test_a_post_sends_json(api, vcita_client):
     api.script = [(200, {}, {"status": "OK"})]
-    client.api_post(TOKEN, "/platform/v1/webhook/subscribe", {"event": "e", "target_url": "u"})
+    vcita_client.api_post(
+        TOKEN, "/platform/v1/webhook/subscribe", {"event": "e", "target_url": "u"}
+    )
     (request,) = api.received
     assert request["method"] == "POST"
     assert json.loads(request["body"]) == {"event": "e", "target_url": "u"}
 
 
-def test_429_then_success_on_a_get_honours_retry_after(api, client):
+def test_429_then_success_on_a_get_honours_retry_after(api, vcita_client):
     api.script = [(429, {"Retry-After": "1"}, {}), (200, {}, {"ok": True})]
     started = time.monotonic()
-    assert client.api_get(TOKEN, "/platform/v1/clients") == {"ok": True}
+    assert vcita_client.api_get(TOKEN, "/platform/v1/clients") == {"ok": True}
     assert len(api.received) == 2
     assert time.monotonic() - started >= 0.9  # it waited as asked
 
 
-def test_a_retry_after_beyond_the_cap_is_passed_on_not_shortened(api, client):
+def test_a_retry_after_beyond_the_cap_is_passed_on_not_shortened(api, vcita_client):
     api.script = [(429, {"Retry-After": "120"}, {})]
     with pytest.raises(VcitaUnavailable) as raised:
-        client.api_get(TOKEN, "/platform/v1/clients")
+        vcita_client.api_get(TOKEN, "/platform/v1/clients")
     assert raised.value.retry_after == 120
     assert len(api.received) == 1
 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
-def test_a_get_is_retried_with_backoff_then_gives_up(api, client, status):
+def test_a_get_is_retried_with_backoff_then_gives_up(api, vcita_client, status):
     api.script = [(status, {}, {})] * 5
     with pytest.raises(VcitaUnavailable):
-        client.api_get(TOKEN, "/platform/v1/clients")
+        vcita_client.api_get(TOKEN, "/platform/v1/clients")
     assert len(api.received) == 1 + vcita.RETRIES
 
 
-def test_a_get_succeeds_after_a_503(api, client):
+def test_a_get_succeeds_after_a_503(api, vcita_client):
     api.script = [(503, {}, {}), (200, {}, {"ok": True})]
-    assert client.api_get(TOKEN, "/platform/v1/clients") == {"ok": True}
+    assert vcita_client.api_get(TOKEN, "/platform/v1/clients") == {"ok": True}
     assert len(api.received) == 2
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
-def test_a_post_is_never_retried(api, client, status):
+def test_a_post_is_never_retried(api, vcita_client, status):
     api.script = [(status, {"Retry-After": "1"}, {}), (200, {}, {"ok": True})]
     with pytest.raises(VcitaUnavailable):
-        client.api_post(TOKEN, "/platform/v1/webhook/subscribe", {"event": "e"})
+        vcita_client.api_post(TOKEN, "/platform/v1/webhook/subscribe", {"event": "e"})
     assert len(api.received) == 1
 
 
@@ -110,10 +112,10 @@ def test_a_post_is_never_retried(api, client, status):
         (302, {}, VcitaRefused),  # a redirect is not followed: it could carry the token away
     ],
 )
-def test_answers_map_to_the_flows_errors(api, client, status, body, error):
+def test_answers_map_to_the_flows_errors(api, vcita_client, status, body, error):
     api.script = [(status, {"Location": "http://127.0.0.1:9/steal"}, body)]
     with pytest.raises(error):
-        client.api_get(TOKEN, "/platform/v1/clients")
+        vcita_client.api_get(TOKEN, "/platform/v1/clients")
     assert len(api.received) == 1
 
 
@@ -125,21 +127,21 @@ def test_a_timeout_is_vcita_not_answering(api):
         api_url=api.url,
         api_timeout=(1, 0.2),
     )
-    client = VcitaClient(settings)
+    vcita_client = VcitaClient(settings)
     api.script = [(200, {}, 1.0)]
     with pytest.raises(VcitaUnavailable, match="ReadTimeout"):
-        client.api_get(TOKEN, "/platform/v1/clients")
+        vcita_client.api_get(TOKEN, "/platform/v1/clients")
     assert len(api.received) == 1  # a read timeout is not retried: it already waited
-    client.close()
+    vcita_client.close()
 
 
 @pytest.mark.parametrize(
     "path",
     ["https://evil.example/x", "//evil.example/x", "platform/v1", "/a/../b", "/x?y=1", "/x#y"],
 )
-def test_only_a_path_on_vcitas_api_can_be_called(api, client, path):
+def test_only_a_path_on_vcitas_api_can_be_called(api, vcita_client, path):
     with pytest.raises(ValueError, match="not an API path"):
-        client.api_get(TOKEN, path)
+        vcita_client.api_get(TOKEN, path)
     assert api.received == []
 
 
@@ -147,28 +149,28 @@ def page(count: int) -> tuple:
     return (200, {}, {"status": "OK", "data": {"clients": [{"id": n} for n in range(count)]}})
 
 
-def test_paging_stops_on_a_short_page(api, client):
+def test_paging_stops_on_a_short_page(api, vcita_client):
     api.script = [page(3), page(3), page(1)]
-    items = list(client.api_pages(TOKEN, "/platform/v1/clients", per_page=3))
+    items = list(vcita_client.api_pages(TOKEN, "/platform/v1/clients", per_page=3))
     assert len(items) == 7
     assert [r["query"]["page"] for r in api.received] == [["1"], ["2"], ["3"]]
     assert {r["query"]["per_page"][0] for r in api.received} == {"3"}
 
 
-def test_paging_stops_on_an_empty_page(api, client):
+def test_paging_stops_on_an_empty_page(api, vcita_client):
     api.script = [page(2), page(0)]
-    assert len(list(client.api_pages(TOKEN, "/platform/v1/clients", per_page=2))) == 2
+    assert len(list(vcita_client.api_pages(TOKEN, "/platform/v1/clients", per_page=2))) == 2
     assert len(api.received) == 2
 
 
-def test_paging_stops_at_its_hard_limit(api, client):
+def test_paging_stops_at_its_hard_limit(api, vcita_client):
     api.script = [page(2)] * 10
-    items = list(client.api_pages(TOKEN, "/platform/v1/clients", per_page=2, max_pages=3))
+    items = list(vcita_client.api_pages(TOKEN, "/platform/v1/clients", per_page=2, max_pages=3))
     assert len(items) == 6
     assert len(api.received) == 3
 
 
-def test_a_page_without_one_list_is_not_vcitas_answer(api, client):
+def test_a_page_without_one_list_is_not_vcitas_answer(api, vcita_client):
     api.script = [(200, {}, {"data": {"a": [], "b": []}})]
     with pytest.raises(VcitaUnavailable):
-        list(client.api_pages(TOKEN, "/platform/v1/clients"))
+        list(vcita_client.api_pages(TOKEN, "/platform/v1/clients"))

@@ -18,6 +18,7 @@ from app.config import EXIT_CONFIG_ERROR
 from app.storage.database import Database
 from sandbox.testing import SandboxPerson, as_a_shell_starts
 
+from .conftest import stored
 from .servers import ServerProcess, free_port
 from .test_private_key_jwt import EC_JWK
 
@@ -35,9 +36,9 @@ def clean_environment(**extra) -> dict:
 
 
 def test_sandbox_mode_says_so_on_every_page(make_app):
-    client = make_app(VCITA_SANDBOX="true").test_client()
+    browser = make_app(VCITA_SANDBOX="true").test_client()
     for path in ("/", "/nowhere", "/callback?state=x&code=y"):
-        assert "Sandbox — not connected to vcita.com" in client.get(path).text
+        assert "Sandbox — not connected to vcita.com" in browser.get(path).text
 
 
 def load_run_script(root: Path):
@@ -87,13 +88,13 @@ def test_make_run_keeps_the_sandbox_secrets_in_a_private_instance_folder(tmp_pat
     assert stat.S_IMODE(instance.stat().st_mode) == 0o700
 
 
-def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(client):
-    assert "Sandbox" not in client.get("/").text
+def test_pages_outside_the_sandbox_do_not_claim_to_be_the_sandbox(browser):
+    assert "Sandbox" not in browser.get("/").text
 
 
 @pytest.mark.parametrize("path", ["/", "/dashboard", "/connect", "/callback", "/missing"])
-def test_every_response_carries_the_security_headers(client, path):
-    response = client.get(path)
+def test_every_response_carries_the_security_headers(browser, path):
+    response = browser.get(path)
     policy = response.headers["Content-Security-Policy"]
     # Only the pages vcita shows in its frame may be framed, and only by vcita.
     framed = path in ("/", "/dashboard")
@@ -105,19 +106,19 @@ def test_every_response_carries_the_security_headers(client, path):
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_unknown_page_is_a_404_page_not_a_stack_trace(client):
-    response = client.get("/missing")
+def test_unknown_page_is_a_404_page_not_a_stack_trace(browser):
+    response = browser.get("/missing")
     assert response.status_code == 404
     assert "Page not found" in response.text
     assert "Traceback" not in response.text
 
 
-def test_unexpected_error_is_a_500_page_without_details(app, client, monkeypatch):
+def test_unexpected_error_is_a_500_page_without_details(app, browser, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("internal detail 1234")
 
     monkeypatch.setattr("app.connect.flows.start_flow", explode)
-    response = client.get("/connect")
+    response = browser.get("/connect")
     assert response.status_code == 500
     assert "Something went wrong" in response.text
     assert "internal detail 1234" not in response.text
@@ -126,7 +127,7 @@ def test_unexpected_error_is_a_500_page_without_details(app, client, monkeypatch
 def test_init_db_command_creates_the_schema(app):
     result = app.test_cli_runner().invoke(args=["init-db"])
     assert result.exit_code == 0
-    assert app.extensions["connections"].count() == 0
+    assert stored(app).connections.count() == 0
 
 
 @pytest.mark.parametrize(

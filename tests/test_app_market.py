@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 
 from app import session_keys
 from app.app_market import handoffs
-from app.storage.connections import ConnectionStore, get_connections
+from app.storage.connections import ConnectionStore
 from app.storage.database import StoreUnavailable
 from app.vcita import allowed_brand_host
-from sandbox.testing import SandboxPerson
 
-from .conftest import approved_callback, only_connection
+from .conftest import Browser, csrf_token_on, only_connection, stored
 from .security_support import OPEN_REDIRECT_TARGETS
 
 HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg, Leo Martins
@@ -38,13 +37,6 @@ def branded_app(make_app):
     return make_app(VCITA_BRAND_HOSTS=BRAND_HOSTS)
 
 
-def connect_as(client, vcita_server, staff: str) -> None:
-    """Connect `client` as `staff`, who signs in to vcita afresh."""
-    with SandboxPerson(vcita_server.url) as person:
-        response = client.get(approved_callback(client, person, staff=staff))
-    assert response.status_code == 303, response.text[:300]
-
-
 def popup_url_of(page: str) -> str:
     match = re.search(r'data-popup-url="([^"]+)"', page)
     assert match, "the framed landing page opens Connect in a popup"
@@ -54,46 +46,42 @@ def popup_url_of(page: str) -> str:
 # --- 1. The launch page: hints, never proof ---------------------------------------------
 
 
-def test_a_launch_naming_a_business_shows_a_stranger_nothing_of_it(client):
-    response = client.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}&language=en")
+def test_a_launch_naming_a_business_shows_a_stranger_nothing_of_it(browser):
+    response = browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}&language=en")
     assert response.status_code == 200
     assert "Connect vcita" in response.text
     assert "Harbor Light Yoga" not in response.text
-    assert client.get("/dashboard").status_code == 302  # and no dashboard either
+    assert browser.dashboard().status_code == 302  # and no dashboard either
 
 
-def test_a_browser_connected_to_the_launched_business_goes_straight_to_its_dashboard(
-    client, vcita_server
-):
-    connect_as(client, vcita_server, "Maya Goldberg")
-    response = client.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
+def test_a_browser_connected_to_the_launched_business_goes_straight_to_its_dashboard(browser):
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    response = browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
     assert response.status_code == 302
     assert response.headers["Location"] == "/dashboard"
 
 
-def test_a_launch_chooses_among_the_businesses_this_browser_connected(client, vcita_server):
-    connect_as(client, vcita_server, "Maya Goldberg")
-    connect_as(client, vcita_server, "Daniel O'Brien")  # the newest: Cedar & Pine
-    assert "Cedar &amp; Pine" in client.get("/dashboard").text
+def test_a_launch_chooses_among_the_businesses_this_browser_connected(browser):
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    assert browser.connect(staff="Daniel O'Brien").status_code == 303  # the newest: Cedar & Pine
+    assert "Cedar &amp; Pine" in browser.dashboard().text
 
-    assert client.get(f"/?business_uid={HARBOR}").headers["Location"] == "/dashboard"
-    dashboard = client.get("/dashboard").text
+    assert browser.get(f"/?business_uid={HARBOR}").headers["Location"] == "/dashboard"
+    dashboard = browser.dashboard().text
     assert "Harbor Light Yoga" in dashboard
     assert "vcita opened this app for another business" not in dashboard
 
 
-def test_a_launch_prefers_the_staff_members_own_connection(client, vcita_server):
-    connect_as(client, vcita_server, "Maya Goldberg")
-    connect_as(client, vcita_server, "Leo Martins")
-    client.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
-    assert MAYA in client.get("/dashboard").text
+def test_a_launch_prefers_the_staff_members_own_connection(browser):
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    assert browser.connect(staff="Leo Martins").status_code == 303
+    browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
+    assert MAYA in browser.dashboard().text
 
 
-def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its_data(
-    client, vcita_server
-):
-    connect_as(client, vcita_server, "Maya Goldberg")
-    response = client.get(f"/?business_uid={CEDAR}")
+def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its_data(browser):
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    response = browser.get(f"/?business_uid={CEDAR}")
     assert response.status_code == 200
     assert "connected to a different vcita business" in response.text
     assert "Harbor Light Yoga" not in response.text
@@ -114,9 +102,9 @@ def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its
         "business_uid=a&business_uid=b",  # repeated
     ],
 )
-def test_a_malformed_launch_parameter_is_ignored_with_a_log_line(client, caplog, query):
+def test_a_malformed_launch_parameter_is_ignored_with_a_log_line(browser, caplog, query):
     caplog.set_level(logging.INFO, logger="app.app_market.launch")
-    response = client.get(f"/?{query}")
+    response = browser.get(f"/?{query}")
     assert response.status_code == 200
     name = query.partition("=")[0]
     assert f"Ignored the launch parameter {name}" in caplog.text
@@ -140,27 +128,27 @@ def test_a_malformed_launch_parameter_is_ignored_with_a_log_line(client, caplog,
     )
 )
 def test_any_launch_query_gives_the_landing_page_never_an_error(branded_app, launch):
-    client = branded_app.test_client()
-    response = client.get("/", query_string=launch)
+    browser = branded_app.test_client()
+    response = browser.get("/", query_string=launch)
     assert response.status_code == 200
-    connect = client.get("/connect", query_string=launch)
+    connect = browser.get("/connect", query_string=launch)
     assert connect.status_code == 302
 
 
-def test_the_dashboard_says_when_the_approved_business_is_not_the_launched_one(
-    client, vcita_server
-):
-    client.get(f"/?business_uid={CEDAR}&staff_uid=6df31cfb24107721")
-    connect_as(client, vcita_server, "Maya Goldberg")  # approved with Harbor Light Yoga instead
-    dashboard = client.get("/dashboard").text
+def test_the_dashboard_says_when_the_approved_business_is_not_the_launched_one(browser):
+    browser.get(f"/?business_uid={CEDAR}&staff_uid=6df31cfb24107721")
+    assert (
+        browser.connect(staff="Maya Goldberg").status_code == 303
+    )  # approved with Harbor Light Yoga instead
+    dashboard = browser.dashboard().text
     assert "vcita opened this app for another business" in dashboard
     assert CEDAR in dashboard
 
 
-def test_the_dashboard_says_nothing_when_the_launched_business_was_approved(client, vcita_server):
-    client.get(f"/?business_uid={HARBOR}")
-    connect_as(client, vcita_server, "Maya Goldberg")
-    assert "vcita opened this app for another business" not in client.get("/dashboard").text
+def test_the_dashboard_says_nothing_when_the_launched_business_was_approved(browser):
+    browser.get(f"/?business_uid={HARBOR}")
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    assert "vcita opened this app for another business" not in browser.dashboard().text
 
 
 # --- 2. White-label hosts ---------------------------------------------------------------
@@ -232,21 +220,21 @@ def test_a_brand_host_on_the_list_gets_its_own_consent_page(branded_app, brand_h
 
 
 def test_the_brand_consent_page_comes_from_the_template_and_the_rest_stays(
-    make_app, person, vcita, vcita_server
+    make_app, new_browser, vcita, vcita_server
 ):
     port = urlsplit(vcita_server.url).port
     app = make_app(
         VCITA_BRAND_HOSTS="*.myclients.localhost",
         VCITA_BRAND_AUTHORIZE_URL=f"http://{{brand_host}}:{port}/app/oauth/authorize",
     )
-    client = app.test_client()
-    start = client.get("/connect?brand_host=acme.myclients.localhost")
+    browser = new_browser(app)
+    start = browser.get("/connect?brand_host=acme.myclients.localhost")
     location = start.headers["Location"]
     assert location.startswith(f"http://acme.myclients.localhost:{port}/app/oauth/authorize?")
     # The token and userinfo endpoints stay the configured ones.
     sandbox_url = location.replace("acme.myclients.localhost", "127.0.0.1")
-    callback = person.approve(sandbox_url)
-    assert client.get(callback).status_code == 303
+    callback = browser.person.approve(sandbox_url)
+    assert browser.get(callback).status_code == 303
     assert len(vcita.token_requests) == 1
     assert len(vcita.userinfo_requests) == 1
 
@@ -285,8 +273,8 @@ def session_cookie_header(response) -> str:
     return header
 
 
-def test_inside_a_frame_the_session_is_a_partitioned_cookie(client):
-    header = session_cookie_header(client.get("/", headers=FRAMED))
+def test_inside_a_frame_the_session_is_a_partitioned_cookie(browser):
+    header = session_cookie_header(browser.get("/", headers=FRAMED))
     assert header.startswith("vcita_connect_framed=")
     assert "; Secure" in header
     assert "; SameSite=None" in header
@@ -294,23 +282,26 @@ def test_inside_a_frame_the_session_is_a_partitioned_cookie(client):
     assert "; HttpOnly" in header
 
 
-def test_as_a_page_of_its_own_the_session_stays_lax_and_unpartitioned(client):
-    client.get("/connect", headers={"Sec-Fetch-Dest": "document"})
-    header = session_cookie_header(client.get("/connect", headers={"Sec-Fetch-Dest": "document"}))
+def test_as_a_page_of_its_own_the_session_stays_lax_and_unpartitioned(browser):
+    browser.get("/connect", headers={"Sec-Fetch-Dest": "document"})
+    header = session_cookie_header(browser.get("/connect", headers={"Sec-Fetch-Dest": "document"}))
     assert header.startswith("vcita_connect=")
     assert "; SameSite=Lax" in header
     assert "Partitioned" not in header
 
 
-def test_a_frames_script_request_uses_the_frames_cookie(app, client):
-    page = client.get("/", headers=FRAMED)
+def test_a_frames_script_request_uses_the_frames_cookie(app, browser):
+    page = browser.get("/", headers=FRAMED)
     # fetch() from the frame says "empty", and carries only the partitioned cookie.
-    answer = client.post("/handoff", data={"code": "x", "csrf_token": csrf_token_of(page.text)})
+    answer = browser.post(
+        "/handoff", data={"code": "x", "csrf_token": script_csrf_token(page.text)}
+    )
     assert answer.status_code == 403  # the CSRF token matched: the code did not
     assert answer.json == {"connected": False}
 
 
-def csrf_token_of(page: str) -> str:
+def script_csrf_token(page: str) -> str:
+    """Return the CSRF token the framed landing page hands its script (not a form's)."""
     return re.search(r'data-csrf="([^"]+)"', page).group(1)
 
 
@@ -352,12 +343,11 @@ def code_on(page) -> str:
 class Frame:
     """vcita's frame in one browser: its partitioned session, and the popup it opens."""
 
-    def __init__(self, app, person: SandboxPerson):
-        self.client = app.test_client()
-        self.person = person
-        landing = self.client.get("/", headers=FRAMED)
+    def __init__(self, browser: Browser):
+        self.browser = browser  # its cookies are the frame's partition
+        landing = self.browser.get("/", headers=FRAMED)
         self.popup_url = popup_url_of(landing.text)
-        self.csrf = csrf_token_of(landing.text)
+        self.csrf = script_csrf_token(landing.text)
 
     def connect_in_popup(self, popup=None, popup_url=None, staff="Maya Goldberg") -> str:
         """Run the flow in a popup window (a top-level browser); return its handoff code."""
@@ -366,30 +356,30 @@ class Frame:
 
     def approve_in_popup(self, popup=None, popup_url=None, staff="Maya Goldberg"):
         """Run the flow in a popup up to vcita's redirect back; return the popup."""
-        popup = popup or self.client.application.test_client()
+        popup = popup or self.browser.application.test_client()
         start = popup.get(popup_url or self.popup_url, headers={"Sec-Fetch-Dest": "document"})
-        callback = self.person.approve(start.headers["Location"], staff=staff)
+        callback = self.browser.person.approve(start.headers["Location"], staff=staff)
         answer = popup.get(callback)
         assert answer.headers["Location"] == "/connected"
         return popup
 
     def redeem(self, code: str, csrf: str | None = None):
-        return self.client.post(
+        return self.browser.post(
             "/handoff", data={"code": code, "csrf_token": csrf or self.csrf}, headers=FRAMED
         )
 
 
-def test_a_popup_connects_the_frame_it_was_opened_from(app, person):
-    frame = Frame(app, person)
+def test_a_popup_connects_the_frame_it_was_opened_from(browser):
+    frame = Frame(browser)
     code = frame.connect_in_popup()
     answer = frame.redeem(code)
     assert answer.status_code == 200
     assert answer.json == {"connected": True, "location": "/dashboard"}
-    assert "Harbor Light Yoga" in frame.client.get("/dashboard", headers=FRAMED).text
+    assert "Harbor Light Yoga" in frame.browser.get("/dashboard", headers=FRAMED).text
 
 
-def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, person):
-    frame = Frame(app, person)
+def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, browser, person):
+    frame = Frame(browser)
     popup = app.test_client()
     start = popup.get(frame.popup_url)
     assert start.headers["Cross-Origin-Opener-Policy"] == "unsafe-none"
@@ -400,62 +390,59 @@ def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, person):
         assert app.test_client().get(path).headers["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
-def test_a_handoff_code_is_redeemed_once(app, person):
-    frame = Frame(app, person)
+def test_a_handoff_code_is_redeemed_once(browser):
+    frame = Frame(browser)
     code = frame.connect_in_popup()
-    with frame.client.session_transaction() as session:
+    with frame.browser.session_transaction() as session:
         secret = session[session_keys.HANDOFF_SECRET]
     assert frame.redeem(code).status_code == 200
     # The frame's session holding the same secret again (a cookie copied before): the
     # code itself is spent.
-    with frame.client.session_transaction() as session:
+    with frame.browser.session_transaction() as session:
         session[session_keys.HANDOFF_SECRET] = secret
-    dashboard = frame.client.get("/dashboard", headers=FRAMED).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', dashboard).group(1)
-    again = frame.redeem(code, csrf=csrf)
+    dashboard = frame.browser.get("/dashboard", headers=FRAMED).text
+    again = frame.redeem(code, csrf=csrf_token_on(dashboard))
     assert again.status_code == 403
     assert again.json == {"connected": False}  # refused by the handoff, not by CSRF
 
 
-def test_another_browser_cannot_redeem_a_stolen_code(app, person):
-    frame = Frame(app, person)
+def test_another_browser_cannot_redeem_a_stolen_code(app, browser, new_browser):
+    frame = Frame(browser)
     code = frame.connect_in_popup()
-    thief = Frame(app, person)  # its own frame session, its own secret
+    thief = Frame(new_browser(app))  # its own frame session, its own secret
     assert thief.redeem(code).status_code == 403
-    assert thief.client.get("/dashboard", headers=FRAMED).status_code == 302
+    assert thief.browser.get("/dashboard", headers=FRAMED).status_code == 302
     assert frame.redeem(code).status_code == 200  # the refused attempt spent nothing
 
 
-def test_a_session_without_a_secret_cannot_redeem_a_code(app, person, vcita_server):
-    code = Frame(app, person).connect_in_popup()
+def test_a_session_without_a_secret_cannot_redeem_a_code(app, browser, new_browser):
+    code = Frame(browser).connect_in_popup()
     # A browser of its own, connected as a page of its own: a CSRF token, but no secret.
-    stranger = app.test_client()
-    connect_as(stranger, vcita_server, "Leo Martins")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', stranger.get("/dashboard").text)
-    answer = stranger.post("/handoff", data={"code": code, "csrf_token": token.group(1)})
+    stranger = new_browser(app)
+    assert stranger.connect(staff="Leo Martins").status_code == 303
+    answer = stranger.post("/handoff", data={"code": code, "csrf_token": stranger.csrf_token()})
     assert answer.status_code == 403
 
 
 def test_a_link_that_makes_a_victim_connect_with_an_attackers_binding_hands_over_nothing(
-    app, person, vcita_server
+    app, browser, new_browser
 ):
-    attacker = Frame(app, person)
+    attacker = Frame(browser)
     # The victim opens the attacker's popup URL in their own browser and connects.
-    with SandboxPerson(vcita_server.url) as victim_at_vcita:
-        victim_browser = app.test_client()
-        victim = Frame(app, victim_at_vcita)
-        code = victim.connect_in_popup(popup=victim_browser, popup_url=attacker.popup_url)
+    victim_browser = app.test_client()
+    victim = Frame(new_browser(app))
+    code = victim.connect_in_popup(popup=victim_browser, popup_url=attacker.popup_url)
     # The code reaches only the victim's own window (postMessage to the app's origin); the
     # attacker has no code to post, and guessing one redeems nothing.
     for guess in ("", "x" * 43, attacker.popup_url.rpartition("=")[2]):
         assert attacker.redeem(guess).status_code == 403
-    assert attacker.client.get("/dashboard", headers=FRAMED).status_code == 302
+    assert attacker.browser.get("/dashboard", headers=FRAMED).status_code == 302
     assert code  # the victim's own window holds it
 
 
-def test_a_code_is_never_in_a_url_or_a_log_line(app, person, caplog):
+def test_a_code_is_never_in_a_url_or_a_log_line(app, browser, person, caplog):
     caplog.set_level(logging.INFO)
-    frame = Frame(app, person)
+    frame = Frame(browser)
     popup = app.test_client()
     start = popup.get(frame.popup_url)
     callback = popup.get(person.approve(start.headers["Location"]))
@@ -468,35 +455,35 @@ def test_a_code_is_never_in_a_url_or_a_log_line(app, person, caplog):
     assert code not in caplog.text
 
 
-def test_a_handoff_needs_the_frames_csrf_token(app, person):
-    frame = Frame(app, person)
+def test_a_handoff_needs_the_frames_csrf_token(browser):
+    frame = Frame(browser)
     code = frame.connect_in_popup()
     assert frame.redeem(code, csrf="forged").status_code == 403
     assert frame.redeem(code).status_code == 200
 
 
-def test_an_expired_code_redeems_nothing(app, person, monkeypatch):
-    frame = Frame(app, person)
+def test_an_expired_code_redeems_nothing(browser, monkeypatch):
+    frame = Frame(browser)
     monkeypatch.setattr(handoffs, "CODE_LIFETIME", handoffs.CODE_LIFETIME * -1)
     code = frame.connect_in_popup()
     assert frame.redeem(code).status_code == 403
 
 
-def test_a_malformed_binding_gives_an_ordinary_flow(app, client, person):
-    start = client.get("/connect?handoff=not-a-binding")
-    callback = client.get(person.approve(start.headers["Location"]))
+def test_a_malformed_binding_gives_an_ordinary_flow(browser, person):
+    start = browser.get("/connect?handoff=not-a-binding")
+    callback = browser.get(person.approve(start.headers["Location"]))
     assert callback.headers["Location"] == "/dashboard"
 
 
-def test_connected_without_a_connection_goes_to_the_landing_page(client):
-    assert client.get("/connected").headers["Location"] == "/"
+def test_connected_without_a_connection_goes_to_the_landing_page(browser):
+    assert browser.get("/connected").headers["Location"] == "/"
 
 
 # --- /connected tells a page of another site nothing (issue 16) --------------------------
 
 
-def test_connected_keeps_its_opener_only_when_it_hands_over_a_code(app, person):
-    popup = Frame(app, person).approve_in_popup()
+def test_connected_keeps_its_opener_only_when_it_hands_over_a_code(browser):
+    popup = Frame(browser).approve_in_popup()
     handing_over = popup.get("/connected")
     assert handing_over.status_code == 200
     assert code_on(handing_over)
@@ -508,15 +495,13 @@ def test_connected_keeps_its_opener_only_when_it_hands_over_a_code(app, person):
     assert nothing_to_hand.headers["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
-def test_connected_gives_a_browser_with_or_without_a_connection_the_same_opener_policy(
-    client, vcita_server
-):
+def test_connected_gives_a_browser_with_or_without_a_connection_the_same_opener_policy(browser):
     # A page of another site that opens /connected reads `w.closed`: the policy decides it.
-    not_connected = client.get("/connected")
+    not_connected = browser.get("/connected")
     assert not_connected.status_code == 302
     assert not_connected.headers["Location"] == "/"
-    connect_as(client, vcita_server, "Maya Goldberg")
-    connected = client.get("/connected")
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    connected = browser.get("/connected")
     assert connected.status_code == 200
     policies = {
         answer.headers["Cross-Origin-Opener-Policy"] for answer in (connected, not_connected)
@@ -524,10 +509,9 @@ def test_connected_gives_a_browser_with_or_without_a_connection_the_same_opener_
     assert policies == {"same-origin"}
 
 
-def test_a_probe_that_finds_no_connection_leaves_the_pending_code(app, person):
-    popup = Frame(app, person).approve_in_popup()
-    with app.app_context():
-        get_connections().delete(only_connection(app).id)  # forgotten meanwhile
+def test_a_probe_that_finds_no_connection_leaves_the_pending_code(app, browser):
+    popup = Frame(browser).approve_in_popup()
+    stored(app).connections.delete(only_connection(app).id)  # forgotten meanwhile
     probe = popup.get("/connected")
     assert probe.status_code == 302
     assert probe.headers["Cross-Origin-Opener-Policy"] == "same-origin"
@@ -535,8 +519,8 @@ def test_a_probe_that_finds_no_connection_leaves_the_pending_code(app, person):
         assert isinstance(session.get(session_keys.HANDOFF_CODE), str)  # not spent on a redirect
 
 
-def test_a_popups_page_that_fails_keeps_its_code_for_the_reload(app, person, monkeypatch):
-    frame = Frame(app, person)
+def test_a_popups_page_that_fails_keeps_its_code_for_the_reload(browser, monkeypatch):
+    frame = Frame(browser)
     popup = frame.approve_in_popup()
     with monkeypatch.context() as database_down:
 
@@ -549,4 +533,4 @@ def test_a_popups_page_that_fails_keeps_its_code_for_the_reload(app, person, mon
     assert failed.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     reloaded = popup.get("/connected")
     assert frame.redeem(code_on(reloaded)).status_code == 200
-    assert "Harbor Light Yoga" in frame.client.get("/dashboard", headers=FRAMED).text
+    assert "Harbor Light Yoga" in frame.browser.get("/dashboard", headers=FRAMED).text

@@ -8,23 +8,22 @@ import json
 
 import pytest
 
-from .conftest import approved_callback
+from .conftest import stored
 
 HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg, Leo Martins
 MAYA, LEO = "1beb795be66146bb", "41555f2fa81ceb05"
 
 
 @pytest.fixture
-def connected(app, client, person):
+def connected(app, browser):
     """The app with Harbor Light Yoga connected by Maya Goldberg."""
-    assert client.get(approved_callback(client, person, staff="Maya Goldberg")).status_code == 303
+    assert browser.get(browser.approve(staff="Maya Goldberg")).status_code == 303
     return app
 
 
 def stored_tokens(app) -> list[str]:
-    store = app.extensions["connections"]
-    with app.app_context():
-        return [store.get(row.id).token.access_token for row in store.all()]
+    store = stored(app).connections
+    return [store.get(row.id).token.access_token for row in store.all()]
 
 
 def run(app, *args, **kwargs):
@@ -177,9 +176,8 @@ def test_forget_deletes_on_yes(connected):
     assert stored_tokens(connected) == []
 
 
-def test_forget_with_yes_asks_nothing_and_only_that_staff_members(connected, client, person):
-    person.browser.cookies.clear()  # sign in to vcita again, as Leo
-    client.get(approved_callback(client, person, staff="Leo Martins"))
+def test_forget_with_yes_asks_nothing_and_only_that_staff_members(connected, browser):
+    assert browser.get(browser.approve(staff="Leo Martins")).status_code == 303
     result = run(connected, "forget", "--business", HARBOR, "--staff", LEO, "--yes")
     assert result.exit_code == 0
     remaining = run(connected, "connections").stdout

@@ -25,6 +25,7 @@ from app.token_use import snapshots
 from app.vcita import AccessToken
 from sandbox.testing import SandboxPerson, ServerThread
 
+from .conftest import stored
 from .security_support import path_and_query
 
 FLOWS = 20
@@ -126,7 +127,7 @@ def test_two_browsers_connecting_at_the_same_moment(
     # Hold both callbacks just before they write, until both are there: they really race
     # on the same row, as two tabs or two people at one business would.
     both_arrived = threading.Barrier(2, timeout=10)
-    token_store = app.extensions["connections"]
+    token_store = stored(app).connections
     read_from_vcita = snapshots.read
 
     def read_together(token):

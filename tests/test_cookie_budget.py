@@ -15,10 +15,9 @@ from flask.sessions import SessionInterface
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import session_keys
 from app.connect import flows
 
-from .security_support import decode_session, session_cookie, state_of
+from .security_support import state_of
 
 BROWSER_COOKIE_LIMIT = 4096
 
@@ -44,37 +43,37 @@ def set_cookie_sizes(response) -> list[int]:
 
 @pytest.mark.parametrize("characters", HOSTILE_RANGES.values(), ids=HOSTILE_RANGES.keys())
 def test_long_non_ascii_next_links_never_push_out_the_flow_the_person_started(
-    client, person, vcita, characters
+    browser, person, vcita, characters
 ):
     sizes = []
     for link in range(10):  # what a hostile page makes the victim's browser open
         hostile_next = "/" + random_characters(*characters, count=255, seed=link)
-        opened = client.get("/connect", query_string={"next": hostile_next})
+        opened = browser.get("/connect", query_string={"next": hostile_next})
         assert opened.status_code == 302
         sizes += set_cookie_sizes(opened)
-    own = client.get("/connect")
+    own = browser.get("/connect")
     sizes += set_cookie_sizes(own)
-    callback = client.get(person.approve(own.location))
+    callback = browser.get(person.approve(own.location))
     sizes += set_cookie_sizes(callback)
 
     assert callback.status_code == 303
     assert callback.location == "/dashboard"
     assert max(sizes) < BROWSER_COOKIE_LIMIT
-    assert "Connected to vcita" in client.get("/dashboard").text
+    assert "Connected to vcita" in browser.dashboard().text
 
 
-def test_a_next_that_cannot_be_kept_is_dropped_not_the_flow(app, client):
-    response = client.get("/connect", query_string={"next": LONGEST_CJK_NEXT})
+def test_a_next_that_cannot_be_kept_is_dropped_not_the_flow(browser):
+    response = browser.get("/connect", query_string={"next": LONGEST_CJK_NEXT})
 
     assert response.status_code == 302
-    flow = pending_flows_of(app, client)[state_of(response.location)]
+    flow = browser.pending_flows()[state_of(response.location)]
     assert flow["next_url"] is None
 
 
-def test_a_short_non_ascii_next_is_kept(app, client):
-    response = client.get("/connect", query_string={"next": "/café/漢字"})
+def test_a_short_non_ascii_next_is_kept(browser):
+    response = browser.get("/connect", query_string={"next": "/café/漢字"})
 
-    flow = pending_flows_of(app, client)[state_of(response.location)]
+    flow = browser.pending_flows()[state_of(response.location)]
     assert flow["next_url"] == "/café/漢字"
 
 
@@ -108,7 +107,7 @@ def test_the_cookie_fits_and_keeps_the_newest_flow_whatever_links_were_opened(
         assert max(set_cookie_sizes(response), default=0) < BROWSER_COOKIE_LIMIT
         started.append(state_of(response.location))
 
-    pending = pending_flows_of(app, browser)
+    pending = browser.pending_flows()
     assert started[-1] in pending  # the newest flow is never dropped
     assert len(pending) <= flows.MAX_PENDING_FLOWS
     # Only the oldest flows go: what is kept is the newest run of what was started.
@@ -126,10 +125,6 @@ def settings_for_app(make_app):
         return apps[pkce]
 
     return app_with
-
-
-def pending_flows_of(app, client) -> dict:
-    return decode_session(app, session_cookie(client))[session_keys.PENDING_FLOWS]
 
 
 def test_only_a_session_kept_in_the_cookie_is_measured_against_the_cookie_limit(app):

@@ -18,7 +18,13 @@ import pytest
 
 from app.session_keys import CONNECTION
 
-from .conftest import CLIENT_SECRET, approved_callback, change_vcita_settings, forget_snapshots
+from .conftest import (
+    CLIENT_SECRET,
+    change_vcita_settings,
+    forget_snapshots,
+    stored,
+    vcita_client_of,
+)
 
 UNAVAILABLE = "vcita did not answer"
 EXPIRED = "The approval expired — vcita codes last 30 seconds"
@@ -44,31 +50,17 @@ def short_timeouts(app):
     change_vcita_settings(app, exchange_timeout=SHORT_TIMEOUT, api_timeout=SHORT_TIMEOUT)
 
 
-@pytest.fixture
-def approved(client, person):
-    """Return a callback URL carrying a fresh code, as vcita sends the person back."""
-
-    def approved(**choice) -> str:
-        return approved_callback(client, person, **choice)
-
-    return approved
-
-
-def store(app):
-    return app.extensions["connections"]
-
-
 def secrets_of(callback: str) -> list[str]:
     query = parse_qs(urlsplit(callback).query)
     return [query["code"][0], query["state"][0], CLIENT_SECRET]
 
 
-def assert_failed_cleanly(app, client, vcita, caplog, callback, response, status, title, logged):
+def assert_failed_cleanly(app, browser, vcita, caplog, callback, response, status, title, logged):
     """The page and status, nothing stored, the state spent, and one safe log line."""
     assert response.status_code == status
     assert title in response.text
-    assert store(app).count() == 0
-    with client.session_transaction() as session:
+    assert stored(app).connections.count() == 0
+    with browser.session_transaction() as session:
         assert CONNECTION not in session
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -80,11 +72,11 @@ def assert_failed_cleanly(app, client, vcita, caplog, callback, response, status
 
     vcita.clear_faults()
     asked = len(vcita.token_requests), len(vcita.userinfo_requests)
-    replay = client.get(callback)
+    replay = browser.get(callback)
     assert replay.status_code == 400
     assert INVALID_LINK in replay.text
     assert (len(vcita.token_requests), len(vcita.userinfo_requests)) == asked
-    assert store(app).count() == 0
+    assert stored(app).connections.count() == 0
 
 
 # --- Step 3: the token endpoint ---------------------------------------------------------
@@ -104,6 +96,12 @@ TOKEN_FAULTS = {
         UNAVAILABLE,
         "token endpoint answered HTTP 500",
     ),
+    "500-with-plain-text": (
+        {"status": 500, "body": "oops", "content_type": "text/plain"},
+        502,
+        UNAVAILABLE,
+        "token endpoint answered HTTP 500",
+    ),
     "502-with-html": (
         {
             "status": 502,
@@ -116,6 +114,18 @@ TOKEN_FAULTS = {
     ),
     "200-not-json": (
         {"status": 200, "body": "<html>Welcome to vcita</html>", "content_type": "text/html"},
+        502,
+        UNAVAILABLE,
+        "token endpoint answered something other than JSON",
+    ),
+    "200-plain-text": (
+        {"status": 200, "body": "not json", "content_type": "text/plain"},
+        502,
+        UNAVAILABLE,
+        "token endpoint answered something other than JSON",
+    ),
+    "200-json-list": (
+        {"status": 200, "json": ["not", "an", "object"]},
         502,
         UNAVAILABLE,
         "token endpoint answered something other than JSON",
@@ -173,55 +183,78 @@ TOKEN_FAULTS = {
     ("fault", "status", "title", "logged"), TOKEN_FAULTS.values(), ids=TOKEN_FAULTS.keys()
 )
 def test_token_endpoint_fault_connects_nothing_and_spends_the_state(
-    app, client, vcita, approved, caplog, fault, status, title, logged
+    app, browser, vcita, caplog, fault, status, title, logged
 ):
-    callback = approved()
+    callback = browser.approve()
     vcita.set_fault("token", **fault)
 
-    response = client.get(callback)
+    response = browser.get(callback)
 
     assert len(vcita.token_requests) == 1
     assert vcita.userinfo_requests == []
-    assert_failed_cleanly(app, client, vcita, caplog, callback, response, status, title, logged)
+    assert_failed_cleanly(app, browser, vcita, caplog, callback, response, status, title, logged)
 
 
-def test_refused_connection_to_the_token_endpoint_connects_nothing(
-    app, client, vcita, approved, caplog
-):
+def test_refused_connection_to_the_token_endpoint_connects_nothing(app, browser, vcita, caplog):
     with closed_port() as port:
         change_vcita_settings(app, token_url=f"http://127.0.0.1:{port}/oauth/token")
-        callback = approved()
-        response = client.get(callback)
+        callback = browser.approve()
+        response = browser.get(callback)
         logged = "token endpoint unreachable: ConnectionError"
         assert_failed_cleanly(
-            app, client, vcita, caplog, callback, response, 502, UNAVAILABLE, logged
+            app, browser, vcita, caplog, callback, response, 502, UNAVAILABLE, logged
         )
     assert vcita.token_requests == []
 
 
+def test_expired_code_shows_the_approval_expired_page(app, browser, vcita):
+    callback = browser.approve()
+    vcita.set_fault(
+        "token", status=400, json={"error": "invalid_grant", "error_description": "expired"}
+    )
+    response = browser.get(callback)
+    assert response.status_code == 400
+    assert EXPIRED in response.text
+    assert 'href="/connect"' in response.text
+    assert stored(app).connections.count() == 0
+
+
+def test_rejected_client_credentials_show_a_configuration_page_without_the_secret(
+    make_app, new_browser, vcita
+):
+    app = make_app(VCITA_CLIENT_SECRET="wrong-secret-3f9a")
+    browser = new_browser(app)
+    response = browser.get(browser.approve())
+    assert response.status_code == 502
+    assert "not set up correctly" in response.text
+    assert "wrong-secret-3f9a" not in response.text
+    assert CLIENT_SECRET not in response.text
+    assert stored(app).connections.count() == 0
+
+
 def test_answer_that_arrives_after_the_code_expired_asks_to_approve_again(
-    app, client, vcita, approved, caplog, monkeypatch
+    app, browser, vcita, caplog, monkeypatch
 ):
     # vcita's codes live 30 s; here 0.2 s, and the token endpoint takes 0.5 s to look.
     monkeypatch.setattr(vcita, "code_lifetime", 0.2)
     change_vcita_settings(app, exchange_timeout=(1, 2))
-    callback = approved()
+    callback = browser.approve()
     vcita.set_fault("token", delay=0.5)
 
-    response = client.get(callback)
+    response = browser.get(callback)
 
     assert vcita.token_requests[0]["status"] == 400
     assert 'href="/connect"' in response.text
     assert_failed_cleanly(
-        app, client, vcita, caplog, callback, response, 400, EXPIRED, "CodeRejected"
+        app, browser, vcita, caplog, callback, response, 400, EXPIRED, "CodeRejected"
     )
 
 
-def test_throttled_token_endpoint_asks_the_browser_to_come_back_later(client, vcita, approved):
-    callback = approved()
+def test_throttled_token_endpoint_asks_the_browser_to_come_back_later(browser, vcita):
+    callback = browser.approve()
     vcita.set_fault("token", status=429, headers={"Retry-After": "7"}, json={"error": "slow"})
 
-    response = client.get(callback)
+    response = browser.get(callback)
 
     # 503 is the status that carries Retry-After (RFC 9110 §10.2.3, §15.6.4).
     assert response.status_code == 503
@@ -229,11 +262,11 @@ def test_throttled_token_endpoint_asks_the_browser_to_come_back_later(client, vc
     assert 'href="/connect"' in response.text
 
 
-def test_throttled_token_endpoint_without_retry_after_is_a_bad_gateway(client, vcita, approved):
-    callback = approved()
+def test_throttled_token_endpoint_without_retry_after_is_a_bad_gateway(browser, vcita):
+    callback = browser.approve()
     vcita.set_fault("token", status=429, json={"error": "slow"})
 
-    response = client.get(callback)
+    response = browser.get(callback)
 
     assert response.status_code == 502
     assert "Retry-After" not in response.headers
@@ -241,17 +274,17 @@ def test_throttled_token_endpoint_without_retry_after_is_a_bad_gateway(client, v
 
 
 @pytest.mark.parametrize("token_type", ["bearer", "Bearer", "BEARER"])
-def test_bearer_token_type_is_accepted_in_any_case(app, client, vcita, approved, token_type):
-    callback = approved()
+def test_bearer_token_type_is_accepted_in_any_case(app, browser, vcita, token_type):
+    callback = browser.approve()
     vcita.set_fault("token", json_merge={"token_type": token_type}, times=1)
 
-    response = client.get(callback)
+    response = browser.get(callback)
 
     assert response.status_code == 303
     assert response.location == "/dashboard"
-    assert store(app).count() == 1
+    assert stored(app).connections.count() == 1
     # Stored and sent back in the one form RFC 6750 §2.1 spells.
-    client.get("/dashboard")
+    browser.dashboard()
     assert vcita.userinfo_requests[-1]["headers"]["Authorization"].startswith("Bearer ")
 
 
@@ -318,18 +351,18 @@ for name, merge in UNUSABLE_IDENTIFIERS.items():
     ("fault", "status", "title", "logged"), USERINFO_FAULTS.values(), ids=USERINFO_FAULTS.keys()
 )
 def test_userinfo_fault_after_the_exchange_connects_nothing(
-    app, client, vcita, approved, caplog, fault, status, title, logged
+    app, browser, vcita, caplog, fault, status, title, logged
 ):
-    callback = approved()
+    callback = browser.approve()
     vcita.set_fault("userinfo", **fault)
 
-    response = client.get(callback)
+    response = browser.get(callback)
 
     assert len(vcita.token_requests) == 1
     assert len(vcita.userinfo_requests) == 1
     access_token = vcita.userinfo_requests[0]["headers"]["Authorization"].split()[1]
     assert access_token not in caplog.text
-    assert_failed_cleanly(app, client, vcita, caplog, callback, response, status, title, logged)
+    assert_failed_cleanly(app, browser, vcita, caplog, callback, response, status, title, logged)
 
 
 # --- Step 4: userinfo on the dashboard --------------------------------------------------
@@ -359,12 +392,12 @@ ODD_USERINFO = {
 
 
 @pytest.mark.parametrize("odd", ODD_USERINFO.values(), ids=ODD_USERINFO.keys())
-def test_dashboard_renders_userinfo_of_unexpected_types_escaped(client, vcita, approved, odd):
+def test_dashboard_renders_userinfo_of_unexpected_types_escaped(browser, vcita, odd):
     vcita.set_fault("userinfo", json_merge=odd)
-    assert client.get(approved()).status_code == 303
+    assert browser.get(browser.approve()).status_code == 303
 
-    kept = client.get("/dashboard")  # what the callback read, kept with the connection
-    live = client.get("/dashboard")
+    kept = browser.dashboard()  # what the callback read, kept with the connection
+    live = browser.dashboard()
 
     for response in (kept, live):
         assert response.status_code == 200
@@ -390,20 +423,18 @@ def _escaped(text: str) -> str:
     )
 
 
-def test_throttled_userinfo_with_no_copy_kept_asks_to_come_back_later(
-    app, client, vcita, approved
-):
-    assert client.get(approved()).status_code == 303
-    assert client.get("/dashboard").status_code == 200
+def test_throttled_userinfo_with_no_copy_kept_asks_to_come_back_later(app, browser, vcita):
+    assert browser.get(browser.approve()).status_code == 303
+    assert browser.dashboard().status_code == 200
     forget_snapshots(app)  # a connection stored before the app kept copies
     vcita.set_fault("userinfo", status=429, headers={"Retry-After": "30"}, body="slow down")
 
-    response = client.get("/dashboard")
+    response = browser.dashboard()
 
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
     assert 'href="/dashboard"' in response.text
-    assert store(app).count() == 1
+    assert stored(app).connections.count() == 1
 
 
 @pytest.mark.parametrize(
@@ -417,22 +448,22 @@ def test_throttled_userinfo_with_no_copy_kept_asks_to_come_back_later(
     ids=["403", "timeout-no-copy", "not-json-no-copy"],
 )
 def test_userinfo_failure_on_the_dashboard_keeps_the_connection_for_a_reload(
-    app, client, vcita, approved, caplog, fault, title, copy_kept
+    app, browser, vcita, caplog, fault, title, copy_kept
 ):
-    assert client.get(approved()).status_code == 303
-    assert client.get("/dashboard").status_code == 200
+    assert browser.get(browser.approve()).status_code == 303
+    assert browser.dashboard().status_code == 200
     if not copy_kept:
         forget_snapshots(app)  # a connection stored before the app kept copies
     vcita.set_fault("userinfo", **fault)
 
-    response = client.get("/dashboard")
+    response = browser.dashboard()
 
     assert response.status_code == 502
     assert title in response.text
-    assert store(app).count() == 1
+    assert stored(app).connections.count() == 1
     assert any("on /dashboard" in r.getMessage() for r in caplog.records)
     vcita.clear_faults()
-    assert client.get("/dashboard").status_code == 200
+    assert browser.dashboard().status_code == 200
 
 
 # --- The token store ---------------------------------------------------------------------
@@ -441,10 +472,10 @@ def test_userinfo_failure_on_the_dashboard_keeps_the_connection_for_a_reload(
 @contextmanager
 def database_gone(app):
     """Take the SQLite database's folder away, as when its disk fails; then bring it back."""
-    folder = Path(app.extensions["database"].location.removeprefix("sqlite:///")).parent
+    folder = Path(stored(app).database.location.removeprefix("sqlite:///")).parent
     away = folder.with_name(f"{folder.name}-away")
     # Pooled connections hold the old file open; a database server going down breaks them.
-    app.extensions["database"].dispose()
+    stored(app).database.dispose()
     folder.rename(away)
     folder.write_text("a file where the database's folder should be")
     try:
@@ -455,11 +486,11 @@ def database_gone(app):
 
 
 def test_store_down_at_the_callback_shows_503_and_a_new_connect_works_once_it_is_back(
-    app, client, vcita, approved, caplog
+    app, browser, vcita, caplog
 ):
-    callback = approved()
+    callback = browser.approve()
     with database_gone(app):
-        response = client.get(callback)
+        response = browser.get(callback)
 
         assert response.status_code == 503
         assert STORE_DOWN in response.text
@@ -472,20 +503,20 @@ def test_store_down_at_the_callback_shows_503_and_a_new_connect_works_once_it_is
             if r.levelno == logging.WARNING
         )
 
-    assert store(app).count() == 0
-    assert client.get(callback).status_code == 400  # the pending flow was spent
-    retried = client.get(approved())
+    assert stored(app).connections.count() == 0
+    assert browser.get(callback).status_code == 400  # the pending flow was spent
+    retried = browser.get(browser.approve())
     assert retried.status_code == 303
     assert retried.location == "/dashboard"
-    assert store(app).count() == 1
-    assert client.get("/dashboard").status_code == 200
+    assert stored(app).connections.count() == 1
+    assert browser.dashboard().status_code == 200
 
 
 def test_store_down_after_the_exchange_stores_nothing_and_the_flow_can_be_retried(
-    app, client, vcita, approved, caplog, monkeypatch
+    app, browser, vcita, caplog, monkeypatch
 ):
-    callback = approved()
-    vcita_client = app.extensions["vcita"]
+    callback = browser.approve()
+    vcita_client = vcita_client_of(app)
     real_fetch_userinfo = vcita_client.fetch_userinfo
     with ExitStack() as outage:
 
@@ -495,29 +526,29 @@ def test_store_down_after_the_exchange_stores_nothing_and_the_flow_can_be_retrie
             return userinfo
 
         monkeypatch.setattr(vcita_client, "fetch_userinfo", fetch_userinfo_then_lose_the_database)
-        response = client.get(callback)
+        response = browser.get(callback)
     monkeypatch.setattr(vcita_client, "fetch_userinfo", real_fetch_userinfo)
 
     assert response.status_code == 503
     assert STORE_DOWN in response.text
     assert len(vcita.token_requests) == 1
-    assert store(app).count() == 0
+    assert stored(app).connections.count() == 0
     for secret in secrets_of(callback):
         assert secret not in caplog.text
-    assert client.get(callback).status_code == 400
-    assert client.get(approved()).status_code == 303
-    assert store(app).count() == 1
+    assert browser.get(callback).status_code == 400
+    assert browser.get(browser.approve()).status_code == 303
+    assert stored(app).connections.count() == 1
 
 
-def test_store_down_on_the_dashboard_shows_503_until_it_is_back(app, client, approved):
-    assert client.get(approved()).status_code == 303
+def test_store_down_on_the_dashboard_shows_503_until_it_is_back(app, browser):
+    assert browser.get(browser.approve()).status_code == 303
     with database_gone(app):
-        response = client.get("/dashboard")
+        response = browser.dashboard()
         assert response.status_code == 503
         assert STORE_DOWN in response.text
         assert 'href="/dashboard"' in response.text
-    assert client.get("/dashboard").status_code == 200
-    assert store(app).count() == 1
+    assert browser.dashboard().status_code == 200
+    assert stored(app).connections.count() == 1
 
 
 @contextmanager

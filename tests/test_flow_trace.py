@@ -17,11 +17,9 @@ from hypothesis import strategies as st
 from app import session_keys
 from app.connect import trace
 from app.session_keys import CONNECTION
-from sandbox.testing import SandboxPerson
 
-from .conftest import approved_callback, only_snapshot
-from .security_support import decode_session, session_cookie, state_of
-from .test_disconnect import csrf_token
+from .conftest import only_snapshot, sandbox_state_of, stored
+from .security_support import RUN, runs_of, state_of
 
 # Each holds characters that some encoding on the way into a trace escapes: JSON (" \),
 # HTML (' < &), URLs (% + space) and UTF-8 (é, ü: Basic credentials are Latin-1).
@@ -36,13 +34,7 @@ HARD_SECRETS = {
     "everything": "Q\"x\\7'Z<k>9&W%m+3 éP",
 }
 TOKEN_AUTH_METHODS = ("client_secret_json", "client_secret_post", "client_secret_basic")
-RUN = 6  # the length of a run of a secret that must appear nowhere
 STAND_IN = "\u2603"  # a character no generated secret holds
-
-
-def runs_of(secret: str) -> set[str]:
-    """Every run of RUN characters of `secret`: none of them may be shown anywhere."""
-    return {secret[start : start + RUN] for start in range(len(secret) - RUN + 1)}
 
 
 def assert_no_run_of(secret: str, text: str, where: str, public: Iterable[str] = ()) -> None:
@@ -73,7 +65,7 @@ def leaves(answer) -> Iterator[str]:
     "sandbox_with_secret", HARD_SECRETS.values(), ids=HARD_SECRETS.keys(), indirect=True
 )
 def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
-    make_app, sandbox_with_secret, auth_method, caplog, capfd
+    make_app, new_browser, sandbox_with_secret, auth_method, caplog, capfd
 ):
     server = sandbox_with_secret
     app = make_app(
@@ -83,21 +75,18 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
         SHOW_FLOW_TRACE="true",
     )
     caplog.set_level(logging.INFO)  # the app logs at INFO
-    client = app.test_client()
-    with SandboxPerson(server.url) as person:
-        start = client.get("/connect")
-        callback_url = person.approve(start.location)
-    callback = client.get(callback_url)
-    dashboard = client.get("/dashboard")
+    browser = new_browser(app, vcita_url=server.url)
+    start = browser.get("/connect")
+    callback_url = browser.person.approve(start.location)
+    callback = browser.get(callback_url)
+    dashboard = browser.dashboard()
 
     assert callback.status_code == 303
     assert dashboard.status_code == 200
     assert "What just happened" in dashboard.text  # the trace is really shown
     assert "[hidden: " in dashboard.text
-    token_request = server.sandbox.extensions["vcita_sandbox"].token_requests[0]
-    with app.app_context():
-        connection_id = decode_session(app, session_cookie(client))[CONNECTION]
-        access_token = app.extensions["connections"].get(connection_id).token.access_token
+    token_request = sandbox_state_of(server.sandbox).token_requests[0]
+    access_token = browser.connection().token.access_token
     secrets = {
         "client secret": server.client_secret,
         "state": state_of(start.location),
@@ -114,7 +103,7 @@ def test_trace_shows_no_run_of_any_secret_in_any_page_cookie_or_log(
             for r in (start, callback, dashboard)
             for header in r.headers.getlist("Set-Cookie")
         ),
-        json.dumps(decode_session(app, session_cookie(client))),
+        json.dumps(browser.session()),
     ]
     logged = caplog.text + "".join(capfd.readouterr())
     # What the pages and the log may show: vcita's answers, and the ids of the requests.
@@ -193,13 +182,11 @@ def test_a_secret_field_is_hidden_whatever_characters_it_holds(secret, field, fo
             assert shown.count(encoded) <= baseline.count(encoded), encoded
 
 
-def test_the_trace_lives_on_the_server_and_the_cookie_holds_only_its_id(
-    settings, connect, client, app
-):
+def test_the_trace_lives_on_the_server_and_the_cookie_holds_only_its_id(settings, browser, app):
     app.config["SHOW_FLOW_TRACE"] = True
-    connect()
-    session = decode_session(app, session_cookie(client))
-    dashboard = client.get("/dashboard")
+    browser.connect()
+    session = browser.session()
+    dashboard = browser.dashboard()
 
     assert "What just happened" in dashboard.text
     assert set(session) >= {session_keys.FLOW_TRACE, CONNECTION}
@@ -208,33 +195,29 @@ def test_the_trace_lives_on_the_server_and_the_cookie_holds_only_its_id(
 
 
 def test_the_trace_is_gone_after_its_lifetime_and_after_disconnect(
-    settings, connect, client, app, monkeypatch
+    settings, browser, app, monkeypatch
 ):
     app.config["SHOW_FLOW_TRACE"] = True
-    connect()
-    assert "What just happened" in client.get("/dashboard").text
+    browser.connect()
+    assert "What just happened" in browser.dashboard().text
     later = datetime.now(UTC) + timedelta(minutes=16)
     monkeypatch.setattr("app.connect.flow_traces.datetime", _FrozenAt(later))
 
-    assert "What just happened" not in client.get("/dashboard").text
+    assert "What just happened" not in browser.dashboard().text
 
     monkeypatch.undo()
-    client.post("/disconnect", data={"csrf_token": csrf_token(client.get("/dashboard").text)})
-    with app.extensions["database"].transaction() as db:
+    assert browser.disconnect().status_code == 303
+    with stored(app).database.transaction() as db:
         assert db.exec_driver_sql("SELECT count(*) FROM flow_traces").scalar_one() == 0
 
 
-def test_a_trace_is_only_shown_with_the_connection_it_describes(settings, app, vcita_server):
+def test_a_trace_is_only_shown_with_the_connection_it_describes(settings, app, new_browser):
     app.config["SHOW_FLOW_TRACE"] = True
-    first, second = app.test_client(), app.test_client()
+    first, second = new_browser(app), new_browser(app)
     for browser, staff in ((first, None), (second, "Priya Raman")):
-        with SandboxPerson(vcita_server.url) as person:
-            browser.get(approved_callback(browser, person, staff=staff))
-    assert (
-        decode_session(app, session_cookie(first))[CONNECTION]
-        != (decode_session(app, session_cookie(second))[CONNECTION])
-    )
-    trace_of_first = decode_session(app, session_cookie(first))[session_keys.FLOW_TRACE]
+        browser.get(browser.approve(staff=staff))
+    assert first.session()[CONNECTION] != second.session()[CONNECTION]
+    trace_of_first = first.session()[session_keys.FLOW_TRACE]
     with second.session_transaction() as session:
         session[session_keys.FLOW_TRACE] = trace_of_first
 

@@ -28,6 +28,8 @@ from app.connect import flows
 from app.connect.flows import MAX_NEXT_URL_BYTES
 from app.session_keys import CONNECTION, CONNECTIONS
 
+from .conftest import stored
+
 MARKER = "<x9q>"
 # Hypothesis warns when it prints a failing example holding an 8 KB value; the suite's
 # filterwarnings=error would otherwise hide the failure behind that warning.
@@ -263,7 +265,7 @@ CASES_EVERY_RUN = [
 @every_case(CASES_EVERY_RUN)
 def test_any_request_to_any_route_is_answered_without_a_server_error(app, vcita, sent):
     EXAMPLES_RUN["any request to any route"] += 1
-    store = app.extensions["connections"]
+    store = stored(app).connections
     state, cookie = start_flow(app) if sent["started_a_flow"] else (None, None)
     token_requests = len(vcita.token_requests)
 
@@ -359,10 +361,10 @@ def test_userinfo_of_any_shape_is_shown_escaped_on_the_dashboard(
 
 
 @pytest.fixture
-def connected_browser(client, connect):
+def connected_browser(browser):
     """A browser whose business is connected, on its dashboard."""
-    assert connect().status_code == 303
-    return client
+    assert browser.connect().status_code == 303
+    return browser
 
 
 # What an older or newer version of the app may have left in a session it signed: the
@@ -432,8 +434,8 @@ def every_session(cases: list):
     """Add each (session, path, query) as an explicit Hypothesis example."""
 
     def decorate(test):
-        for stored, path, query in reversed(cases):
-            test = example(stored=stored, path=path, query=query)(test)
+        for old_session, path, query in reversed(cases):
+            test = example(old_session=old_session, path=path, query=query)(test)
         return test
 
     return decorate
@@ -442,7 +444,7 @@ def every_session(cases: list):
 @fuzz_settings(examples_in_the_suite=100)
 @every_session(SESSIONS_EVERY_RUN)
 @given(
-    stored=session_of_another_version,
+    old_session=session_of_another_version,
     path=st.sampled_from(ROUTES[:5]),
     query=st.lists(
         st.tuples(
@@ -453,12 +455,12 @@ def every_session(cases: list):
     ),
 )
 def test_session_of_another_app_version_is_answered_without_a_server_error(
-    app, vcita, stored, path, query
+    app, vcita, old_session, path, query
 ):
     EXAMPLES_RUN["session of another app version"] += 1
     state = "a-state-this-browser-holds"
-    stored = resolved(stored, {Real.STATE: state, Real.NOW: time.time()})
-    signed = app.session_interface.get_signing_serializer(app).dumps(stored)
+    old_session = resolved(old_session, {Real.STATE: state, Real.NOW: time.time()})
+    signed = app.session_interface.get_signing_serializer(app).dumps(old_session)
     assume(len(signed) <= LARGEST_SESSION_SENT)
     browser = app.test_client(use_cookies=False)
     method = "POST" if path == "/disconnect" else "GET"
@@ -474,7 +476,7 @@ def test_session_of_another_app_version_is_answered_without_a_server_error(
 
     assert response.status_code < 500, response.text[:500]
     assert_marker_not_reflected(response)
-    assert app.extensions["connections"].count() == 0
+    assert stored(app).connections.count() == 0
     assert vcita.userinfo_requests == []
     if vcita.token_requests:
         # A well-formed flow of this browser's: its forged code was refused by vcita.

@@ -70,52 +70,48 @@ def page_language(html: str) -> tuple[str, str]:
     return HTML_TAG.search(html).groups()
 
 
-def choose(client, code: str) -> None:
+def choose(browser, code: str) -> None:
     """Pick a language in the page's menu (a GET form, as a browser without script sends it)."""
-    response = client.get("/language", query_string={"language": code, "next": "/"})
+    response = browser.get("/language", query_string={"language": code, "next": "/"})
     assert response.status_code == 303
 
 
-def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
 # Each page a person can meet, reached as they reach it: (status, how).
-def landing(client, connect, code):
-    return 200, client.get("/")
+def landing(browser, code):
+    return 200, browser.get("/")
 
 
-def framed_landing(client, connect, code):
+def framed_landing(browser, code):
     # Inside vcita's frame, which keeps a session of its own, opened in vcita's language.
     # The popup's notes are there, which frame.js only shows or hides.
-    return 200, client.get("/", query_string={"language": code}, headers=FRAMED)
+    return 200, browser.get("/", query_string={"language": code}, headers=FRAMED)
 
 
-def dashboard(client, connect, code):
-    connect()
-    return 200, client.get("/dashboard")
+def dashboard(browser, code):
+    browser.connect()
+    return 200, browser.get("/dashboard")
 
 
-def popup_last_page(client, connect, code):
-    connect()
-    return 200, client.get("/connected")
+def popup_last_page(browser, code):
+    browser.connect()
+    return 200, browser.get("/connected")
 
 
-def not_found(client, connect, code):
-    return 404, client.get("/no-such-page")
+def not_found(browser, code):
+    return 404, browser.get("/no-such-page")
 
 
-def method_not_allowed(client, connect, code):
-    return 405, client.get("/disconnect")
+def method_not_allowed(browser, code):
+    return 405, browser.get("/disconnect")
 
 
-def forged_form(client, connect, code):
-    connect()
-    return 403, client.post("/disconnect", data={"csrf_token": "forged"})
+def forged_form(browser, code):
+    browser.connect()
+    return 403, browser.post("/disconnect", data={"csrf_token": "forged"})
 
 
-def invalid_callback(client, connect, code):
-    return 400, client.get("/callback?code=a-code&state=a-state-from-another-browser")
+def invalid_callback(browser, code):
+    return 400, browser.get("/callback?code=a-code&state=a-state-from-another-browser")
 
 
 PAGES = {
@@ -131,18 +127,15 @@ PAGES = {
 
 
 @pytest.mark.parametrize("reach", PAGES.values(), ids=PAGES)
-def test_every_page_renders_in_every_locale_in_its_language_and_direction(make_app, person, reach):
+def test_every_page_renders_in_every_locale_in_its_language_and_direction(
+    make_app, new_browser, reach
+):
     pages = {}
     for code in LANGUAGES:
-        client = make_app().test_client()
-        choose(client, code)
+        browser = new_browser(make_app())
+        choose(browser, code)
 
-        def connect(client=client):
-            start = client.get("/connect")
-            callback = client.get(person.approve(start.headers["Location"]))
-            assert callback.status_code == 303
-
-        status, response = reach(client, connect, code)
+        status, response = reach(browser, code)
 
         assert response.status_code == status, code
         assert page_language(response.text) == (TAGS[code], LANGUAGES[code].direction)
@@ -158,21 +151,21 @@ def test_every_page_renders_in_every_locale_in_its_language_and_direction(make_a
     assert len(pages["en"] - names) > 0  # there was text to translate
 
 
-def test_hebrew_pages_are_right_to_left(client):
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "he-IL,he;q=0.9,en;q=0.5"
-    page = client.get("/").text
+def test_hebrew_pages_are_right_to_left(browser):
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "he-IL,he;q=0.9,en;q=0.5"
+    page = browser.get("/").text
 
     assert page_language(page) == ("he", "rtl")
     assert "חברו את חשבון ה־vcita שלכם" in page
 
 
-def test_british_english_writes_colours_and_dates_its_own_way(client, connect):
-    connect()
-    choose(client, "en")
-    american = client.get("/dashboard").text
-    choose(client, "en-GB")
-    british = client.get("/dashboard").text
-    landing = client.get("/").text
+def test_british_english_writes_colours_and_dates_its_own_way(browser):
+    browser.connect()
+    choose(browser, "en")
+    american = browser.get("/dashboard").text
+    choose(browser, "en-GB")
+    british = browser.get("/dashboard").text
+    landing = browser.get("/").text
 
     assert page_language(british) == ("en-GB", "ltr")
     assert "brand colours" in landing
@@ -184,8 +177,8 @@ def test_british_english_writes_colours_and_dates_its_own_way(client, connect):
 # The choice, step by step: each hint outranks the ones after it.
 
 
-def test_without_any_hint_the_pages_are_english(client):
-    assert page_language(client.get("/").text) == ("en", "ltr")
+def test_without_any_hint_the_pages_are_english(browser):
+    assert page_language(browser.get("/").text) == ("en", "ltr")
 
 
 @pytest.mark.parametrize(
@@ -203,27 +196,27 @@ def test_without_any_hint_the_pages_are_english(client):
         ("de;q=0,nl;q=0.5", "nl"),  # q=0: "not German"
     ],
 )
-def test_the_browsers_accept_language_chooses_among_the_eleven(client, accept_language, shown):
-    page = client.get("/", headers={"Accept-Language": accept_language}).text
+def test_the_browsers_accept_language_chooses_among_the_eleven(browser, accept_language, shown):
+    page = browser.get("/", headers={"Accept-Language": accept_language}).text
 
     assert page_language(page)[0] == shown
 
 
-def test_the_business_locale_outranks_the_browser(client, connect):
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
-    assert page_language(client.get("/").text)[0] == "de"
+def test_the_business_locale_outranks_the_browser(browser):
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    assert page_language(browser.get("/").text)[0] == "de"
 
-    connect(staff=SONRISA_OWNER)  # her business's brand_theme.locale is "es"
-    dashboard = client.get("/dashboard").text
+    browser.connect(staff=SONRISA_OWNER)  # her business's brand_theme.locale is "es"
+    dashboard = browser.get("/dashboard").text
 
     assert page_language(dashboard) == ("es", "ltr")
     assert "Conectado a vcita" in dashboard
-    assert page_language(client.get("/").text)[0] == "es"  # every page, once connected
+    assert page_language(browser.get("/").text)[0] == "es"  # every page, once connected
 
 
-def test_a_hebrew_business_gets_its_dashboard_right_to_left(client, connect):
-    connect(staff=OFEK_OWNER)
-    dashboard = client.get("/dashboard").text
+def test_a_hebrew_business_gets_its_dashboard_right_to_left(browser):
+    browser.connect(staff=OFEK_OWNER)
+    dashboard = browser.get("/dashboard").text
 
     assert page_language(dashboard) == ("he", "rtl")
     assert "מחובר ל־vcita" in dashboard
@@ -232,47 +225,46 @@ def test_a_hebrew_business_gets_its_dashboard_right_to_left(client, connect):
     assert re.search(r'<code dir="ltr">4f0b7d2e91c6a853</code>', dashboard)
 
 
-def test_the_menus_choice_outranks_the_business_and_the_browser(client, connect):
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
-    connect(staff=SONRISA_OWNER)
+def test_the_menus_choice_outranks_the_business_and_the_browser(browser):
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    browser.connect(staff=SONRISA_OWNER)
 
-    choose(client, "pl")
+    choose(browser, "pl")
 
-    assert page_language(client.get("/dashboard").text)[0] == "pl"
-    assert page_language(client.get("/").text)[0] == "pl"
+    assert page_language(browser.get("/dashboard").text)[0] == "pl"
+    assert page_language(browser.get("/").text)[0] == "pl"
 
 
-def test_the_launchs_language_outranks_every_other_hint(client, connect):
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
-    connect(staff=SONRISA_OWNER)
-    choose(client, "pl")
+def test_the_launchs_language_outranks_every_other_hint(browser):
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    browser.connect(staff=SONRISA_OWNER)
+    choose(browser, "pl")
 
-    landing = client.get("/", query_string={"language": "he", "business_uid": HARBOR})
+    landing = browser.get("/", query_string={"language": "he", "business_uid": HARBOR})
 
     assert page_language(landing.text) == ("he", "rtl")
-    assert page_language(client.get("/dashboard").text)[0] == "he"  # kept for the session
+    assert page_language(browser.get("/dashboard").text)[0] == "he"  # kept for the session
 
 
-def test_the_launchs_language_lasts_through_the_connect(client, person):
-    client.get("/", query_string={"language": "fr", "business_uid": HARBOR, "staff_uid": MAYA})
-    start = client.get("/connect")
-    client.get(person.approve(start.headers["Location"]))  # the session is rotated here
+def test_the_launchs_language_lasts_through_the_connect(browser):
+    browser.get("/", query_string={"language": "fr", "business_uid": HARBOR, "staff_uid": MAYA})
+    browser.get(browser.approve())  # the session is rotated here
 
-    dashboard = client.get("/dashboard").text  # Harbor Light Yoga's locale is "en"
+    dashboard = browser.get("/dashboard").text  # Harbor Light Yoga's locale is "en"
 
     assert page_language(dashboard)[0] == "fr"
     assert "Connecté à vcita" in dashboard
 
 
-def test_choosing_in_the_menu_after_a_launch_replaces_the_launchs_language(client):
-    client.get("/", query_string={"language": "he", "business_uid": HARBOR})
-    choose(client, "it")
-    with client.session_transaction() as session:
+def test_choosing_in_the_menu_after_a_launch_replaces_the_launchs_language(browser):
+    browser.get("/", query_string={"language": "he", "business_uid": HARBOR})
+    choose(browser, "it")
+    with browser.session_transaction() as session:
         assert session[LAUNCH] == {"business_uid": HARBOR}  # the other hints are kept
-    assert page_language(client.get("/").text)[0] == "it"
+    assert page_language(browser.get("/").text)[0] == "it"
 
     # vcita opens the app again: its language wins again.
-    launched = client.get("/", query_string={"language": "nl", "business_uid": HARBOR})
+    launched = browser.get("/", query_string={"language": "nl", "business_uid": HARBOR})
     assert page_language(launched.text)[0] == "nl"
 
 
@@ -283,30 +275,30 @@ def test_choosing_in_the_menu_after_a_launch_replaces_the_launchs_language(clien
     "language",
     ["../x", "he/../../etc", "HE", "he ", "iw", "zh_Hans_SG", "x" * 1024, "<script>", ""],
 )
-def test_a_launch_language_vcita_never_sends_is_ignored(client, language):
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "es"
-    response = client.get("/", query_string={"language": language})
+def test_a_launch_language_vcita_never_sends_is_ignored(browser, language):
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "es"
+    response = browser.get("/", query_string={"language": language})
 
     assert response.status_code == 200
     assert page_language(response.text)[0] == "es"  # the next hint, the browser's
 
 
-def test_a_repeated_launch_language_is_ignored(client):
-    response = client.get("/?language=he&language=fr")
+def test_a_repeated_launch_language_is_ignored(browser):
+    response = browser.get("/?language=he&language=fr")
 
     assert response.status_code == 200
     assert page_language(response.text)[0] == "en"
 
 
 @pytest.mark.parametrize("language", ["../x", "xx", "he\r\nSet-Cookie: a=b", "x" * 1024, ""])
-def test_a_menu_choice_of_no_known_language_changes_nothing(client, language):
-    response = client.get("/language", query_string={"language": language, "next": "/"})
+def test_a_menu_choice_of_no_known_language_changes_nothing(browser, language):
+    response = browser.get("/language", query_string={"language": language, "next": "/"})
 
     assert response.status_code == 303
     assert response.location == "/"
-    with client.session_transaction() as session:
+    with browser.session_transaction() as session:
         assert LANGUAGE not in session
-    assert page_language(client.get("/").text)[0] == "en"
+    assert page_language(browser.get("/").text)[0] == "en"
 
 
 @pytest.mark.parametrize(
@@ -322,9 +314,9 @@ def test_a_menu_choice_of_no_known_language_changes_nothing(client, language):
     ],
 )
 def test_an_accept_language_header_no_browser_sends_is_read_without_fail(
-    client, accept_language, shown
+    browser, accept_language, shown
 ):
-    response = client.get("/", headers={"Accept-Language": accept_language})
+    response = browser.get("/", headers={"Accept-Language": accept_language})
 
     assert response.status_code == 200
     assert page_language(response.text)[0] == shown
@@ -341,15 +333,15 @@ def test_an_accept_language_header_no_browser_sends_is_read_without_fail(
 def test_any_hints_give_one_of_the_eleven_languages_or_english(
     app, accept_language, launched, chosen
 ):
-    client = app.test_client()
+    browser = app.test_client()
     if chosen is not None:
-        client.get("/language", query_string={"language": chosen})
+        browser.get("/language", query_string={"language": chosen})
     query = {} if launched is None else {"language": launched}
     headers = {}
     if accept_language.isascii() and accept_language.isprintable():
         headers["Accept-Language"] = accept_language
 
-    response = client.get("/", query_string=query, headers=headers)
+    response = browser.get("/", query_string=query, headers=headers)
 
     assert response.status_code == 200
     lang, direction = page_language(response.text)
@@ -385,8 +377,8 @@ def test_a_business_locale_is_read_in_any_spelling_of_the_eleven_and_nothing_els
 # The menu: a GET form that changes the language, and nothing else.
 
 
-def test_the_menu_is_a_form_that_works_without_script(client):
-    page = client.get("/").text
+def test_the_menu_is_a_form_that_works_without_script(browser):
+    page = browser.get("/").text
 
     form = re.search(
         r'<form class="language-menu" method="get" action="/language">.*?</form>', page, re.S
@@ -398,33 +390,33 @@ def test_the_menu_is_a_form_that_works_without_script(client):
     assert '<input type="hidden" name="next" value="/">' in form.group()
 
 
-def test_the_menu_changes_the_language_and_nothing_else(client, connect):
-    connect()
-    with client.session_transaction() as session:
+def test_the_menu_changes_the_language_and_nothing_else(browser):
+    browser.connect()
+    with browser.session_transaction() as session:
         before = dict(session)
 
-    response = client.get("/language", query_string={"language": "he", "next": "/dashboard"})
+    response = browser.get("/language", query_string={"language": "he", "next": "/dashboard"})
 
     assert response.status_code == 303
     assert response.location == "/dashboard"
-    with client.session_transaction() as session:
+    with browser.session_transaction() as session:
         assert dict(session) == {**before, LANGUAGE: "he"}
-    assert page_language(client.get("/dashboard").text) == ("he", "rtl")
+    assert page_language(browser.get("/dashboard").text) == ("he", "rtl")
 
 
 @pytest.mark.parametrize(
     "next_url",
     ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", ""],
 )
-def test_the_menu_never_sends_the_person_to_another_site(client, next_url):
-    response = client.get("/language", query_string={"language": "fr", "next": next_url})
+def test_the_menu_never_sends_the_person_to_another_site(browser, next_url):
+    response = browser.get("/language", query_string={"language": "fr", "next": next_url})
 
     assert response.status_code == 303
     assert response.location == "/"
 
 
-def test_the_menu_brings_the_landing_page_back_with_its_launch_hints_but_not_its_language(client):
-    page = client.get(
+def test_the_menu_brings_the_landing_page_back_with_its_launch_hints_but_not_its_language(browser):
+    page = browser.get(
         "/", query_string={"business_uid": HARBOR, "language": "he", "brand_host": "a.example"}
     ).text
 
@@ -432,17 +424,17 @@ def test_the_menu_brings_the_landing_page_back_with_its_launch_hints_but_not_its
     assert back == f"/?business_uid={HARBOR}&amp;brand_host=a.example"
 
 
-def test_the_menu_on_an_error_page_leads_to_the_start_page(client):
-    page = client.get("/callback?code=a-spent-code&state=a-state").text
+def test_the_menu_on_an_error_page_leads_to_the_start_page(browser):
+    page = browser.get("/callback?code=a-spent-code&state=a-state").text
 
     assert '<input type="hidden" name="next" value="/">' in page
     assert "a-spent-code" not in page
 
 
 def test_vcitas_frame_may_show_what_the_menu_answers(make_app):
-    client = make_app(VCITA_FRAME_ANCESTORS="https://app.vcita.com").test_client()
+    browser = make_app(VCITA_FRAME_ANCESTORS="https://app.vcita.com").test_client()
 
-    response = client.get(
+    response = browser.get(
         "/language", query_string={"language": "he"}, headers={"Sec-Fetch-Dest": "iframe"}
     )
 
@@ -452,12 +444,10 @@ def test_vcitas_frame_may_show_what_the_menu_answers(make_app):
 # What the pages say in each language: Disconnect, plurals, dates.
 
 
-def test_disconnect_says_what_it_did_in_the_language_of_the_page_pressed(client, connect):
-    connect(staff=OFEK_OWNER)  # a Hebrew business: its pages are in Hebrew
-    token = csrf_token(client.get("/dashboard").text)
-
-    response = client.post("/disconnect", data={"csrf_token": token})
-    landing = client.get(response.location).text
+def test_disconnect_says_what_it_did_in_the_language_of_the_page_pressed(browser):
+    browser.connect(staff=OFEK_OWNER)  # a Hebrew business: its pages are in Hebrew
+    response = browser.disconnect()
+    landing = browser.get(response.location).text
 
     assert response.status_code == 303
     assert page_language(landing) == ("he", "rtl")  # no business left, the language stays

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from app import create_app
 from app.logs import WERKZEUG_COLOURS, ControlCharacterFilter, escape_controls
 
+from .conftest import close
 from .servers import development_server
 
 FORGED = "2026-11-28 17:59:59,000 INFO [abcdef012345] app: Connected business FORGED"
@@ -87,8 +88,7 @@ def served(tmp_path_factory):
     )
     with development_server(app) as server:
         yield server
-    app.extensions["database"].dispose()
-    app.extensions["vcita"].close()
+    close(app)
 
 
 def send_raw(port: int, target: str) -> bytes:

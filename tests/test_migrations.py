@@ -39,6 +39,7 @@ from app.storage.tables import metadata
 from app.vcita import AccessToken
 
 from . import postgres
+from .conftest import close, stored
 
 ROOT = Path(__file__).resolve().parent.parent
 NEWEST = migrations.script_directory().get_current_head()
@@ -325,7 +326,7 @@ def test_the_app_upgrades_an_old_database_and_reads_its_connection(
 
     app = make_app(DATABASE_URL=database_url)
 
-    connection = app.extensions["connections"].get(CONNECTION_ID)
+    connection = stored(app).connections.get(CONNECTION_ID)
     assert connection.id == CONNECTION_ID
     assert (connection.business_uid, connection.staff_uid) == ("business-1", "staff-1")
     assert connection.token == AccessToken(ACCESS_TOKEN, "Bearer", ISSUED_AT, None)
@@ -355,7 +356,7 @@ def test_clients_kept_before_0004_are_dated_with_the_userinfo_they_were_read_wit
 
     app = make_app(DATABASE_URL=database_url)
 
-    snapshot = app.extensions["connections"].get(CONNECTION_ID).snapshot
+    snapshot = stored(app).connections.get(CONNECTION_ID).snapshot
     assert snapshot.recent_clients == []
     assert snapshot.read_at == snapshot.clients_read_at == read_at
 
@@ -367,7 +368,7 @@ def test_a_webhook_subscription_made_before_migrations_is_kept(
 
     app = make_app(DATABASE_URL=database_url)
 
-    assert app.extensions["subscriptions"].target_url_of(CONNECTION_ID) == TARGET_URL
+    assert stored(app).subscriptions.target_url_of(CONNECTION_ID) == TARGET_URL
 
 
 def test_init_db_upgrades_an_old_database_and_names_its_revision(
@@ -386,13 +387,13 @@ def test_init_db_upgrades_an_old_database_and_names_its_revision(
 
 def test_a_database_at_the_newest_revision_is_left_as_it_is(make_app, database_url, engine):
     app = make_app(DATABASE_URL=database_url)
-    store = app.extensions["connections"]
+    store = stored(app).connections
     saved = store.save(
         business_uid="business-1",
         staff_uid="staff-1",
         token=AccessToken(ACCESS_TOKEN, "Bearer", ISSUED_AT, None),
     )
-    statements = record_statements(app.extensions["database"].engine)
+    statements = record_statements(stored(app).database.engine)
 
     result = app.test_cli_runner().invoke(args=["init-db"])
 
@@ -528,8 +529,7 @@ def test_any_alembic_version_starts_the_app_or_stops_it_with_the_one_message(
         assert problem.isprintable() and len(problem) < 500
         assert revisions != [NEWEST]
     else:
-        app.extensions["database"].dispose()
-        app.extensions["vcita"].close()
+        close(app)
         # Today's tables: only the newest revision describes them.
         assert revisions == [NEWEST]
         assert revision_of(engine) == (NEWEST,)

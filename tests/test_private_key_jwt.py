@@ -24,7 +24,11 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from app import vcita
 from app.config import ConfigError, load_config
 from app.signing_keys import MAX_KEY_FILE_BYTES, load_private_key
+from sandbox import create_sandbox
 from sandbox.testing import ServerThread
+
+from .conftest import CLIENT_ID, REDIRECT_URI, sandbox_state_of, vcita_at
+from .servers import DeferredApp
 
 PRIVATE_PARTS = {"d", "p", "q", "dp", "dq", "qi"}
 GOOD_TOKEN = {"access_token": "a" * 40, "token_type": "Bearer", "expires_in": 600}
@@ -82,12 +86,12 @@ JWKS: dict = {}
 @pytest.mark.parametrize("kind", ["RSA", "EC"])
 def test_the_assertion_is_signed_with_the_newest_key_and_lives_five_minutes(token_endpoint, kind):
     newest, older = private_jwk(kind), private_jwk("RSA")
-    client = signing_client(token_endpoint, [newest, older])
+    vcita_client = signing_client(token_endpoint, [newest, older])
     JWKS.clear()
-    JWKS.update(client.public_jwks())
+    JWKS.update(vcita_client.public_jwks())
     token_endpoint.script = [(200, {}, GOOD_TOKEN)] * 2
 
-    client.exchange_code("a-code")
+    vcita_client.exchange_code("a-code")
     fields, header, claims = sent_assertion(token_endpoint)
 
     assert fields["client_assertion_type"] == (
@@ -100,24 +104,24 @@ def test_the_assertion_is_signed_with_the_newest_key_and_lives_five_minutes(toke
     assert claims["exp"] - claims["iat"] <= 300
     assert abs(claims["iat"] - time.time()) < 60
     first_jti = claims["jti"]
-    client.exchange_code("another-code")
+    vcita_client.exchange_code("another-code")
     assert sent_assertion(token_endpoint)[2]["jti"] != first_jti  # signed afresh each time
 
 
 def test_with_an_issuer_the_audience_is_the_issuer(token_endpoint):
     key = private_jwk()
-    client = signing_client(token_endpoint, [key], issuer="https://vcita.example")
+    vcita_client = signing_client(token_endpoint, [key], issuer="https://vcita.example")
     JWKS.clear()
-    JWKS.update(client.public_jwks())
+    JWKS.update(vcita_client.public_jwks())
     token_endpoint.script = [(200, {}, GOOD_TOKEN)]
-    client.exchange_code("a-code")
+    vcita_client.exchange_code("a-code")
     assert sent_assertion(token_endpoint)[2]["aud"] == "https://vcita.example"
 
 
 def test_no_secret_is_sent_at_the_wire(token_endpoint):
-    client = signing_client(token_endpoint, [private_jwk()])
+    vcita_client = signing_client(token_endpoint, [private_jwk()])
     token_endpoint.script = [(200, {}, GOOD_TOKEN)]
-    client.exchange_code("a-code")
+    vcita_client.exchange_code("a-code")
     (request,) = token_endpoint.received
     fields = parse_qs(request["body"].decode())
     assert "client_secret" not in fields
@@ -165,8 +169,8 @@ def test_jwks_publishes_the_public_halves_in_order_and_never_a_private_part(
             assert private[part] not in response.get_data(as_text=True)
 
 
-def test_without_keys_there_is_no_key_set(client):
-    assert client.get("/.well-known/jwks.json").status_code == 404
+def test_without_keys_there_is_no_key_set(browser):
+    assert browser.get("/.well-known/jwks.json").status_code == 404
 
 
 def problems_of(environ, tmp_path) -> list[str]:
@@ -391,23 +395,10 @@ def test_new_key_makes_a_private_folder_and_leaves_an_operators_folder_as_it_is(
 # --- Against the sandbox, which verifies at vcita's side ----------------------------------
 
 
-class _Deferred:
-    """A WSGI app filled in later: the app's key set URL is the sandbox's setting."""
-
-    app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
-
-
 @pytest.fixture
 def jwt_sandbox():
     """The app served over HTTP (for its key set), and a sandbox that trusts that set."""
-    from sandbox import create_sandbox
-
-    from .conftest import CLIENT_ID, REDIRECT_URI
-
-    deferred = _Deferred()
+    deferred = DeferredApp()
     with ServerThread(deferred) as served:
         sandbox = create_sandbox(
             {
@@ -423,53 +414,31 @@ def jwt_sandbox():
 
 
 def test_a_connect_with_private_key_jwt_and_no_secret_reaches_the_dashboard(
-    make_app, jwt_settings, jwt_sandbox
+    make_app, new_browser, jwt_settings, jwt_sandbox
 ):
-    from sandbox.testing import SandboxPerson
-
     deferred, vcita_server, sandbox = jwt_sandbox
     jwt_settings.pop("keys")
-    app = make_app(
-        **{
-            **jwt_settings,
-            "VCITA_AUTHORIZE_URL": f"{vcita_server.url}/app/oauth/authorize",
-            "VCITA_TOKEN_URL": f"{vcita_server.url}/oauth/token",
-            "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
-            "VCITA_API_URL": vcita_server.url,
-        }
-    )
+    app = make_app(**{**jwt_settings, **vcita_at(vcita_server.url)})
     deferred.app = app.wsgi_app
-    browser = app.test_client()
-    with SandboxPerson(vcita_server.url) as person:
-        callback = person.approve(browser.get("/connect").headers["Location"])
-    assert browser.get(callback).status_code == 303
-    assert browser.get("/dashboard").status_code == 200
-    (request,) = sandbox.extensions["vcita_sandbox"].token_requests
+    browser = new_browser(app, vcita_url=vcita_server.url)
+    assert browser.get(browser.approve()).status_code == 303
+    assert browser.dashboard().status_code == 200
+    (request,) = sandbox_state_of(sandbox).token_requests
     assert "client_secret" not in json.dumps(request)
 
 
 def test_a_key_vcita_does_not_know_is_refused_with_the_502_page(
-    make_app, jwt_settings, jwt_sandbox, tmp_path
+    make_app, new_browser, jwt_settings, jwt_sandbox, tmp_path
 ):
-    from sandbox.testing import SandboxPerson
-
     deferred, vcita_server, _ = jwt_sandbox
     jwt_settings.pop("keys")
     published = make_app(**jwt_settings)  # serves the listed keys
     deferred.app = published.wsgi_app
     stranger_key = key_file(tmp_path, private_jwk(), "stranger.jwk.json")
     app = make_app(
-        **{
-            **jwt_settings,
-            "VCITA_CLIENT_PRIVATE_KEYS": stranger_key,
-            "VCITA_AUTHORIZE_URL": f"{vcita_server.url}/app/oauth/authorize",
-            "VCITA_TOKEN_URL": f"{vcita_server.url}/oauth/token",
-            "VCITA_USERINFO_URL": f"{vcita_server.url}/oauth/userinfo",
-        }
+        **{**jwt_settings, "VCITA_CLIENT_PRIVATE_KEYS": stranger_key, **vcita_at(vcita_server.url)}
     )
-    browser = app.test_client()
-    with SandboxPerson(vcita_server.url) as person:
-        callback = person.approve(browser.get("/connect").headers["Location"])
-    response = browser.get(callback)
+    browser = new_browser(app, vcita_url=vcita_server.url)
+    response = browser.get(browser.approve())
     assert response.status_code == 502
-    assert browser.get("/dashboard").status_code == 302  # nothing stored
+    assert browser.dashboard().status_code == 302  # nothing stored

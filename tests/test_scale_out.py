@@ -11,7 +11,6 @@ Runs under `make test-postgres`, which points DATABASE_URL at a throwaway Postgr
 
 import html
 import os
-import re
 import signal
 import socket
 import sys
@@ -23,6 +22,7 @@ import requests
 import sqlalchemy as sa
 
 from . import postgres
+from .conftest import csrf_token_on
 from .servers import ServerProcess
 
 pytestmark = [
@@ -170,7 +170,7 @@ def test_disconnecting_on_one_instance_disconnects_on_both(
     callback_url = start_and_approve(browser, person, instances["A"], staff.uid)
     assert browser.get(on(instances["A"], callback_url), allow_redirects=False).status_code == 303
     dashboard = browser.get(f"{instances['A'].url}/dashboard", allow_redirects=False)
-    csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', dashboard.text).group(1)
+    csrf_token = csrf_token_on(dashboard.text)
     # A second tab's copy of the cookie, taken while connected.
     other_tab = requests.Session()
     other_tab.cookies.update(browser.cookies)

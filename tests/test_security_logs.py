@@ -19,11 +19,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.serving import BaseWSGIServer
 
-from app import create_app
+from app import create_app, session_keys
 from app.logs import UrlSecretsFilter, hide_url_secrets
+from app.session_keys import CONNECTION
 from app.storage.database import StoreUnavailable
 
-from .conftest import approved_callback, change_vcita_settings
+from .conftest import (
+    SESSION_COOKIE,
+    approved_callback,
+    change_vcita_settings,
+    csrf_token_on,
+    finish_background_work,
+    stored,
+    vcita_client_of,
+)
 from .security_support import (
     decode_session,
     path_and_query,
@@ -94,11 +103,11 @@ class ServedApp:
         params = query_of(callback)
         self.secrets |= {values[0] for values in params.values() if values[0]} - {"access_denied"}
         session = self.session()
-        for flow in session.get("pending_flows", {}).values():
+        for flow in session.get(session_keys.PENDING_FLOWS, {}).values():
             self.secrets |= {flow["state"], flow.get("code_verifier") or flow["state"]}
 
     def note_cookies(self, response: requests.Response) -> None:
-        cookie = response.cookies.get("vcita_connect")
+        cookie = response.cookies.get(SESSION_COOKIE)
         if cookie:
             self.secrets.add(cookie)
             csrf = decode_session(self.app, cookie).get("csrf_token")
@@ -106,11 +115,11 @@ class ServedApp:
                 self.secrets.add(csrf)
 
     def session(self) -> dict:
-        return decode_session(self.app, self.browser.cookies.get("vcita_connect", ""))
+        return decode_session(self.app, self.browser.cookies.get(SESSION_COOKIE, ""))
 
     def stored_token(self) -> str:
-        connection_id = self.session()["connection_id"]
-        return self.app.extensions["connections"].get(connection_id).token.access_token
+        connection_id = self.session()[CONNECTION]
+        return stored(self.app).connections.get(connection_id).token.access_token
 
     def assert_nothing_secret_logged(self) -> None:
         text = self.recorder.text + self.app_lines.getvalue()
@@ -158,7 +167,7 @@ def serve(settings, vcita, caplog):
                     yield served
         finally:
             root.removeHandler(recorder)
-            app.extensions["database"].dispose()
+            stored(app).database.dispose()
 
     return serve_app
 
@@ -171,7 +180,7 @@ def test_nothing_secret_is_logged_during_a_full_flow(serve, person, vcita):
         served.secrets.add(served.stored_token())
         dashboard = served.get("/dashboard")
         assert dashboard.status_code == 200
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', dashboard.text).group(1)
+        csrf = csrf_token_on(dashboard.text)
         assert served.post("/disconnect", data={"csrf_token": csrf}).status_code == 303
         served.get("/")
     served.assert_nothing_secret_logged()
@@ -252,7 +261,7 @@ def unexpected_error(served, person, vcita, monkeypatch):
     def crash(token):
         raise RuntimeError("userinfo parser crashed")
 
-    monkeypatch.setattr(served.app.extensions["vcita"], "fetch_userinfo", crash)
+    monkeypatch.setattr(vcita_client_of(served.app), "fetch_userinfo", crash)
     return served.get(served.start(person))
 
 
@@ -316,10 +325,9 @@ def test_a_webhook_urls_secret_reaches_no_log_line(serve, person, vcita, monkeyp
     secret = "webhook-secret-" + "s7" * 20
     with serve() as served:
         assert served.get(served.start(person)).status_code == 303
-        subscriptions = served.app.extensions["subscriptions"]
-        with served.app.app_context():
-            (row,) = served.app.extensions["connections"].all()
-            subscriptions.save(row.id, secret, f"https://connect.example/webhooks/vcita/{secret}")
+        subscriptions = stored(served.app).subscriptions
+        (row,) = stored(served.app).connections.all()
+        subscriptions.save(row.id, secret, f"https://connect.example/webhooks/vcita/{secret}")
         served.secrets.add(secret)
         assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 200
         assert served.post(f"/webhooks/vcita/{secret}x?a=1", data=b"{}").status_code == 404
@@ -330,7 +338,7 @@ def test_a_webhook_urls_secret_reaches_no_log_line(serve, person, vcita, monkeyp
 
         monkeypatch.setattr(type(subscriptions), "connection_for", unavailable)
         assert served.post(f"/webhooks/vcita/{secret}", data=b"{}").status_code == 503
-        served.app.extensions["background"].wait()
+        finish_background_work(served.app)
     served.assert_nothing_secret_logged()
     webhook_lines = [line for line in served.access_log_lines() if "/webhooks/vcita/" in line]
     assert len(webhook_lines) == 3

@@ -12,7 +12,7 @@ import pytest
 
 from app.session_keys import CONNECTION
 
-from .conftest import REDIRECT_URI, approved_callback
+from .conftest import REDIRECT_URI
 from .security_support import (
     EVIL,
     OPEN_REDIRECT_TARGETS,
@@ -20,18 +20,9 @@ from .security_support import (
     decode_session,
     is_same_origin_path,
     query_of,
-    stored_token,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def store(app):
-    return app.extensions["connections"]
-
-
-def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 # --- The redirect URI and the return target --------------------------------------------
@@ -44,41 +35,42 @@ def csrf_token(page: str) -> str:
         {"Host": EVIL},
         {"X-Forwarded-Host": EVIL},
         {"X-Forwarded-Host": EVIL, "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"},
+        {"X-Forwarded-Host": f"{EVIL}:443", "X-Forwarded-Proto": "https"},
     ],
-    ids=["host", "x-forwarded-host", "x-forwarded-host-and-proto"],
+    ids=["host", "x-forwarded-host", "x-forwarded-host-and-proto", "x-forwarded-host-with-port"],
 )
 def test_redirect_uri_comes_from_config_even_when_the_request_names_another_host(
-    make_app, person, vcita, proxies, headers
+    make_app, new_browser, vcita, proxies, headers
 ):
     app = make_app(TRUSTED_PROXY_COUNT=proxies)
-    client = app.test_client()
-    start = client.get("/connect", headers=headers)
+    browser = new_browser(app)
+    start = browser.get("/connect", headers=headers)
     assert query_of(start.location)["redirect_uri"] == [REDIRECT_URI]
     assert EVIL not in start.location
-    callback = person.approve(start.location)
+    callback = browser.person.approve(start.location)
     # The same browser, through the same proxy or DNS trick, comes back with its cookie.
-    assert client.get(callback, headers=headers).status_code == 303
+    assert browser.get(callback, headers=headers).status_code == 303
     assert vcita.token_requests[0]["body"]["redirect_uri"] == REDIRECT_URI
 
 
 @pytest.mark.parametrize("target", OPEN_REDIRECT_TARGETS.values(), ids=list(OPEN_REDIRECT_TARGETS))
-def test_next_that_leaves_the_site_falls_back_to_the_dashboard(client, person, vcita, target):
-    start = client.get(f"/connect?next={quote(target, safe='')}")
-    response = client.get(person.approve(start.location))
+def test_next_that_leaves_the_site_falls_back_to_the_dashboard(browser, person, vcita, target):
+    start = browser.get(f"/connect?next={quote(target, safe='')}")
+    response = browser.get(person.approve(start.location))
     assert response.status_code == 303
     assert response.location == "/dashboard"
 
 
-def test_next_that_is_a_path_on_this_site_is_followed_after_the_callback(client, person, vcita):
-    start = client.get(f"/connect?next={quote('/dashboard?x=1', safe='')}")
-    response = client.get(person.approve(start.location))
+def test_next_that_is_a_path_on_this_site_is_followed_after_the_callback(browser, person, vcita):
+    start = browser.get(f"/connect?next={quote('/dashboard?x=1', safe='')}")
+    response = browser.get(person.approve(start.location))
     assert response.status_code == 303
     assert response.location == "/dashboard?x=1"
 
 
-def test_next_on_the_callback_itself_is_ignored(client, person, vcita):
-    callback = approved_callback(client, person)
-    response = client.get(f"{callback}&next=//{EVIL}")
+def test_next_on_the_callback_itself_is_ignored(browser, vcita):
+    callback = browser.approve()
+    response = browser.get(f"{callback}&next=//{EVIL}")
     assert response.status_code == 303
     assert response.location == "/dashboard"
 
@@ -86,29 +78,29 @@ def test_next_on_the_callback_itself_is_ignored(client, person, vcita):
 # --- The callback's answer -------------------------------------------------------------
 
 
-def test_callback_answers_with_no_referrer_and_no_store(client, person, vcita):
-    callback = approved_callback(client, person)
-    success = client.get(callback)
-    failure = client.get(callback)  # the same URL again: a used state
+def test_callback_answers_with_no_referrer_and_no_store(browser, vcita):
+    callback = browser.approve()
+    success = browser.get(callback)
+    failure = browser.get(callback)  # the same URL again: a used state
     assert (success.status_code, failure.status_code) == (303, 400)
     for response in (success, failure):
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_callback_loads_no_third_party_resource(client, person, vcita):
-    callback = approved_callback(client, person)
-    for response in (client.get(callback), client.get(callback)):
+def test_callback_loads_no_third_party_resource(browser, vcita):
+    callback = browser.approve()
+    for response in (browser.get(callback), browser.get(callback)):
         links = Links(response.text)
         assert links.foreign_urls() == []
         assert links.inline_scripts == 0
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
 
 
-def test_successful_callback_redirects_to_a_url_without_code_or_state(client, person, vcita):
-    callback = approved_callback(client, person)
+def test_successful_callback_redirects_to_a_url_without_code_or_state(browser, vcita):
+    callback = browser.approve()
     code, state = query_of(callback)["code"][0], query_of(callback)["state"][0]
-    response = client.get(callback)
+    response = browser.get(callback)
     assert response.status_code == 303
     assert urlsplit(response.location).query == ""
     assert code not in response.location
@@ -127,8 +119,8 @@ def read_and_closed(response):
     return response
 
 
-def every_kind_of_response(app, client, connect) -> dict:
-    """Return one response of each kind the app gives, from a connected browser."""
+def every_kind_of_response(app, browser) -> dict:
+    """Return one response of each kind the app gives, from a browser that connects."""
     stranger = app.test_client()
     responses = {
         "landing": stranger.get("/"),
@@ -141,13 +133,11 @@ def every_kind_of_response(app, client, connect) -> dict:
         "handoff-refused": stranger.post("/handoff"),
         "stylesheet": read_and_closed(stranger.get("/static/style.css")),
     }
-    responses["callback"] = connect()
-    responses["dashboard"] = client.get("/dashboard")
-    responses["landing-connected"] = client.get("/")
-    responses["disconnect"] = client.post(
-        "/disconnect", data={"csrf_token": csrf_token(responses["dashboard"].text)}
-    )
-    responses["landing-flash"] = client.get("/")
+    responses["callback"] = browser.connect()
+    responses["dashboard"] = browser.dashboard()
+    responses["landing-connected"] = browser.get("/")
+    responses["disconnect"] = browser.disconnect(page=responses["dashboard"].text)
+    responses["landing-flash"] = browser.get("/")
     return responses
 
 
@@ -172,9 +162,9 @@ FRAMED_KINDS = {
 }
 
 
-def test_every_page_has_a_csp_without_inline_script_and_no_framing(app, client, connect):
+def test_every_page_has_a_csp_without_inline_script_and_no_framing(app, browser):
     """No page runs inline script; only vcita's pages frame the app, and only where shown."""
-    for kind, response in every_kind_of_response(app, client, connect).items():
+    for kind, response in every_kind_of_response(app, browser).items():
         policy = directives(response.headers["Content-Security-Policy"])
         script_sources = policy.get("script-src", policy["default-src"])
         assert script_sources == ["'self'"], kind
@@ -193,8 +183,8 @@ def test_every_page_has_a_csp_without_inline_script_and_no_framing(app, client, 
             assert "javascript:" not in response.text, kind
 
 
-def test_all_assets_are_served_by_the_app_itself(app, client, connect):
-    pages = every_kind_of_response(app, client, connect)
+def test_all_assets_are_served_by_the_app_itself(app, browser):
+    pages = every_kind_of_response(app, browser)
     assets = set()
     for kind, response in pages.items():
         if response.mimetype == "text/html":
@@ -213,20 +203,18 @@ def test_all_assets_are_served_by_the_app_itself(app, client, connect):
 
 
 @pytest.mark.parametrize("trace", ["false", "true"], ids=["plain", "with-flow-trace"])
-def test_tokens_never_reach_the_browser(make_app, person, vcita, trace):
+def test_tokens_never_reach_the_browser(make_app, new_browser, vcita, trace):
     app = make_app(SHOW_FLOW_TRACE=trace)
-    client = app.test_client()
-    responses = [client.get("/"), client.get("/connect")]
-    callback = person.approve(responses[-1].location)
-    responses.append(client.get(callback))
-    token = stored_token(app, client)
-    responses += [client.get("/dashboard"), client.get("/"), client.get("/dashboard")]
+    browser = new_browser(app)
+    responses = [browser.get("/"), browser.get("/connect")]
+    callback = browser.person.approve(responses[-1].location)
+    responses.append(browser.get(callback))
+    token = browser.connection().token.access_token
+    responses += [browser.dashboard(), browser.get("/"), browser.dashboard()]
     if trace == "true":
         assert "What just happened" in responses[-1].text  # the trace was really shown
-    responses.append(
-        client.post("/disconnect", data={"csrf_token": csrf_token(responses[-1].text)})
-    )
-    responses.append(client.get("/"))
+    responses.append(browser.disconnect(page=responses[-1].text))
+    responses.append(browser.get("/"))
 
     sessions = []
     for response in responses:
@@ -242,10 +230,10 @@ def test_tokens_never_reach_the_browser(make_app, person, vcita, trace):
         assert token not in repr(session)
 
 
-def test_each_request_gets_its_own_csp_nonce_even_in_one_app_context(app, client, connect):
+def test_each_request_gets_its_own_csp_nonce_even_in_one_app_context(app, browser):
     # pytest-flask keeps one context pushed around the whole test, as a command might.
-    connect()
-    policies = [client.get("/dashboard").headers["Content-Security-Policy"] for _ in range(2)]
+    browser.connect()
+    policies = [browser.dashboard().headers["Content-Security-Policy"] for _ in range(2)]
 
     nonces = [re.search(r"'nonce-([^']+)'", policy).group(1) for policy in policies]
     assert nonces[0] != nonces[1]

@@ -26,30 +26,17 @@ from cryptography.x509.oid import NameOID
 from flask import request
 from packaging.version import Version
 
+from app import session_keys
 from app.config import ConfigError, load_config
-from app.session_keys import CONNECTION
+from app.session_keys import CONNECTION, CONNECTIONS, JUST_CONNECTED
 
-from .conftest import approved_callback, only_snapshot
-from .security_support import decode_session, session_cookie, stored_token
+from .conftest import browser_with_cookie, only_snapshot, stored
+from .security_support import decode_session, state_of
 
 ROOT = Path(__file__).resolve().parent.parent
 # The first Authlib release with the fixes for the client-side state advisories
 # GHSA-fg6f-75jq-6523 and GHSA-jj8c-mmj3-mmgv.
 FIRST_SAFE_AUTHLIB = Version("1.6.11")
-
-
-def store(app):
-    return app.extensions["connections"]
-
-
-def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def browser_with_cookie(app, value: str):
-    browser = app.test_client()
-    browser.set_cookie("vcita_connect", value, domain="localhost")
-    return browser
 
 
 def set_cookie_header(response, name: str) -> str:
@@ -61,12 +48,12 @@ def set_cookie_header(response, name: str) -> str:
 # --- The session -----------------------------------------------------------------------
 
 
-def test_session_is_rotated_when_a_connection_is_made(app, client, person, vcita):
-    client.get("/")
-    start = client.get("/connect")
-    before = session_cookie(client)  # what an attacker could have planted or copied
-    assert client.get(person.approve(start.location)).status_code == 303
-    after = session_cookie(client)
+def test_session_is_rotated_when_a_connection_is_made(app, browser, vcita):
+    browser.get("/")
+    callback = browser.approve()
+    before = browser.session_cookie()  # what an attacker could have planted or copied
+    assert browser.get(callback).status_code == 303
+    after = browser.session_cookie()
     assert after != before
     assert CONNECTION not in decode_session(app, before)
     assert CONNECTION in decode_session(app, after)
@@ -76,44 +63,54 @@ def test_session_is_rotated_when_a_connection_is_made(app, client, person, vcita
     assert len(vcita.userinfo_requests) == 1  # the callback's own; none for the old cookie
 
 
-def test_old_cookie_after_disconnect_does_not_reach_the_dashboard(app, client, connect, vcita):
-    connect()
-    old_cookie = session_cookie(client)
-    token = csrf_token(client.get("/dashboard").text)
-    assert client.post("/disconnect", data={"csrf_token": token}).status_code == 303
+def test_session_is_rotated_keeping_only_flows_of_other_tabs(browser, vcita):
+    other_tab = state_of(browser.get("/connect").location)
+    this_tab = browser.get("/connect")
+    with browser.session_transaction() as session:
+        session["leftover"] = "from before connecting"
+    browser.get(browser.person.approve(this_tab.location))
+    session = browser.session()
+    assert set(session) == {CONNECTION, CONNECTIONS, JUST_CONNECTED, session_keys.PENDING_FLOWS}
+    assert list(session[session_keys.PENDING_FLOWS]) == [other_tab]
+
+
+def test_old_cookie_after_disconnect_does_not_reach_the_dashboard(app, browser, vcita):
+    browser.connect()
+    old_cookie = browser.session_cookie()
+    assert browser.disconnect().status_code == 303
     userinfo_calls = len(vcita.userinfo_requests)
     response = browser_with_cookie(app, old_cookie).get("/dashboard")
     assert response.status_code == 302
     assert response.location == "/"
     assert len(vcita.userinfo_requests) == userinfo_calls  # the token is gone, not just hidden
-    assert store(app).count() == 0
+    assert stored(app).connections.count() == 0
 
 
 @pytest.mark.parametrize("sent", ["missing", "empty", "forged", "another-browsers"])
-def test_disconnect_requires_this_sessions_csrf_token(app, client, connect, person, sent):
-    connect()
-    assert client.get("/dashboard").status_code == 200
-    other = app.test_client()
-    other.get(approved_callback(other, person))
+def test_disconnect_requires_this_sessions_csrf_token(app, browser, new_browser, sent):
+    browser.connect()
+    assert browser.dashboard().status_code == 200
+    other = new_browser(app)
+    other.get(other.approve())
     tokens = {
         "missing": None,
         "empty": "",
         "forged": "A" * 43,
-        "another-browsers": csrf_token(other.get("/dashboard").text),
+        "another-browsers": other.csrf_token(),
     }
     data = {} if tokens[sent] is None else {"csrf_token": tokens[sent]}
-    response = client.post("/disconnect", data=data)
+    response = browser.post("/disconnect", data=data)
     assert response.status_code == 403
     assert "This request was refused" in response.text
-    assert store(app).count() == 1
-    assert client.get("/dashboard").status_code == 200  # still connected
+    assert stored(app).connections.count() == 1
+    assert browser.dashboard().status_code == 200  # still connected
 
 
 # --- Cookies ---------------------------------------------------------------------------
 
 
-def test_session_cookie_is_httponly_and_samesite_lax(client):
-    header = set_cookie_header(client.get("/connect"), "vcita_connect=")
+def test_session_cookie_is_httponly_and_samesite_lax(browser):
+    header = set_cookie_header(browser.get("/connect"), "vcita_connect=")
     flags = [flag.strip().lower() for flag in header.split(";")[1:]]
     assert "httponly" in flags
     assert "samesite=lax" in flags
@@ -320,7 +317,7 @@ ALL_OF_VCITA = ("token", "userinfo", "api")
     ids=["token-endpoint", "userinfo-endpoint", "api", "trusted-control"],
 )
 def test_tls_is_verified_for_every_call_to_vcita(
-    make_app, person, vcita, self_signed_vcita, monkeypatch, self_signed, trusted
+    make_app, new_browser, vcita, self_signed_vcita, monkeypatch, self_signed, trusted
 ):
     # requests lets these variables override a session's own `verify`: clear them, so
     # that what is tested is the app's choice, not this machine's environment.
@@ -335,13 +332,13 @@ def test_tls_is_verified_for_every_call_to_vcita(
         for name in self_signed
     }
     app = make_app(**endpoints)
-    client = app.test_client()
-    response = client.get(approved_callback(client, person))
+    browser = new_browser(app)
+    response = browser.get(browser.approve())
     assert self_signed_vcita.handshakes_attempted >= 1
     if trusted:
         assert response.status_code == 303
         assert self_signed_vcita.requests_answered == 3  # token, userinfo, clients
-        assert store(app).count() == 1
+        assert stored(app).connections.count() == 1
     elif self_signed == ("api",):
         # The clients list is the dashboard's panel: the connect goes on without it.
         assert response.status_code == 303
@@ -351,7 +348,7 @@ def test_tls_is_verified_for_every_call_to_vcita(
         assert response.status_code == 502
         assert "vcita did not answer" in response.text
         assert self_signed_vcita.requests_answered == 0
-        assert store(app).count() == 0
+        assert stored(app).connections.count() == 0
 
 
 # --- Tokens at rest --------------------------------------------------------------------
@@ -367,9 +364,9 @@ def raw_rows(app) -> list[tuple]:
         engine.dispose()
 
 
-def test_raw_database_row_does_not_hold_the_token(app, client, connect):
-    connect()
-    token = stored_token(app, client)
+def test_raw_database_row_does_not_hold_the_token(app, browser):
+    browser.connect()
+    token = browser.connection().token.access_token
     rows = raw_rows(app)
     assert len(rows) == 1
     assert all(token not in str(column) for column in rows[0])
@@ -381,25 +378,23 @@ def test_raw_database_row_does_not_hold_the_token(app, client, connect):
             assert token.encode() not in file.read_bytes(), file.name
 
 
-def test_another_encryption_key_cannot_read_the_stored_token(
-    app, client, connect, make_app, vcita
-):
-    connect()
-    cookie = session_cookie(client)
+def test_another_encryption_key_cannot_read_the_stored_token(app, browser, make_app, vcita):
+    browser.connect()
+    cookie = browser.session_cookie()
     userinfo_calls = len(vcita.userinfo_requests)
     other = make_app(TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode())
     response = browser_with_cookie(other, cookie).get("/dashboard")
     assert response.status_code == 302  # not connected: the token cannot be read
     assert len(vcita.userinfo_requests) == userinfo_calls
-    assert store(other).count() == 1  # kept for the deployment that has the key
+    assert stored(other).connections.count() == 1  # kept for the deployment that has the key
 
 
 def test_rotated_keys_read_old_rows_and_reencrypt_them_with_the_newest(
-    make_app, app, client, connect, settings, vcita
+    make_app, app, browser, settings, vcita
 ):
-    connect()
-    token = stored_token(app, client)
-    cookie = session_cookie(client)
+    browser.connect()
+    token = browser.connection().token.access_token
+    cookie = browser.session_cookie()
     old_key, new_key = settings["TOKEN_ENCRYPTION_KEY"], Fernet.generate_key().decode()
     rotated = make_app(TOKEN_ENCRYPTION_KEY=f"{new_key},{old_key}")
     response = browser_with_cookie(rotated, cookie).get("/dashboard")

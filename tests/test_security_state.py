@@ -1,4 +1,4 @@
-"""RFC 9700 §4.7 and RFC 6749 §10.12: the state binds vcita's answer to this browser.
+"""RFC 9700 §4.7 and RFC 6749 §10.12: the state binds vcita's answer to this browser, once.
 
 Every rejected callback must be refused *before* the code is exchanged, so each test
 checks what the sandbox's token endpoint received, not only the page.
@@ -16,36 +16,23 @@ from app import session_keys, vcita
 from app.connect import flows
 from sandbox.testing import ServerThread
 
-from .conftest import approved_callback
-from .security_support import (
-    EVIL,
-    Links,
-    code_of,
-    path_and_query,
-    pending_flows,
-    query_of,
-    state_of,
-    stored_token,
-)
+from .conftest import browser_with_cookie, stored
+from .security_support import EVIL, Links, code_of, path_and_query, query_of, state_of
 
 INVALID_LINK = "This sign-in link is no longer valid"
-
-
-def store(app):
-    return app.extensions["connections"]
 
 
 def assert_refused_before_the_exchange(response, app, vcita):
     assert response.status_code == 400
     assert INVALID_LINK in response.text
     assert vcita.token_requests == []
-    assert store(app).count() == 0
+    assert stored(app).connections.count() == 0
 
 
 # --- The state itself ----------------------------------------------------------------
 
 
-def test_state_is_at_least_128_random_bits_and_unique_per_flow(app, client, monkeypatch):
+def test_state_is_at_least_128_random_bits_and_unique_per_flow(browser, monkeypatch):
     drawn = []
     real_token_urlsafe = vcita.secrets.token_urlsafe
 
@@ -56,71 +43,78 @@ def test_state_is_at_least_128_random_bits_and_unique_per_flow(app, client, monk
             return drawn[-1][1]
 
     monkeypatch.setattr(vcita, "secrets", SpyingSecrets)
-    states = [state_of(client.get("/connect").location) for _ in range(flows.MAX_PENDING_FLOWS)]
+    states = [state_of(browser.get("/connect").location) for _ in range(flows.MAX_PENDING_FLOWS)]
     # Each state is drawn from the operating system's CSPRNG, 16 bytes or more.
     assert states == [value for nbytes, value in drawn if nbytes >= 16]
     assert len(set(states)) == len(states)
     for state in states:
         assert len(base64.urlsafe_b64decode(state + "=" * (-len(state) % 4))) * 8 >= 128
-    assert set(pending_flows(app, client)) == set(states)
+    assert set(browser.pending_flows()) == set(states)
 
 
 # --- Callbacks that are not this browser's answer --------------------------------------
 
 
-def test_callback_rejects_state_from_another_browser(app, client, person, vcita):
-    victim_callback = approved_callback(client, person)
+def test_callback_rejects_state_from_another_browser(app, browser, vcita):
+    victim_callback = browser.approve()
     attacker = app.test_client()
     attacker.get("/connect")  # the other browser has flows of its own, just not this one
     response = attacker.get(victim_callback)
     assert_refused_before_the_exchange(response, app, vcita)
     # The browser that started the flow still completes it.
-    assert client.get(victim_callback).status_code == 303
+    assert browser.get(victim_callback).status_code == 303
 
 
-def test_callback_without_a_session_cookie_is_rejected(app, client, person, vcita):
-    callback = approved_callback(client, person)
+def test_a_denial_with_a_state_of_no_flow_is_an_invalid_link(browser, vcita):
+    response = browser.get("/callback?error=access_denied&state=not-ours")
+    assert response.status_code == 400
+    assert INVALID_LINK in response.text
+
+
+def test_callback_without_a_session_cookie_is_rejected(app, browser, vcita):
+    callback = browser.approve()
     response = app.test_client().get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
 
 
 @pytest.mark.parametrize("where", ["payload", "signature"])
-def test_callback_with_a_tampered_session_cookie_is_rejected(app, client, person, vcita, where):
-    callback = approved_callback(client, person)
-    cookie = client.get_cookie("vcita_connect").value
+def test_callback_with_a_tampered_session_cookie_is_rejected(app, browser, vcita, where):
+    callback = browser.approve()
+    cookie = browser.session_cookie()
     position = 2 if where == "payload" else len(cookie) - 2
     flipped = "A" if cookie[position] != "A" else "B"
     tampered = cookie[:position] + flipped + cookie[position + 1 :]
-    browser = app.test_client()
-    browser.set_cookie("vcita_connect", tampered, domain="localhost")
-    response = browser.get(callback)
+    response = browser_with_cookie(app, tampered).get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
 
 
-@pytest.mark.parametrize("state", [None, ""], ids=["missing", "empty"])
-def test_callback_with_an_empty_or_missing_state_is_rejected(app, client, person, vcita, state):
-    code = code_of(approved_callback(client, person))
+@pytest.mark.parametrize(
+    "state", [None, "", "forged-state-value"], ids=["missing", "empty", "unknown"]
+)
+def test_callback_with_a_missing_empty_or_unknown_state_is_rejected(app, browser, vcita, state):
+    code = code_of(browser.approve())
     query = f"code={quote(code)}" + ("" if state is None else f"&state={state}")
-    response = client.get(f"/callback?{query}")
+    response = browser.get(f"/callback?{query}")
     assert_refused_before_the_exchange(response, app, vcita)
+    assert "Start again" in response.text or "Connect vcita again" in response.text
 
 
 @pytest.mark.parametrize("second", ["same", "other"])
-def test_callback_with_the_state_sent_twice_is_rejected(app, client, person, vcita, second):
-    callback = approved_callback(client, person)
-    other = state_of(client.get("/connect").location)
+def test_callback_with_the_state_sent_twice_is_rejected(app, browser, vcita, second):
+    callback = browser.approve()
+    other = state_of(browser.get("/connect").location)
     repeated = state_of(callback) if second == "same" else other
-    response = client.get(f"{callback}&state={repeated}")
+    response = browser.get(f"{callback}&state={repeated}")
     assert_refused_before_the_exchange(response, app, vcita)
 
 
-def test_callback_with_the_code_sent_twice_is_rejected(app, client, person, vcita):
-    callback = approved_callback(client, person)
-    response = client.get(f"{callback}&code=second-code")
+def test_callback_with_the_code_sent_twice_is_rejected(app, browser, vcita):
+    callback = browser.approve()
+    response = browser.get(f"{callback}&code=second-code")
     assert_refused_before_the_exchange(response, app, vcita)
 
 
-def test_state_is_compared_in_constant_time(app, client, person, vcita, monkeypatch):
+def test_state_is_compared_in_constant_time(browser, vcita, monkeypatch):
     compared = []
     real_compare_digest = flows.hmac.compare_digest
 
@@ -132,31 +126,34 @@ def test_state_is_compared_in_constant_time(app, client, person, vcita, monkeypa
 
     monkeypatch.setattr(flows, "hmac", SpyingHmac)
     for _ in range(2):
-        client.get("/connect")
-    callback = approved_callback(client, person)
+        browser.get("/connect")
+    callback = browser.approve()
     state = state_of(callback).encode()
 
     # A guess is compared with every pending state: no early exit tells how close it was.
     guess = state[:-1] + (b"A" if state[-1:] != b"A" else b"B")
-    assert client.get(f"/callback?code=x&state={guess.decode()}").status_code == 400
+    assert browser.get(f"/callback?code=x&state={guess.decode()}").status_code == 400
     assert len(compared) == 3
     assert all(sent == guess for _, sent in compared)
 
     compared.clear()
-    assert client.get(callback).status_code == 303
+    assert browser.get(callback).status_code == 303
     assert (state, state) in compared
     assert len(vcita.token_requests) == 1
 
 
+# --- A state answers once, and only for a while ---------------------------------------
+
+
 def test_two_identical_callbacks_at_the_same_moment_make_one_token_request(
-    app, client, person, vcita, monkeypatch
+    app, browser, vcita, monkeypatch
 ):
-    callback = approved_callback(client, person)
-    cookie = client.get_cookie("vcita_connect")
+    callback = browser.approve()
+    cookie = browser.get_cookie("vcita_connect")
     # Hold both requests at the single-use check until both have reached it, so they
     # really race there, as a double click or a replayed URL would.
     both_arrived = threading.Barrier(2, timeout=10)
-    ledger = app.extensions["used_states"]
+    ledger = stored(app).used_states
     mark_used = ledger.mark_used
 
     def mark_together(state, expires_at):
@@ -183,24 +180,59 @@ def test_two_identical_callbacks_at_the_same_moment_make_one_token_request(
             thread.join()
     assert sorted(statuses) == [303, 400]
     assert len(vcita.token_requests) == 1
-    assert store(app).count() == 1
+    assert stored(app).connections.count() == 1
+
+
+def test_expired_state_is_rejected_without_token_request(browser, vcita, monkeypatch):
+    callback = browser.approve()
+    later = flows.time.time() + flows.FLOW_LIFETIME.total_seconds() + 1
+    monkeypatch.setattr(flows.time, "time", lambda: later)
+    response = browser.get(callback)
+    assert response.status_code == 400
+    assert vcita.token_requests == []
+
+
+def test_code_is_exchanged_once_and_a_reload_is_rejected(browser, vcita):
+    callback = browser.approve()
+    assert browser.get(callback).status_code == 303
+    reload = browser.get(callback)
+    assert reload.status_code == 400
+    assert len(vcita.token_requests) == 1
+
+
+def test_replaying_the_callback_with_an_old_cookie_is_rejected(app, browser, vcita):
+    callback = browser.approve()
+    copied = browser_with_cookie(app, browser.session_cookie())
+    assert browser.get(callback).status_code == 303
+    replay = copied.get(callback)
+    assert replay.status_code == 400
+    assert len(vcita.token_requests) == 1
+
+
+def test_state_is_consumed_before_the_exchange(browser, vcita):
+    callback = browser.approve()
+    vcita.set_fault("token", status=500, json={"error": "server_error"})
+    assert browser.get(callback).status_code == 502
+    vcita.clear_faults()
+    assert browser.get(callback).status_code == 400
+    assert len(vcita.token_requests) == 1
 
 
 # --- What vcita's answer may carry -----------------------------------------------------
 
 
-def test_error_together_with_code_is_rejected(app, client, person, vcita):
-    callback = approved_callback(client, person)
-    response = client.get(f"{callback}&error=access_denied")
+def test_error_together_with_code_is_rejected(app, browser, vcita):
+    callback = browser.approve()
+    response = browser.get(f"{callback}&error=access_denied")
     assert response.status_code == 400
     assert vcita.token_requests == []
-    assert store(app).count() == 0
+    assert stored(app).connections.count() == 0
 
 
-def test_error_description_is_shown_escaped_or_not_at_all(client, vcita):
-    state = state_of(client.get("/connect").location)
+def test_error_description_is_shown_escaped_or_not_at_all(browser, vcita):
+    state = state_of(browser.get("/connect").location)
     markup = '<img src=x onerror="alert(1)">Call +1-555-0100 now'
-    response = client.get(
+    response = browser.get(
         "/callback",
         query_string={"error": "server_error", "error_description": markup, "state": state},
     )
@@ -211,9 +243,9 @@ def test_error_description_is_shown_escaped_or_not_at_all(client, vcita):
     assert vcita.token_requests == []
 
 
-def test_error_uri_is_never_rendered_as_a_link(client, vcita):
-    state = state_of(client.get("/connect").location)
-    response = client.get(
+def test_error_uri_is_never_rendered_as_a_link(browser, vcita):
+    state = state_of(browser.get("/connect").location)
+    response = browser.get(
         "/callback",
         query_string={
             "error": "temporarily_unavailable",
@@ -226,13 +258,13 @@ def test_error_uri_is_never_rendered_as_a_link(client, vcita):
     assert Links(response.text).foreign_urls() == []
 
 
-def test_access_token_and_id_token_on_the_callback_are_ignored(app, client, person, vcita):
+def test_access_token_and_id_token_on_the_callback_are_ignored(browser, vcita):
     injected = "injected-access-token-0123456789abcdef"
-    callback = approved_callback(client, person)
-    response = client.get(f"{callback}&access_token={injected}&id_token=eyJhbGciOiJub25lIn0.e30.")
+    callback = browser.approve()
+    response = browser.get(f"{callback}&access_token={injected}&id_token=eyJhbGciOiJub25lIn0.e30.")
     assert response.status_code == 303
     assert len(vcita.token_requests) == 1
-    token = stored_token(app, client)
+    token = browser.connection().token.access_token
     assert token != injected
     assert vcita.is_token_active(token)  # the token vcita issued for the exchanged code
 
@@ -248,41 +280,41 @@ def vcita_issuer(vcita_server, monkeypatch) -> str:
     return issuer
 
 
-def test_callback_with_the_configured_issuer_connects(make_app, person, vcita, vcita_issuer):
+def test_callback_with_the_configured_issuer_connects(make_app, new_browser, vcita, vcita_issuer):
     app = make_app(VCITA_ISSUER=vcita_issuer)
-    client = app.test_client()
-    callback = approved_callback(client, person)
+    browser = new_browser(app)
+    callback = browser.approve()
     assert "iss=" in callback
-    assert client.get(callback).status_code == 303
-    assert store(app).count() == 1
+    assert browser.get(callback).status_code == 303
+    assert stored(app).connections.count() == 1
 
 
 @pytest.mark.parametrize("sent", ["configured-elsewhere", "forged-in-the-url"])
 def test_callback_with_a_mismatching_issuer_is_rejected(
-    make_app, person, vcita, vcita_issuer, sent
+    make_app, new_browser, vcita, vcita_issuer, sent
 ):
     configured = f"https://{EVIL}" if sent == "configured-elsewhere" else vcita_issuer
     app = make_app(VCITA_ISSUER=configured)
-    client = app.test_client()
-    callback = approved_callback(client, person)
+    browser = new_browser(app)
+    callback = browser.approve()
     if sent == "forged-in-the-url":
         callback = callback.replace(f"iss={quote(vcita_issuer, safe='')}", f"iss=https://{EVIL}")
-    response = client.get(callback)
+    response = browser.get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
 
 
 @pytest.mark.parametrize("sent", ["no-iss", "empty-iss"])
 def test_callback_without_iss_is_rejected_when_an_issuer_is_configured(
-    make_app, person, vcita, vcita_issuer, sent
+    make_app, new_browser, vcita, vcita_issuer, sent
 ):
     # RFC 9207 §2.4: a client that expects `iss` refuses a response that lacks it.
     app = make_app(VCITA_ISSUER=vcita_issuer)
-    client = app.test_client()
-    callback = approved_callback(client, person)
+    browser = new_browser(app)
+    callback = browser.approve()
     issued = f"iss={quote(vcita_issuer, safe='')}"
     assert issued in callback
     callback = callback.replace(issued, "" if sent == "no-iss" else "iss=")
-    response = client.get(callback)
+    response = browser.get(callback)
     assert_refused_before_the_exchange(response, app, vcita)
 
 
@@ -300,10 +332,10 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def test_pkce_sends_an_s256_challenge_and_a_fresh_verifier_per_flow(pkce_app, person, vcita):
-    client = pkce_app.test_client()
-    first, second = client.get("/connect").location, client.get("/connect").location
-    flows_now = pending_flows(pkce_app, client)
+def test_pkce_sends_an_s256_challenge_and_a_fresh_verifier_per_flow(pkce_app, new_browser, vcita):
+    browser = new_browser(pkce_app)
+    first, second = browser.get("/connect").location, browser.get("/connect").location
+    flows_now = browser.pending_flows()
     verifiers = [flows_now[state_of(url)]["code_verifier"] for url in (first, second)]
     assert verifiers[0] != verifiers[1]
     for url, verifier in zip((first, second), verifiers, strict=True):
@@ -316,30 +348,30 @@ def test_pkce_sends_an_s256_challenge_and_a_fresh_verifier_per_flow(pkce_app, pe
         assert params["code_challenge"] == [s256(verifier)]
         assert verifier not in url
 
-    assert client.get(person.approve(second)).status_code == 303
+    assert browser.get(browser.person.approve(second)).status_code == 303
     assert vcita.token_requests[0]["body"]["code_verifier"] == verifiers[1]
 
 
-def test_pkce_verifier_is_enforced_by_the_sandbox(pkce_app, person, vcita):
-    client = pkce_app.test_client()
-    callback = approved_callback(client, person)
+def test_pkce_verifier_is_enforced_by_the_sandbox(pkce_app, new_browser, vcita):
+    browser = new_browser(pkce_app)
+    callback = browser.approve()
     # The right code and state with a wrong verifier: the code alone is not enough.
-    with client.session_transaction() as session:
+    with browser.session_transaction() as session:
         pending = session[session_keys.PENDING_FLOWS]
         pending[state_of(callback)]["code_verifier"] = "x" * 43
         session[session_keys.PENDING_FLOWS] = pending
-    response = client.get(callback)
+    response = browser.get(callback)
     assert response.status_code == 400
     assert vcita.token_requests[0]["status"] == 400
-    assert store(pkce_app).count() == 0
+    assert stored(pkce_app).connections.count() == 0
 
 
-def test_code_injected_from_another_flow_fails_with_pkce(pkce_app, person, vcita):
-    attacker = pkce_app.test_client()
-    attackers_callback = approved_callback(attacker, person)
-    victim = pkce_app.test_client()
+def test_code_injected_from_another_flow_fails_with_pkce(pkce_app, new_browser, vcita):
+    attacker = new_browser(pkce_app)
+    attackers_callback = attacker.approve()
+    victim = new_browser(pkce_app)
     victims_state = state_of(victim.get("/connect").location)
-    victims_verifier = pending_flows(pkce_app, victim)[victims_state]["code_verifier"]
+    victims_verifier = victim.pending_flows()[victims_state]["code_verifier"]
 
     # The attacker plants their own code in the victim's browser, with the victim's state.
     injected = f"/callback?code={quote(code_of(attackers_callback))}&state={victims_state}"
@@ -349,19 +381,19 @@ def test_code_injected_from_another_flow_fails_with_pkce(pkce_app, person, vcita
         victims_verifier
     ]
     assert vcita.token_requests[0]["status"] == 400
-    assert store(pkce_app).count() == 0
+    assert stored(pkce_app).connections.count() == 0
     # The code itself was good: only the verifier it was bound to was missing.
     assert attacker.get(attackers_callback).status_code == 303
 
 
-def test_without_pkce_an_injected_code_is_not_detected(app, person, vcita):
+def test_without_pkce_an_injected_code_is_not_detected(app, new_browser, vcita):
     """Why VCITA_USE_PKCE exists: with state alone, a planted code still connects."""
-    attacker = app.test_client()
-    attackers_callback = approved_callback(attacker, person)
+    attacker = new_browser(app)
+    attackers_callback = attacker.approve()
     victim = app.test_client()
     victims_state = state_of(victim.get("/connect").location)
     response = victim.get(
         f"/callback?code={quote(code_of(attackers_callback))}&state={victims_state}"
     )
     assert response.status_code == 303
-    assert store(app).count() == 1
+    assert stored(app).connections.count() == 1

@@ -44,19 +44,24 @@ class Served(ServerProcess):
         )
 
 
-@pytest.fixture
-def served(empty_database_url, tmp_path):
-    environ = {
+def serve_environ(database_url: str, **changes: str) -> dict[str, str]:
+    """Return the environment `make serve` gets here: on the sandbox, with secrets given."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "VCITA_SANDBOX": "true",
         # Given, so that run.py does not generate and keep secrets in instance/.
         "SECRET_KEY": "serve-test-secret-key-that-is-long-enough-0123456789",
         "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "DATABASE_URL": empty_database_url,
+        "DATABASE_URL": database_url,
         "WEB_CONCURRENCY": str(WORKERS),
         "GUNICORN_THREADS": "2",
+        **changes,
     }
-    with Served(environ, tmp_path / "serve.log") as server:
+
+
+@pytest.fixture
+def served(empty_database_url, tmp_path):
+    with Served(serve_environ(empty_database_url), tmp_path / "serve.log") as server:
         yield server
 
 
@@ -149,18 +154,13 @@ def test_make_serve_names_a_worker_count_before_gunicorn_can_crash_on_it(name, t
 @pytest.fixture
 def served_with_webhooks(empty_database_url, tmp_path):
     """`make serve` on the sandbox with its control endpoints on, subscribing to webhooks."""
-    environ = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "VCITA_SANDBOX": "true",
-        "SECRET_KEY": "serve-test-secret-key-that-is-long-enough-0123456789",
-        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "DATABASE_URL": empty_database_url,
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "2",
+    environ = serve_environ(
+        empty_database_url,
+        WEB_CONCURRENCY="1",
         # Only the subscription's secret path is used: the test posts it to the app itself.
-        "PUBLIC_BASE_URL": "https://connect.example",
-        "SANDBOX_CONTROL": "true",
-    }
+        PUBLIC_BASE_URL="https://connect.example",
+        SANDBOX_CONTROL="true",
+    )
     with Served(environ, tmp_path / "serve.log") as server:
         yield server
 

@@ -29,6 +29,8 @@ from app.storage.connections import Connection, ConnectionStore
 from app.storage.database import Database, StoreUnavailable
 from app.vcita import AccessToken
 
+from .conftest import stored
+
 ACCESS_TOKEN = "vcita-access-token-5f2c8a91d04e4b7f"
 ISSUED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 THREADS = 8
@@ -85,7 +87,7 @@ def open_app():
         app.config.update(DATABASE_URL=url, TOKEN_ENCRYPTION_KEYS=list(keys))
         storage.init_app(app)
         used_states.init_app(app)
-        stores.append(app.extensions["connections"])
+        stores.append(stored(app).connections)
         return app
 
     yield open_app
@@ -96,7 +98,7 @@ def open_app():
 @pytest.fixture
 def open_store(open_app):
     def open_store(url: str, *keys: str) -> ConnectionStore:
-        return open_app(url, *keys).extensions["connections"]
+        return stored(open_app(url, *keys)).connections
 
     return open_store
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from app.errors import HTTP_PAGES, PAGES
 
+from .conftest import vcita_client_of
 from .security_support import state_of
 from .test_fuzz import fuzz_settings
 
@@ -112,7 +113,7 @@ def scripted(make_app, vcita):
     """The app with its transport to vcita replaced by a scripted one, and the flow trace on."""
     app = make_app(SHOW_FLOW_TRACE="true")
     transport = ScriptedVcita()
-    app.extensions["vcita"].transport = transport
+    vcita_client_of(app).transport = transport
     yield app, transport
 
 

@@ -18,8 +18,8 @@ from werkzeug.wrappers import Request
 from app.token_use.webhooks import MAX_DELIVERY_BYTES
 from sandbox.testing import ServerThread
 
-from .conftest import approved_callback, only_connection
-from .servers import development_server
+from .conftest import finish_background_work, only_connection, stored
+from .servers import DeferredApp, development_server
 
 PUBLIC = "https://connect.example"
 
@@ -29,23 +29,13 @@ def public_app(make_app):
     return make_app(PUBLIC_BASE_URL=PUBLIC)
 
 
-def connect(app, person):
-    """Connect in a new browser; return it once the app has subscribed (off the request)."""
-    browser = app.test_client()
-    assert browser.get(approved_callback(browser, person)).status_code == 303
-    app.extensions["background"].wait()
-    return browser
-
-
 def subscribed_url(app) -> str | None:
-    connection = only_connection(app)
-    with app.app_context():
-        return app.extensions["subscriptions"].target_url_of(connection.id)
+    return stored(app).subscriptions.target_url_of(only_connection(app).id)
 
 
 def deliver(app, path: str, body=b'{"event": "application/uninstalled"}', **kwargs):
     response = app.test_client().post(path, data=body, content_type="application/json", **kwargs)
-    app.extensions["background"].wait()
+    finish_background_work(app)
     return response
 
 
@@ -75,7 +65,7 @@ def deliver_chunked(app, path: str, body: bytes, piece: int = 64 * 1024):
         }
     )
     response = app.test_client().open(Request(environ))
-    app.extensions["background"].wait()
+    finish_background_work(app)
     return response
 
 
@@ -87,14 +77,13 @@ def revoke_everything(vcita_server) -> None:
 
 
 @pytest.fixture
-def with_subscription(app, person):
+def with_subscription(app, browser):
     """A connected app whose connection holds a known webhook secret."""
-    connect(app, person)
-    connection = only_connection(app)
-    with app.app_context():
-        app.extensions["subscriptions"].save(
-            connection.id, "known-secret", f"{PUBLIC}/webhooks/vcita/known-secret"
-        )
+    assert browser.connect().status_code == 303
+    finish_background_work(app)
+    stored(app).subscriptions.save(
+        only_connection(app).id, "known-secret", f"{PUBLIC}/webhooks/vcita/known-secret"
+    )
     return app
 
 
@@ -190,7 +179,7 @@ def test_a_chunked_delivery_over_http_is_bounded_by_each_server_the_app_runs_on(
     with serving as served:
         url = f"{served.url}/webhooks/vcita/known-secret"
         too_long = requests.post(url, data=sent_in_chunks(17 * 1024), timeout=10)
-        with_subscription.extensions["background"].wait()
+        finish_background_work(with_subscription)
     assert too_long.request.headers["Transfer-Encoding"] == "chunked"
     assert too_long.status_code == 413
     assert len(vcita.userinfo_requests) == asked
@@ -229,8 +218,11 @@ def test_only_a_post_is_a_delivery(with_subscription):
 # --- Subscribing and unsubscribing --------------------------------------------------------
 
 
-def test_a_connect_subscribes_to_the_uninstall_event_with_a_secret_url(public_app, person, vcita):
-    connect(public_app, person)
+def test_a_connect_subscribes_to_the_uninstall_event_with_a_secret_url(
+    public_app, new_browser, vcita
+):
+    assert new_browser(public_app).connect().status_code == 303
+    finish_background_work(public_app)
     (held,) = vcita.subscriptions()
     assert held.event == "application/uninstalled"
     prefix = f"{PUBLIC}/webhooks/vcita/"
@@ -239,120 +231,112 @@ def test_a_connect_subscribes_to_the_uninstall_event_with_a_secret_url(public_ap
     assert subscribed_url(public_app) == held.target_url
 
 
-def test_each_connection_has_a_secret_of_its_own(public_app, vcita_server, vcita):
-    from sandbox.testing import SandboxPerson
-
+def test_each_connection_has_a_secret_of_its_own(public_app, new_browser, vcita):
     for staff in ("Maya Goldberg", "Daniel O'Brien"):
-        with SandboxPerson(vcita_server.url) as someone:
-            browser = public_app.test_client()
-            browser.get(approved_callback(browser, someone, staff=staff))
-    public_app.extensions["background"].wait()
+        browser = new_browser(public_app)
+        browser.get(browser.approve(staff=staff))
+    finish_background_work(public_app)
     urls = [held.target_url for held in vcita.subscriptions()]
     assert len(urls) == len(set(urls)) == 2
 
 
-def test_without_a_public_url_nothing_is_subscribed(app, person, vcita):
-    connect(app, person)
+def test_without_a_public_url_nothing_is_subscribed(app, browser, vcita):
+    assert browser.connect().status_code == 303
+    finish_background_work(app)
     assert vcita.subscriptions() == []
     assert subscribed_url(app) is None
 
 
-def test_a_failed_subscription_never_fails_the_connect(public_app, person, vcita, caplog):
+def test_a_failed_subscription_never_fails_the_connect(public_app, new_browser, vcita, caplog):
     caplog.set_level(logging.WARNING, logger="app.token_use")
     vcita.set_fault("subscribe", status=500, json={"response": "Not Subscribed"})
-    browser = connect(public_app, person)
-    assert browser.get("/dashboard").status_code == 200
+    browser = new_browser(public_app)
+    assert browser.connect().status_code == 303
+    finish_background_work(public_app)
+    assert browser.dashboard().status_code == 200
     assert subscribed_url(public_app) is None
     assert "Could not subscribe" in caplog.text
 
 
-def test_connecting_again_keeps_the_one_subscription(public_app, person, vcita):
-    connect(public_app, person)
-    connect(public_app, person)
+def test_connecting_again_keeps_the_one_subscription(public_app, new_browser, vcita):
+    for _ in range(2):
+        assert new_browser(public_app).connect().status_code == 303
+        finish_background_work(public_app)
     assert len(vcita.subscriptions()) == 1
 
 
-def test_the_connect_does_not_wait_for_the_subscription(public_app, person, vcita):
+def test_the_connect_does_not_wait_for_the_subscription(public_app, new_browser, vcita):
     vcita.set_fault("subscribe", delay=3)  # vcita slow to subscribe; answers in the end
-    browser = public_app.test_client()
-    assert browser.get(approved_callback(browser, person)).status_code == 303
-    assert browser.get("/dashboard").status_code == 200
+    browser = new_browser(public_app)
+    assert browser.get(browser.approve()).status_code == 303
+    assert browser.dashboard().status_code == 200
     assert vcita.subscriptions() == []  # the person already has the dashboard
-    public_app.extensions["background"].wait()
+    finish_background_work(public_app)
     (held,) = vcita.subscriptions()
     assert subscribed_url(public_app) == held.target_url
 
 
 def test_a_disconnect_before_the_subscription_lands_leaves_none_at_vcita(
-    public_app, person, vcita, caplog
+    public_app, new_browser, vcita, caplog
 ):
     vcita.set_fault("subscribe", delay=1, times=1)
-    browser = public_app.test_client()
-    assert browser.get(approved_callback(browser, person)).status_code == 303
-    assert disconnect(browser).status_code == 303  # while vcita is still subscribing
-    public_app.extensions["background"].wait()
+    browser = new_browser(public_app)
+    assert browser.get(browser.approve()).status_code == 303
+    assert browser.disconnect().status_code == 303  # while vcita is still subscribing
+    finish_background_work(public_app)
     assert vcita.subscriptions() == []
     assert only_connection(public_app) is None
     assert "failed" not in caplog.text
 
 
-def disconnect(browser):
-    page = browser.get("/dashboard").get_data(as_text=True)
-    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-    return browser.post("/disconnect", data={"csrf_token": token})
-
-
-def test_disconnect_unsubscribes_then_deletes(public_app, person, vcita):
-    browser = connect(public_app, person)
-    assert disconnect(browser).status_code == 303
+def test_disconnect_unsubscribes_then_deletes(public_app, new_browser, vcita):
+    browser = new_browser(public_app)
+    assert browser.connect().status_code == 303
+    finish_background_work(public_app)
+    assert browser.disconnect().status_code == 303
     assert vcita.subscriptions() == []
     assert only_connection(public_app) is None
 
 
 def test_a_failed_unsubscribe_is_logged_and_the_token_deleted_anyway(
-    public_app, person, vcita, caplog
+    public_app, new_browser, vcita, caplog
 ):
     caplog.set_level(logging.WARNING, logger="app.token_use")
-    browser = connect(public_app, person)
+    browser = new_browser(public_app)
+    assert browser.connect().status_code == 303
+    finish_background_work(public_app)
     vcita.set_fault("unsubscribe", status=503)
-    assert disconnect(browser).status_code == 303
+    assert browser.disconnect().status_code == 303
     assert only_connection(public_app) is None
     assert "Could not unsubscribe" in caplog.text
 
 
-class _Deferred:
-    """A WSGI app filled in later: the server's URL is a setting of the app it serves."""
-
-    app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
-
-
 def test_an_uninstall_in_the_sandbox_removes_the_connection_within_one_delivery(
-    make_app, person, vcita, vcita_server
+    make_app, new_browser, vcita, vcita_server
 ):
-    deferred = _Deferred()
+    deferred = DeferredApp()
     with ServerThread(deferred) as served:
         app = make_app(PUBLIC_BASE_URL=served.url)
         deferred.app = app.wsgi_app
-        connect(app, person)
+        assert new_browser(app).connect().status_code == 303
+        finish_background_work(app)
         assert len(vcita.subscriptions()) == 1
 
         answer = vcita_server.sandbox.test_client().post(
             "/_sandbox/uninstall", json={"business_uid": "7c6dc1589f078b66"}
         )
         assert answer.status_code == 200
-        app.extensions["background"].wait()
+        finish_background_work(app)
 
     (delivery,) = vcita.deliveries
     assert delivery["status"] == 200
     assert only_connection(app) is None
 
 
-def test_a_forged_delivery_to_a_wrong_secret_changes_nothing(make_app, person, vcita):
+def test_a_forged_delivery_to_a_wrong_secret_changes_nothing(make_app, new_browser, vcita):
     app = make_app(PUBLIC_BASE_URL=PUBLIC)
-    connect(app, person)
+    assert new_browser(app).connect().status_code == 303
+    finish_background_work(app)
     secret = subscribed_url(app).rpartition("/")[2]
     for forged in (secret[:-1], secret + "x", secret.upper(), "", "..%2F" + secret):
         response = deliver(app, f"/webhooks/vcita/{forged}")

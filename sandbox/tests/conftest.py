@@ -1,4 +1,4 @@
-"""Fixtures for the sandbox's own tests: the sandbox app, a browser on it, and a way to get a code.
+"""Fixtures for the sandbox's own tests: the sandbox app, a browser on it, a code, a token.
 
 Most tests drive the sandbox in-process with Flask's test client; the tests of real HTTP
 behaviour (keep-alive, resets, curl) serve it with `ServerThread`.
@@ -177,3 +177,14 @@ def new_token(browser: FlaskClient, new_code: Callable[..., str]) -> Callable[..
         return response.get_json()["access_token"]
 
     return new_token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Return the Authorization header that sends `token` (RFC 6750 §2.1)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def owner_headers(new_token: Callable[..., str]) -> dict[str, str]:
+    """The headers of an API call made with a fresh token of Harbor Light Yoga's owner."""
+    return bearer(new_token(OWNER_UID))

@@ -21,6 +21,7 @@ from .conftest import (
     OWNER_UID,
     STAFF_UID,
     authorize_url,
+    bearer,
     form_fields,
     log_in,
     redirect_params,
@@ -346,9 +347,7 @@ def test_the_authorize_page_works_on_a_brand_host_and_its_code_is_accepted(brows
     assert redirect_params(answer)["state"] == "xyz-state"
     token = browser.post("/oauth/token", json=token_body(redirect_params(answer)["code"]))
     assert token.status_code == 200
-    userinfo = browser.get(
-        "/oauth/userinfo", headers={"Authorization": f"Bearer {token.get_json()['access_token']}"}
-    )
+    userinfo = browser.get("/oauth/userinfo", headers=bearer(token.get_json()["access_token"]))
     assert userinfo.get_json()["sub"] == OWNER_UID
     assert [request["status"] for request in state.token_requests] == [200]
 

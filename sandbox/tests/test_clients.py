@@ -10,7 +10,7 @@ import requests
 
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 
-from .conftest import OWNER_UID, STAFF_UID
+from .conftest import STAFF_UID, bearer
 
 CLIENTS = "/platform/v1/clients"
 DEMO = json.loads(DEFAULT_BUSINESSES_FILE.read_text(encoding="utf-8"))["businesses"]
@@ -23,17 +23,8 @@ CEDAR_IDS = [c["id"] for c in sorted(DEMO[1]["clients"], key=lambda c: c["create
 HARBOR_BY_NAME = {client["first_name"]: client["id"] for client in DEMO[0]["clients"]}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def ids(response) -> list[str]:
     return [client["id"] for client in response.get_json()["data"]["clients"]]
-
-
-@pytest.fixture
-def owner_headers(new_token) -> dict[str, str]:
-    return bearer(new_token(OWNER_UID))
 
 
 def plant(browser, business_uid: str, **client) -> dict:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CLIENT_SECRET, token_body
+from .conftest import CLIENT_SECRET, bearer, token_body
 
 DATA = Path(__file__).parent / "data"
 SPEC = json.loads((DATA / "oauth-openapi.json").read_text())
@@ -112,7 +112,7 @@ def test_token_401_has_exactly_the_example_keys_and_types(browser, new_code):
 
 
 def test_userinfo_200_has_every_example_key_with_its_type(browser, new_token):
-    response = browser.get("/oauth/userinfo", headers={"Authorization": f"Bearer {new_token()}"})
+    response = browser.get("/oauth/userinfo", headers=bearer(new_token()))
     assert response.status_code == 200
     assert response.mimetype == USERINFO["produces"][0]
     assert type_shape(response.get_json()) == type_shape(example(USERINFO, "200"))
@@ -138,10 +138,6 @@ def test_guide_curl_command_for_step_3_works_against_the_sandbox(served_sandbox,
 
 
 # --- GET /platform/v1/clients (clients-openapi.json) -----------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def example_client() -> dict:

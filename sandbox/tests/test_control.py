@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sandbox import create_sandbox
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, STAFF_UID, token_body
+from .conftest import CLIENT_ID, CLIENT_SECRET, STAFF_UID, bearer, token_body
 
 CONTROL_CALLS = [
     ("POST", "/_sandbox/faults"),
@@ -105,7 +105,7 @@ def test_post_revoke_revokes_every_token(browser, new_token):
     response = browser.post("/_sandbox/revoke")
     assert response.status_code == 200 and response.get_json() == {"revoked": 2}
     for token in tokens:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer(token)
         assert browser.get("/oauth/userinfo", headers=headers).status_code == 401
 
 
@@ -191,8 +191,8 @@ def test_recorded_requests_show_no_run_of_any_credential(browser, state, new_tok
     browser.post(
         "/oauth/token", data=f'{{"{field}": "{secret}", ', content_type="application/json"
     )
-    browser.get(f"/oauth/userinfo?{field}={secret}", headers={"Authorization": f"Bearer {secret}"})
-    browser.get("/oauth/userinfo", headers={"Authorization": f"Bearer {token}"})
+    browser.get(f"/oauth/userinfo?{field}={secret}", headers=bearer(secret))
+    browser.get("/oauth/userinfo", headers=bearer(token))
 
     text = browser.get("/_sandbox/requests").get_data(as_text=True)
 

@@ -12,11 +12,7 @@ import requests
 
 from sandbox.faults import Fault
 
-from .conftest import OWNER_UID, token_body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from .conftest import OWNER_UID, bearer, token_body
 
 
 @pytest.mark.parametrize("endpoint", ["token", "userinfo"])

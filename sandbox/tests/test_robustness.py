@@ -15,6 +15,8 @@ from sandbox.recording import MAX_RECORDED_BODY
 from sandbox.state import MAX_RECORDED_REQUESTS
 from sandbox.webhooks import EVENTS
 
+from .conftest import bearer
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: (
@@ -44,18 +46,19 @@ content_types = st.sampled_from(
         "application/json; charset=latin-1",
     ]
 )
-authorizations = st.one_of(
-    st.none(), st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
-)
-
-
-@settings(
-    max_examples=300,
+# Every run tries the same examples, all of them on the one sandbox the test's fixtures built.
+REPEATABLE = settings(
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+authorizations = st.one_of(
+    st.none(), st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+)
+
+
+@settings(REPEATABLE, max_examples=300)
 @given(body=bodies, content_type=content_types, authorization=authorizations)
 def test_any_request_gets_an_oauth_error_never_a_server_error(
     browser, body, content_type, authorization
@@ -95,18 +98,12 @@ PLATFORM_CALLS = [
 ]
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(REPEATABLE, max_examples=150)
 @given(body=platform_bodies, content_type=content_types, query=client_queries)
 def test_any_platform_call_with_a_token_gets_a_legacy_error_never_a_server_error(
     browser, new_token, body, content_type, query
 ):
-    headers = {"Authorization": f"Bearer {new_token()}"}
+    headers = bearer(new_token())
     for method, path in PLATFORM_CALLS:
         response = browser.open(
             path,

@@ -18,6 +18,7 @@ from .conftest import (
     OWNER_UID,
     REDIRECT_URI,
     STAFF_UID,
+    bearer,
     token_body,
 )
 
@@ -194,9 +195,7 @@ def test_reused_code_revokes_first_token(browser, new_code, state):
     assert state.is_token_active(first["access_token"])
     browser.post("/oauth/token", json=token_body(code))
     assert not state.is_token_active(first["access_token"])
-    userinfo = browser.get(
-        "/oauth/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"}
-    )
+    userinfo = browser.get("/oauth/userinfo", headers=bearer(first["access_token"]))
     assert userinfo.status_code == 401
 
 
@@ -264,7 +263,7 @@ def test_only_a_live_token_of_the_same_staff_member_and_scope_is_given_back(
 def test_a_token_is_refused_once_its_lifetime_is_over(browser, new_token, state):
     token = new_token()
     state.age_tokens(TOKEN_LIFETIME - 60)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(token)
     assert browser.get("/oauth/userinfo", headers=headers).status_code == 200
 
     state.age_tokens(60)

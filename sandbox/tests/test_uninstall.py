@@ -19,7 +19,7 @@ import pytest
 
 from sandbox.testing import ServerThread
 
-from .conftest import CLIENT_ID, OWNER_UID, STAFF_UID, form_fields
+from .conftest import CLIENT_ID, OWNER_UID, STAFF_UID, bearer, form_fields
 
 HARBOR = "7c6dc1589f078b66"
 CEDAR = "9da2a88d42e6ff59"
@@ -70,10 +70,6 @@ def serve_receiver() -> Iterator[Callable[..., tuple[Receiver, str]]]:
             return receiver, server.url
 
         yield serve
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def subscribe(browser, token: str, target_url: str, event: str = UNINSTALLED) -> None:

@@ -8,16 +8,12 @@ import pytest
 
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 
-from .conftest import OWNER_UID, STAFF_UID
+from .conftest import OWNER_UID, STAFF_UID, bearer
 
 DEMO = json.loads(DEFAULT_BUSINESSES_FILE.read_text(encoding="utf-8"))
 DEMO_STAFF = [
     (business, member) for business in DEMO["businesses"] for member in business["staff"]
 ]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from sandbox.webhooks import EVENTS, NOT_SUBSCRIBED
 
-from .conftest import CLIENT_ID, OWNER_UID, STAFF_UID
+from .conftest import CLIENT_ID, STAFF_UID, bearer
 
 SUBSCRIBE = "/platform/v1/webhook/subscribe"
 UNSUBSCRIBE = "/platform/v1/webhook/unsubscribe"
@@ -15,15 +15,6 @@ HARBOR = "7c6dc1589f078b66"
 CEDAR_OWNER = "6df31cfb24107721"
 TARGET = "https://connect.example/webhooks/vcita/5Jx0s3cr3t"
 UNINSTALLED = "application/uninstalled"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def owner_headers(new_token) -> dict[str, str]:
-    return bearer(new_token(OWNER_UID))
 
 
 def listed(browser, headers) -> list[dict[str, str]]:

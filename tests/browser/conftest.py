@@ -26,6 +26,9 @@ from app import create_app
 from sandbox import SandboxState, create_sandbox
 from sandbox.testing import ServerThread
 
+from ..conftest import close, sandbox_state_of, vcita_at
+from ..servers import DeferredApp
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Running as root needs --no-sandbox. The rest keep Chromium from calling home: these
 # machines have no internet, and without them it retries its update and sync services.
@@ -104,7 +107,7 @@ class Servers:
     @property
     def vcita(self) -> SandboxState:
         """The sandbox's recorded requests and fault switches."""
-        return self.sandbox.extensions["vcita_sandbox"]
+        return sandbox_state_of(self.sandbox)
 
     @property
     def app_url(self) -> str:
@@ -143,16 +146,6 @@ def _serve(wsgi_app, preferred_port: int) -> ServerThread:
     return ServerThread(wsgi_app).start()
 
 
-class _Deferred:
-    """A WSGI app filled in later: the app's port must exist before the app can be made."""
-
-    def __init__(self):
-        self.app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
-
-
 @pytest.fixture
 def start_servers(tmp_path) -> Callable[..., Servers]:
     """Serve a sandbox and an app pointed at it; stopped when the test ends."""
@@ -161,7 +154,7 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
         def start_servers(
             sandbox_settings: dict | None = None, app_settings: dict | None = None
         ) -> Servers:
-            app_wsgi = _Deferred()
+            app_wsgi = DeferredApp()
             app_server = _serve(app_wsgi, README_PORTS[0])
             stack.callback(app_server.stop)
             app_url = f"http://localhost:{app_server.port}"
@@ -184,10 +177,7 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     "VCITA_CLIENT_ID": CLIENT_ID,
                     "VCITA_CLIENT_SECRET": CLIENT_SECRET,
                     "VCITA_REDIRECT_URI": f"{app_url}/callback",
-                    "VCITA_AUTHORIZE_URL": f"{sandbox_server.url}/app/oauth/authorize",
-                    "VCITA_TOKEN_URL": f"{sandbox_server.url}/oauth/token",
-                    "VCITA_USERINFO_URL": f"{sandbox_server.url}/oauth/userinfo",
-                    "VCITA_API_URL": sandbox_server.url,
+                    **vcita_at(sandbox_server.url),
                     "SECRET_KEY": "browser-test-secret-key-0123456789abcdef",
                     "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                     "DATABASE_URL": f"sqlite:///{tmp_path / 'connect.db'}",
@@ -201,7 +191,7 @@ def start_servers(tmp_path) -> Callable[..., Servers]:
                     **(app_settings or {}),
                 }
             )
-            stack.callback(app.extensions["database"].dispose)
+            stack.callback(close, app)
             app_wsgi.app = app.wsgi_app
             return Servers(sandbox, sandbox_server, app, app_server, stack)
 

@@ -12,6 +12,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Route, expect
 
+from ..conftest import stored
 from .conftest import Servers
 
 CALLBACK = re.compile(r"/callback\?")
@@ -70,8 +71,7 @@ def expect_error_page(page: Page, title: str, button: str) -> None:
 
 def stored_connections(servers: Servers) -> int:
     """Return how many connections the app has stored."""
-    with servers.app.app_context():
-        return servers.app.extensions["connections"].count()
+    return stored(servers.app).connections.count()
 
 
 def statuses(records: list[dict]) -> list[int]:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
+from ..conftest import finish_background_work
 from .conftest import BRAND_DOMAIN, CLIENT_ID, TIMEOUT_MS, Servers
 from .steps import DEFAULT_STAFF, answer_consent, assert_accessible, connect, log_in
 
@@ -244,7 +245,7 @@ def test_after_uninstall_app_in_vcita_the_dashboard_sends_the_person_back_to_con
     open_from_app_market(vcita, servers, "tab")
     vcita.get_by_role("button", name="Uninstall app").click()
     expect(vcita.get_by_text("uninstalled from Harbor Light Yoga")).to_be_visible()
-    servers.app.extensions["background"].wait()
+    finish_background_work(servers.app)
     assert [delivery["status"] for delivery in servers.vcita.deliveries] == [200]
 
     page.reload()

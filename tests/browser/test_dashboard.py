@@ -6,7 +6,10 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from app.connect.trace import hidden
+from app.session_keys import CONNECTION
 
+from ..conftest import SESSION_COOKIE, stored
+from ..security_support import decode_session, runs_of
 from .conftest import CLIENT_SECRET, Servers
 from .steps import CALLBACK, connect
 
@@ -83,8 +86,9 @@ def test_flow_trace_masks_every_secret_code_state_and_token(
     shown = trace.inner_text()
     html = page.content()
     for name, secret in secrets.items():
-        runs = {secret[start : start + 6] for start in range(len(secret) - 5)}
-        assert [run for run in runs if run in html] == [], f"part of the {name} is shown"
+        assert [run for run in runs_of(secret) if run in html] == [], (
+            f"part of the {name} is shown"
+        )
         assert hidden(secret) in shown, f"the hidden {name} is missing from the trace"
     assert "GET http" in shown and "POST http" in shown  # the authorize URL, the token request
     assert shown.count("HTTP 200") >= 2  # the token and userinfo answers
@@ -92,13 +96,9 @@ def test_flow_trace_masks_every_secret_code_state_and_token(
 
 def stored_access_token(context: BrowserContext, servers: Servers) -> str:
     """Read the access token the app stored, via this browser's session cookie."""
-    cookie = next(c for c in context.cookies() if c["name"] == "vcita_connect")
-    session = servers.app.session_interface.get_signing_serializer(servers.app).loads(
-        cookie["value"]
-    )
-    with servers.app.app_context():
-        store = servers.app.extensions["connections"]
-        return store.get(session["connection_id"]).token.access_token
+    cookie = next(c for c in context.cookies() if c["name"] == SESSION_COOKIE)
+    session = decode_session(servers.app, cookie["value"])
+    return stored(servers.app).connections.get(session[CONNECTION]).token.access_token
 
 
 def test_flow_trace_is_off_outside_the_sandbox_by_default(page: Page, start_servers):
