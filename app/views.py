@@ -24,8 +24,8 @@ from .connect.used_states import get_used_states
 from .security import require_csrf_token
 from .storage.connections import Connection, get_connections
 from .storage.database import get_db
-from .token_use import snapshots, subscriptions
-from .token_use.ending import Ending, end_connection
+from .token_use import calls, snapshots
+from .token_use.ending import Ended, Ending, end_connection, end_connections
 from .vcita import AccessRevoked, allowed_brand_host
 from .vcita_client import get_vcita
 
@@ -109,7 +109,7 @@ def callback():
             handoff_code=get_handoffs().offer(flow.handoff, connection.id),
         )
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
-    subscriptions.subscribe_soon(connection)  # to hear when the business uninstalls the app
+    calls.after_connect(connection)  # subscribes, to hear when the business uninstalls the app
     if flow.handoff:  # a popup opened by vcita's frame: its last page hands the connection back
         framing.keep_opener()
         return redirect(url_for(".connected"), 303)
@@ -196,26 +196,58 @@ def connection_revoked(connection: Connection):
 
 @bp.post("/disconnect")
 def disconnect():
-    """End every connection this browser made, with their tokens, and say which."""
+    """End every connection this browser made: revoked at vcita, deleted here; say how."""
     require_csrf_token()
-    ended = [
-        known
-        for known in browser.connections_in_session()
-        if end_connection(known, Ending.DISCONNECTED)
-    ]
+    ended = end_connections(browser.connections_in_session(), Ending.DISCONNECTED)
     session.clear()
     current_app.logger.info("Disconnected %d connection(s)", len(ended))
-    flash(disconnect_message(len(ended)), "info")
+    flash(disconnect_message(ended), "info")
     return redirect(url_for(".index"), 303)
 
 
-def disconnect_message(removed: int) -> str:
-    """Say exactly what Disconnect deleted."""
-    if removed == 0:
-        return "Disconnected. This browser's connection was already gone: no token was kept."
-    if removed == 1:
-        return "Disconnected. vcita Connect no longer keeps a token for your business."
-    return (
-        f"Disconnected. vcita Connect no longer keeps any of the {removed} tokens this "
-        "browser connected (one for each vcita login that approved it)."
+def disconnect_message(ended: list[Ended]) -> str:
+    """Say exactly what Disconnect did: each key deleted here, and what vcita confirmed.
+
+    "vcita no longer accepts" only for the keys vcita said so of (revoked, unknown to it,
+    or refused as dead); each case one whole sentence, for translation.
+    """
+    count = len(ended)
+    stopped = ended.count(Ended.VCITA_STOPPED)
+    asked_again = count - stopped
+    if count == 0:
+        return "Disconnected. This browser's connection was already gone: no key was kept."
+    if count == 1 and stopped:
+        return (
+            "Disconnected. vcita no longer accepts the key this app had for your business, "
+            "and this app deleted it."
+        )
+    if count == 1:
+        return (
+            "Disconnected. This app deleted its key for your business; vcita did not confirm "
+            "that it stopped accepting it, so it will be asked again."
+        )
+    if not asked_again:
+        return sentence(
+            "Disconnected. vcita no longer accepts any of the %(count)s keys this browser "
+            "connected (one for each vcita login that approved it), and this app deleted them.",
+            count=count,
+        )
+    if not stopped:
+        return sentence(
+            "Disconnected. This app deleted the %(count)s keys this browser connected; vcita "
+            "did not confirm that it stopped accepting them, so it will be asked again.",
+            count=count,
+        )
+    return sentence(
+        "Disconnected. This app deleted the %(count)s keys this browser connected; vcita no "
+        "longer accepts %(stopped)s of them, and will be asked again about the other "
+        "%(asked_again)s.",
+        count=count,
+        stopped=stopped,
+        asked_again=asked_again,
     )
+
+
+def sentence(text: str, **values: int) -> str:
+    """Fill a whole sentence's named placeholders, as gettext does once it is translated."""
+    return text % values

@@ -1,0 +1,704 @@
+"""Disconnect revokes the token at vcita, durably; the calls vcita must hear are never lost.
+
+Over real HTTP against the sandbox: Disconnect (and `flask vcita forget`) unsubscribe,
+revoke, and delete the connection at once; what vcita does not confirm waits, sealed, in
+`pending_calls` and is made again by `run_pending` (what the retrier and `flask vcita
+revocations --retry` call) until vcita answers: after a restart too, and exactly once
+when two app instances run the queue at the same moment.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.storage.connections import get_connections
+from app.storage.database import get_db
+from app.storage.sealer import get_sealer
+from app.storage.tables import pending_calls
+from app.token_use import calls, ending
+from app.token_use.background import get_background
+from app.token_use.calls import Outcome, Retrier, run_pending
+from app.token_use.pending_calls import Kind, State, get_pending_calls
+from app.token_use.subscriptions import get_subscriptions
+
+from .conftest import approved_callback, change_vcita_settings, only_connection
+from .test_disconnect import connect_as, disconnect
+
+ROOT = Path(__file__).resolve().parent.parent
+HARBOR = "7c6dc1589f078b66"  # Harbor Light Yoga: Maya Goldberg, Leo Martins
+MAYA = "1beb795be66146bb"
+PUBLIC = "https://connect.example"
+STOPPED = "vcita no longer accepts the key this app had for your business, and this app deleted"
+ASKED_AGAIN = "vcita did not confirm that it stopped accepting it, so it will be asked again"
+# vcita not answering a revoke: each leaves the token valid there, for now.
+FAULTS = [
+    pytest.param({"status": 503}, id="503"),
+    pytest.param({"status": 500}, id="500"),
+    pytest.param({"status": 429, "headers": {"Retry-After": "120"}}, id="429"),
+    # Past the client's timeout (below); the sandbox revokes after the delay, unseen.
+    pytest.param({"delay": 2.0, "times": 1}, id="timeout"),
+]
+QUICK_TIMEOUT = (1, 0.3)
+
+
+# --- What the tests read -----------------------------------------------------------------
+
+
+def pending(app) -> list:
+    """Return the calls owed to vcita, as the operator's list shows them."""
+    with app.app_context():
+        return get_pending_calls().all()
+
+
+def run(app, **when) -> list[Outcome]:
+    """Run the queue as the retrier does (or `--retry`, with due_only=False)."""
+    with app.app_context():
+        return [made.outcome for made in run_pending(**when)]
+
+
+def later() -> datetime:
+    """A moment past any backoff: every pending call is due by then."""
+    return datetime.now(UTC) + timedelta(hours=2)
+
+
+def stored_connections(app) -> int:
+    with app.app_context():
+        return get_connections().count()
+
+
+def revoked_tokens(vcita) -> list[str]:
+    """Return the token each revoke request named, in the order vcita received them."""
+    return [request["body"]["token"] for request in vcita.recorded_requests("revoke")]
+
+
+def sealed_tokens_kept(app) -> list[str]:
+    """Return the tokens the pending calls hold, opened with the app's keys."""
+    with app.app_context(), get_db().transaction() as db:
+        sealed = db.execute(sa.select(pending_calls.c.encrypted_token)).scalars().all()
+        return [get_sealer().open(value) for value in sealed]
+
+
+def settle(app) -> None:
+    """Wait for what the app does off the request after a connect (keep, subscribe)."""
+    with app.app_context():
+        get_background().wait()
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    """Wait until `condition()` holds (something another thread does), or fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "it did not happen in time"
+        time.sleep(0.02)
+
+
+def cli(app, *args):
+    return app.test_cli_runner().invoke(args=["vcita", *args])
+
+
+# --- Disconnect revokes -------------------------------------------------------------------
+
+
+def test_disconnect_revokes_the_token_and_vcita_refuses_it_after(app, client, connect, vcita):
+    connect()
+    token = only_connection(app).token.access_token
+
+    response = disconnect(client)
+
+    assert response.status_code == 303
+    assert stored_connections(app) == 0
+    assert revoked_tokens(vcita) == [token]
+    (request,) = vcita.recorded_requests("revoke")
+    assert request["status"] == 201
+    assert request["headers"]["Authorization"] == f"Bearer {token}"
+    assert not vcita.is_token_active(token)
+    assert pending(app) == []
+    assert STOPPED in client.get("/").text
+
+
+def test_disconnect_unsubscribes_then_revokes(make_app, person, vcita):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    client = app.test_client()
+    assert client.get(approved_callback(client, person)).status_code == 303
+    settle(app)
+    assert len(vcita.subscriptions()) == 1
+
+    disconnect(client)
+
+    unsubscribed, revoked = (
+        vcita.recorded_requests("unsubscribe"),
+        vcita.recorded_requests("revoke"),
+    )
+    assert [request["status"] for request in unsubscribed + revoked] == [200, 201]
+    assert unsubscribed[0]["received_at"] < revoked[0]["received_at"]
+    assert vcita.subscriptions() == []
+    assert pending(app) == []
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_fault_leaves_no_token_here_and_a_pending_revocation_a_retry_completes(
+    app, client, connect, vcita, fault
+):
+    connect()
+    token = only_connection(app).token.access_token
+    change_vcita_settings(app, api_timeout=QUICK_TIMEOUT)
+    vcita.set_fault("revoke", **fault)
+
+    assert disconnect(client).status_code == 303
+
+    assert stored_connections(app) == 0  # the token left the connections table at once
+    (call,) = pending(app)
+    assert (call.kind, call.state, call.attempts) == (Kind.REVOKE, State.PENDING, 1)
+    assert (call.business_uid, call.staff_uid) == (HARBOR, MAYA)
+    assert call.last_error and token not in call.last_error
+    assert sealed_tokens_kept(app) == [token]
+    assert ASKED_AGAIN in client.get("/").text
+    assert run(app) == []  # not due yet: the retrier waits out the backoff
+    vcita.clear_faults()
+
+    assert run(app, now=later()) == [Outcome.DONE]
+
+    assert pending(app) == []
+    assert revoked_tokens(vcita)[-1] == token
+    assert not vcita.is_token_active(token)
+
+
+def test_a_pending_revocation_is_completed_by_a_new_app_on_the_same_database(
+    app, client, connect, vcita, make_app
+):
+    connect()
+    token = only_connection(app).token.access_token
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    with app.app_context():
+        get_db().dispose()  # this instance stops
+    vcita.clear_faults()
+
+    restarted = make_app()
+
+    assert [call.kind for call in pending(restarted)] == [Kind.REVOKE]
+    assert run(restarted, due_only=False) == [Outcome.DONE]
+    assert pending(restarted) == []
+    assert not vcita.is_token_active(token)
+
+
+def pending_revocations_of(app, client, vcita_server, vcita, staff: list[str]) -> list[str]:
+    """Connect these staff members in one browser, Disconnect while vcita is down."""
+    for name in staff:
+        connect_as(client, vcita_server, name)
+    with app.app_context():
+        connections = get_connections()
+        tokens = [connections.get(row.id).token.access_token for row in connections.all()]
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    vcita.clear_faults()
+    assert len(pending(app)) == len(tokens) == len(staff)
+    return tokens
+
+
+STAFF = ["Maya Goldberg", "Leo Martins", "Daniel O'Brien", "Sofía Hernández", "Priya Raman"]
+
+
+def test_two_instances_running_the_queue_at_once_revoke_each_token_once(
+    app, client, vcita_server, vcita, make_app
+):
+    tokens = pending_revocations_of(app, client, vcita_server, vcita, STAFF)
+    asked_before = len(revoked_tokens(vcita))
+    vcita.set_fault("revoke", delay=0.2)  # each call takes a while: the two runs overlap
+    instances = [make_app(), make_app()]
+    together = threading.Barrier(len(instances))
+    outcomes = []
+
+    def run_queue(instance):
+        together.wait()
+        outcomes.extend(run(instance, now=later()))
+
+    threads = [threading.Thread(target=run_queue, args=(instance,)) for instance in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert Counter(revoked_tokens(vcita)[asked_before:]) == Counter(tokens)  # each once
+    assert outcomes == [Outcome.DONE] * len(tokens)
+    assert pending(app) == []
+
+
+def test_two_processes_retrying_at_once_revoke_each_token_once(
+    app, client, vcita_server, vcita, settings
+):
+    tokens = pending_revocations_of(app, client, vcita_server, vcita, STAFF)
+    asked_before = len(revoked_tokens(vcita))
+    vcita.set_fault("revoke", delay=0.3)
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VCITA_", "DATABASE_"))},
+        **settings,
+        "FLASK_SKIP_DOTENV": "1",
+    }
+    command = [sys.executable, "-m", "flask", "--app", "app", "vcita", "revocations", "--retry"]
+
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(process.communicate(timeout=60)[0], process.returncode) for process in processes]
+
+    assert [code for _, code in results] == [0, 0]
+    assert Counter(revoked_tokens(vcita)[asked_before:]) == Counter(tokens)  # each once
+    assert pending(app) == []
+    for output, _ in results:
+        assert all(token not in output for token in tokens)
+
+
+@pytest.mark.parametrize(
+    "meanwhile",
+    [
+        pytest.param(
+            lambda vcita: vcita.set_fault(
+                "revoke", status=422, json={"status": "Error", "error": "invalid token"}
+            ),
+            id="invalid-token",
+        ),
+        pytest.param(lambda vcita: vcita.revoke_all_tokens(), id="already-dead-401"),
+    ],
+)
+def test_vcita_knowing_no_such_token_ends_the_retry(app, client, connect, vcita, meanwhile):
+    connect()
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    vcita.clear_faults()
+    meanwhile(vcita)
+
+    assert run(app, now=later()) == [Outcome.DONE]
+
+    assert pending(app) == []
+    assert run(app, now=later() + timedelta(days=1)) == []  # nothing left to ask
+
+
+def test_unauthorized_is_kept_for_an_operator_and_never_retried(app, client, connect, vcita):
+    connect()
+    vcita.set_fault("revoke", status=422, json={"status": "Error", "error": "Unauthorized"})
+
+    disconnect(client)
+
+    (call,) = pending(app)
+    assert call.state is State.REFUSED
+    assert "Unauthorized" in call.last_error
+    assert ASKED_AGAIN in client.get("/").text  # vcita did not say it stopped accepting it
+    asked = len(vcita.recorded_requests("revoke"))
+    assert run(app, now=later()) == []
+    assert run(app, due_only=False) == []
+    assert len(vcita.recorded_requests("revoke")) == asked
+    listed = cli(app, "revocations")
+    assert "refused: an operator must look" in listed.stdout
+
+
+# --- Several connections: one sentence for each case ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failures", "says"),
+    [
+        pytest.param(
+            0, "vcita no longer accepts any of the 3 keys this browser connected", id="all"
+        ),
+        pytest.param(
+            1,
+            "This app deleted the 3 keys this browser connected; vcita no longer accepts 2 of "
+            "them, and will be asked again about the other 1.",
+            id="some",
+        ),
+        pytest.param(
+            3,
+            "This app deleted the 3 keys this browser connected; vcita did not confirm that it "
+            "stopped accepting them, so it will be asked again.",
+            id="none",
+        ),
+    ],
+)
+def test_disconnect_says_what_vcita_confirmed_for_each_key(
+    app, client, vcita_server, vcita, failures, says
+):
+    for name in ("Maya Goldberg", "Leo Martins", "Priya Raman"):
+        connect_as(client, vcita_server, name)
+    if failures:
+        vcita.set_fault("revoke", status=503, times=failures)
+
+    disconnect(client)
+
+    assert stored_connections(app) == 0
+    assert len(pending(app)) == failures
+    assert says in client.get("/").text
+
+
+def test_disconnect_leaves_the_calls_it_has_no_time_for_to_the_retrier(
+    app, client, vcita_server, vcita, monkeypatch
+):
+    for name in ("Maya Goldberg", "Priya Raman"):
+        connect_as(client, vcita_server, name)
+    monkeypatch.setattr(ending, "TELLING_VCITA_WITHIN", 0)  # vcita took all the time there was
+
+    disconnect(client)
+
+    assert stored_connections(app) == 0
+    assert vcita.recorded_requests("revoke") == []
+    assert [call.attempts for call in pending(app)] == [1, 1]  # claimed, not yet made
+    assert run(app) == []  # and no instance makes them before their backoff
+    assert run(app, now=later()) == [Outcome.DONE, Outcome.DONE]
+
+
+def test_a_call_in_flight_is_claimed_by_no_one_until_its_backoff(app, client, connect, vcita):
+    # An instance claimed the call, then died before vcita answered: the call waits.
+    connect()
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    with app.app_context():
+        (call,) = get_pending_calls().all()
+        assert get_pending_calls().claim(call.id, due_only=False) is not None  # then dies
+    vcita.clear_faults()
+
+    assert run(app, due_only=False) == []  # in flight: not even --retry takes it
+    assert run(app) == []
+    assert run(app, now=later()) == [Outcome.DONE]
+
+
+# --- The subscription at connect, and the unsubscribe -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"status": 503}, id="503"),
+        pytest.param({"status": 500, "json": {"response": "Not Subscribed"}}, id="not-subscribed"),
+        # The sandbox subscribes after the delay: the retry meets "Webhook already exists".
+        pytest.param({"delay": 1.0, "times": 1}, id="timeout"),
+    ],
+)
+def test_a_failed_subscription_at_connect_is_retried_and_completes(make_app, person, vcita, fault):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    change_vcita_settings(app, api_timeout=QUICK_TIMEOUT)
+    vcita.set_fault("subscribe", **fault)
+    client = app.test_client()
+    assert client.get(approved_callback(client, person)).status_code == 303
+    settle(app)
+    (call,) = pending(app)
+    assert (call.kind, call.state, call.attempts) == (Kind.SUBSCRIBE, State.PENDING, 1)
+    vcita.clear_faults()  # wakes the delayed request: vcita subscribes, the app never knew
+    if "delay" in fault:
+        wait_until(lambda: vcita.subscriptions())
+
+    assert run(app, now=later()) == [Outcome.DONE]
+
+    (held,) = vcita.subscriptions()
+    connection = only_connection(app)
+    with app.app_context():
+        assert get_subscriptions().target_url_of(connection.id) == held.target_url
+    assert pending(app) == []
+
+
+def test_a_pending_subscription_goes_with_its_connection(make_app, person, vcita):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    vcita.set_fault("subscribe", status=503)
+    client = app.test_client()
+    client.get(approved_callback(client, person))
+    settle(app)
+    assert [call.kind for call in pending(app)] == [Kind.SUBSCRIBE]
+
+    disconnect(client)
+
+    assert [call.kind for call in pending(app)] == []  # nothing left to subscribe
+
+
+def test_an_unsubscribe_and_revoke_vcita_missed_are_made_later_in_that_order(
+    make_app, person, vcita
+):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    client = app.test_client()
+    client.get(approved_callback(client, person))
+    settle(app)
+    vcita.set_fault("unsubscribe", status=503)
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    assert [call.kind for call in pending(app)] == [Kind.UNSUBSCRIBE, Kind.REVOKE]
+    vcita.clear_faults()
+
+    assert run(app, now=later()) == [Outcome.DONE, Outcome.DONE]
+
+    assert vcita.subscriptions() == []  # unsubscribed while the token still worked
+    assert [r["status"] for r in vcita.recorded_requests("unsubscribe")] == [503, 200]
+    assert [r["status"] for r in vcita.recorded_requests("revoke")] == [503, 201]
+
+
+def test_an_unsubscribe_whose_token_vcita_no_longer_accepts_is_done(make_app, person, vcita):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    client = app.test_client()
+    client.get(approved_callback(client, person))
+    settle(app)
+    vcita.set_fault("unsubscribe", status=503)
+    disconnect(client)  # the revoke went through
+    assert [call.kind for call in pending(app)] == [Kind.UNSUBSCRIBE]
+    vcita.clear_faults()
+
+    assert run(app, now=later()) == [Outcome.DONE]  # vcita: 401
+
+    assert vcita.recorded_requests("unsubscribe")[-1]["status"] == 401
+    assert pending(app) == []
+
+
+# --- Connecting again, the retrier, the CLI -----------------------------------------------
+
+
+def test_connecting_again_with_the_token_owed_a_revocation_keeps_it(app, client, connect, vcita):
+    connect()
+    token = only_connection(app).token.access_token
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    vcita.clear_faults()
+
+    connect()  # vcita asks nothing of Maya, who still holds that token, and gives it back
+    settle(app)
+
+    assert only_connection(app).token.access_token == token
+    assert pending(app) == []
+    assert run(app, now=later()) == []
+    assert vcita.is_token_active(token)
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_a_disconnect_right_after_a_connect_keeps_its_revocation(app, client, connect, vcita):
+    # What a connect settles off the request may run after the person pressed Disconnect.
+    connect()
+    connection = only_connection(app)
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+
+    with app.app_context():
+        calls.keep_the_token(connection)  # late, as a busy background thread runs it
+
+    assert [call.kind for call in pending(app)] == [Kind.REVOKE]
+
+
+def test_the_retrier_thread_makes_the_due_calls(app, client, connect, vcita):
+    connect()
+    token = only_connection(app).token.access_token
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+    vcita.clear_faults()
+    with app.app_context(), get_db().transaction() as db:  # the backoff has passed
+        db.execute(sa.update(pending_calls).values(next_attempt_at=datetime.now(UTC)))
+    retrier = Retrier(app, every=0.05)
+
+    retrier.start()
+    try:
+        wait_until(lambda: not pending(app))
+    finally:
+        retrier.stop()
+
+    assert pending(app) == []
+    assert not vcita.is_token_active(token)
+
+
+def test_forget_revokes_the_token(app, client, connect, vcita):
+    connect()
+    token = only_connection(app).token.access_token
+
+    result = cli(app, "forget", "--business", HARBOR, "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert "vcita no longer accepts them" in result.stdout
+    assert revoked_tokens(vcita) == [token]
+    assert not vcita.is_token_active(token)
+    assert stored_connections(app) == 0
+    assert token not in result.output
+
+
+def test_forget_says_when_vcita_will_be_asked_again(app, client, connect, vcita):
+    connect()
+    vcita.set_fault("revoke", status=503)
+
+    result = cli(app, "forget", "--business", HARBOR, "--yes")
+
+    assert result.exit_code == 0
+    assert "did not confirm it stopped accepting 1 of them" in result.stdout
+    assert stored_connections(app) == 0
+    assert [call.kind for call in pending(app)] == [Kind.REVOKE]
+
+
+def test_revocations_lists_the_pending_calls_without_the_token_and_retry_completes_them(
+    app, client, connect, vcita
+):
+    connect()
+    token = only_connection(app).token.access_token
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+
+    listed = cli(app, "revocations")
+    failed = cli(app, "revocations", "--retry")  # vcita still down
+    vcita.clear_faults()
+    retried = cli(app, "revocations", "--retry")
+
+    assert listed.exit_code == 0
+    (line,) = listed.stdout.splitlines()
+    for part in ("revoke", f"business {HARBOR}", f"staff {MAYA}", "attempts 1", "next attempt 20"):
+        assert part in line
+    assert "answered HTTP 503" in line
+    assert failed.exit_code == 1
+    assert "attempts 2" in failed.stdout
+    assert retried.exit_code == 0, retried.output
+    assert "Made 1 call(s): vcita answered 1." in retried.stdout
+    assert "No calls to vcita are pending." in retried.stdout
+    assert not vcita.is_token_active(token)
+    for result in (listed, failed, retried):
+        assert token not in result.output
+
+
+def test_revocations_drops_a_call_an_operator_settled(app, client, connect, vcita):
+    connect()
+    vcita.set_fault("revoke", status=422, json={"status": "Error", "error": "Unauthorized"})
+    disconnect(client)
+    (call,) = pending(app)
+
+    dropped = cli(app, "revocations", "--drop", str(call.id))
+    again = cli(app, "revocations", "--drop", str(call.id))
+
+    assert dropped.exit_code == 0
+    assert "No calls to vcita are pending." in dropped.stdout
+    assert again.exit_code == 2
+
+
+# --- Secrets --------------------------------------------------------------------------------
+
+
+def test_the_token_waits_sealed_in_the_database(app, client, connect, vcita):
+    connect()
+    token = only_connection(app).token.access_token
+    vcita.set_fault("revoke", status=503)
+    disconnect(client)
+
+    with app.app_context(), get_db().transaction() as db:
+        (row,) = db.execute(sa.select(pending_calls)).all()
+    assert all(token not in str(value) for value in row)
+    assert sealed_tokens_kept(app) == [token]
+
+
+class KeptLines(logging.Handler):
+    """Every log line written while it listens, formatted as an operator would read it."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def every_log_line():
+    """Every line logged, by the libraries (the root logger) and, once listened to, the app."""
+    kept = KeptLines()
+    listened: list[tuple[logging.Logger, int]] = []
+
+    def listen(logger: logging.Logger) -> None:
+        listened.append((logger, logger.level))
+        logger.addHandler(kept)
+        logger.setLevel(logging.DEBUG)
+
+    kept.listen = listen
+    listen(logging.getLogger())
+    yield kept
+    for logger, level in listened:
+        logger.removeHandler(kept)
+        logger.setLevel(level)
+
+
+def test_nothing_in_a_log_line_or_page_holds_the_token(make_app, person, vcita, every_log_line):
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    every_log_line.listen(app.logger)  # its own handler only, set as it started: not ours
+    client = app.test_client()
+    pages = [client.get(approved_callback(client, person))]
+    settle(app)
+    pages.append(client.get("/dashboard"))
+    token = only_connection(app).token.access_token
+    vcita.set_fault("unsubscribe", status=503)
+    vcita.set_fault("revoke", status=500, body=f"<p>revoking {token} failed</p>")
+    pages.append(disconnect(client))
+    pages.append(client.get("/"))
+    vcita.clear_faults()
+    outputs = [cli(app, "revocations"), cli(app, "revocations", "--retry")]
+
+    assert "Could not revoke the token" in every_log_line.text  # the app's lines were kept
+    assert "POST /platform/v1/tokens/revoke" in every_log_line.text  # and urllib3's
+    assert pending(app) == []
+    assert token not in every_log_line.text
+    for response in pages:
+        assert token not in response.get_data(as_text=True)
+        assert token not in str(response.headers)
+    for result in outputs:
+        assert token not in result.output
+
+
+# --- Whatever vcita answers ---------------------------------------------------------------
+
+
+ANSWER_BODIES = {
+    "empty": None,
+    "invalid token": {"status": "Error", "error": "invalid token"},
+    "Unauthorized": {"status": "Error", "error": "Unauthorized"},
+    "other error": {"status": "Error", "error": "something else"},
+    "revoked": {"status": "OK", "data": {"revoked_tokens": []}},
+}
+
+
+def vcita_confirmed(status: int, body) -> bool:
+    """Say whether vcita's answer means it no longer accepts the token (its documentation)."""
+    invalid_token = status == 422 and body == ANSWER_BODIES["invalid token"]
+    return 200 <= status < 300 or status == 401 or invalid_token
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(status=st.integers(200, 599), body=st.sampled_from(sorted(ANSWER_BODIES)))
+def test_whatever_vcita_answers_the_revocation_is_confirmed_or_kept(
+    app, person, vcita, status, body
+):
+    vcita.reset()
+    with app.app_context(), get_db().transaction() as db:
+        db.execute(sa.delete(pending_calls))
+    client = app.test_client()
+    client.get(approved_callback(client, person))
+    token = only_connection(app).token.access_token
+    answer = ANSWER_BODIES[body]
+    vcita.set_fault("revoke", status=status, **({} if answer is None else {"json": answer}))
+
+    disconnect(client)
+
+    assert stored_connections(app) == 0
+    message = client.get("/").text
+    if vcita_confirmed(status, answer):
+        assert pending(app) == []
+        assert STOPPED in message
+    else:
+        (call,) = pending(app)
+        unavailable = status >= 500 or status == 429
+        assert call.state is (State.PENDING if unavailable else State.REFUSED)
+        assert sealed_tokens_kept(app) == [token]
+        assert ASKED_AGAIN in message
