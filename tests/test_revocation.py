@@ -1,4 +1,5 @@
-"""Disconnect revokes the token at vcita, durably; the calls vcita must hear are never lost.
+"""Disconnect revokes the token at vcita, durably; the calls vcita must hear are never lost;
+the landing page says what the app reads and what Disconnect does.
 
 Over real HTTP against the sandbox: Disconnect (and `flask vcita forget`) unsubscribe,
 revoke, and delete the connection at once; what vcita does not confirm waits, sealed, in
@@ -31,6 +32,7 @@ from app.token_use.background import get_background
 from app.token_use.calls import Outcome, Retrier, run_pending
 from app.token_use.pending_calls import Kind, State, get_pending_calls
 from app.token_use.subscriptions import get_subscriptions
+from app.vcita_client import get_vcita
 
 from .conftest import approved_callback, change_vcita_settings, only_connection
 from .test_disconnect import connect_as, disconnect
@@ -702,3 +704,60 @@ def test_whatever_vcita_answers_the_revocation_is_confirmed_or_kept(
         assert call.state is (State.PENDING if unavailable else State.REFUSED)
         assert sealed_tokens_kept(app) == [token]
         assert ASKED_AGAIN in message
+
+
+# --- The landing page says what the app reads, and what Disconnect does -------------------
+
+# Where the landing page names each field of what vcita answers the app: userinfo, and
+# each record of the clients list the Recent clients panel reads.
+NAMED_ON_THE_LANDING_PAGE = {
+    "brand_host": "web address",
+    "brand_theme": "brand colours",
+    "business_id": "vcita IDs",
+    "business_name": "business's name",
+    "business_uid": "vcita IDs",
+    "directory_uid": "vcita IDs",
+    "email": "e-mail address",
+    "role": "role",
+    "sub": "staff ID",
+    "type": "account type",
+    # A client of the business.
+    "address": "postal addresses",
+    "campaign": "how and when each was added",
+    "channel": "how and when each was added",
+    "created_at": "how and when each was added",
+    "custom_field1": "custom fields",
+    "custom_field2": "custom fields",
+    "custom_field3": "custom fields",
+    "customer_status": "statuses",
+    "first_name": "names",
+    "id": "clients",
+    "last_name": "names",
+    "mobile_phone": "phone numbers",
+    "normalized_phone": "phone numbers",
+    "opt_in": "marketing opt-in",
+    "source": "how and when each was added",
+    "source_url": "how and when each was added",
+    "tags": "tags",
+    "updated_at": "five most recently updated",
+}
+
+
+def test_the_landing_page_names_everything_the_app_reads_from_vcita(app, client, connect):
+    connect()
+    connection = only_connection(app)
+    with app.app_context():
+        vcita = get_vcita()
+        userinfo = vcita.fetch_userinfo(connection.token)
+        clients = vcita.api_get(connection.token, "/platform/v1/clients")["data"]["clients"]
+    read = set(userinfo) | {field for record in clients for field in record}
+    disconnect(client)
+
+    landing = " ".join(client.get("/").text.split())
+
+    assert read <= set(NAMED_ON_THE_LANDING_PAGE)  # a field vcita added must be named too
+    for field in read:
+        assert NAMED_ON_THE_LANDING_PAGE[field] in landing, field
+    assert "Disconnect at any time: vcita stops accepting the key, and this app deletes it." in (
+        landing
+    )
