@@ -103,13 +103,14 @@ def callback():
         connection = get_connections().save(
             business_uid=business_uid, staff_uid=staff_uid, token=token, snapshot=snapshot
         )
+        calls.keep_the_token(connection)  # vcita may give back a token owed a revocation
         browser.start_connected_session(  # a fresh session: no session fixation
             connection,
             flow_trace=trace.keep(flow, connection.id),
             handoff_code=get_handoffs().offer(flow.handoff, connection.id),
         )
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
-    calls.after_connect(connection)  # subscribes, to hear when the business uninstalls the app
+    calls.subscribe_soon(connection)  # to hear when the business uninstalls the app
     if flow.handoff:  # a popup opened by vcita's frame: its last page hands the connection back
         framing.keep_opener()
         return redirect(url_for(".connected"), 303)

@@ -143,26 +143,16 @@ def run_pending(*, now: datetime | None = None, due_only: bool = True) -> list[M
     return made
 
 
-def after_connect(connection: Connection) -> None:
-    """Settle what a new connection owes vcita, off the request: the page never waits."""
-    get_background().run(("after-connect", connection.id), _after_connect, connection)
-
-
-def _after_connect(connection: Connection) -> None:
-    keep_the_token(connection)
-    subscribe(connection)
-
-
 def keep_the_token(connection: Connection) -> None:
     """Cancel a revocation still owed for the token vcita just gave back.
 
     vcita gives a staff member who connects again the token they hold (Doorkeeper's
     reuse_access_token); after a Disconnect vcita did not confirm, that is the token
-    still owed a revocation, which would end the new connection.
+    still owed a revocation, which would end the new connection. Called where the
+    connection is stored, in the same transaction.
     """
     calls, sealer = get_pending_calls(), get_sealer()
-    # Owed before the token was stored: this runs off the request, after a Disconnect
-    # that came since, perhaps, whose revocation stands.
+    # Only those owed before the token was stored: a Disconnect since owes its own.
     owed = calls.sealed_revocations(
         connection.business_uid, connection.staff_uid, owed_before=connection.updated_at
     )
@@ -174,6 +164,12 @@ def keep_the_token(connection: Connection) -> None:
         if given_back:
             calls.done(call_id)
             logger.info("vcita gave back a token owed a revocation: connected again, kept")
+
+
+def subscribe_soon(connection: Connection) -> None:
+    """Subscribe a new connection off the request: the person's dashboard does not wait."""
+    if current_app.config["PUBLIC_BASE_URL"] is not None:
+        get_background().run(("subscribe", connection.id), subscribe, connection)
 
 
 def subscribe(connection: Connection) -> None:
