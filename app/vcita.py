@@ -3,9 +3,9 @@
 The steps of vcita's guide "OAuth 2.0 authorization Flow": step 2
 `authorization_url`, the callback's rules `code_from_callback`, step 3
 `exchange_code`, step 4 `fetch_userinfo`, then any API call (`api_get`, `api_post`,
-`api_pages`). It imports only Authlib, requests (and its urllib3) and the
-standard library, and every failure leaves it as one of the `VcitaError` classes
-below. In your own Flask app:
+`api_pages`), and `revoke_token` when a connection ends. It imports only Authlib,
+requests (and its urllib3) and the standard library, and every failure leaves it as one
+of the `VcitaError` classes below. In your own Flask app:
 
     import secrets
     from flask import Flask, redirect, request, session
@@ -45,6 +45,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeGuard, TypeVar, runtime_checkable
 from urllib.parse import quote_plus
@@ -104,6 +105,22 @@ class AccessRevoked(VcitaError):
 
 class NotFound(VcitaRefused):
     """vcita answered 404: no such API path, or no such record of this business."""
+
+
+class RevocationRefused(VcitaRefused):
+    """vcita answered a revoke 422 "Unauthorized": this token may not revoke that one."""
+
+
+class Revocation(Enum):
+    """What vcita answered `revoke_token`: each answer means it no longer accepts the token."""
+
+    REVOKED = "vcita revoked the token"  # 201
+    UNKNOWN = "vcita knows no such token: nothing was left to revoke"  # 422 "invalid token"
+    ALREADY_DEAD = "vcita no longer accepted the token"  # 401: the token, as the bearer
+
+
+# vcita's "Revoke Token" (legacy_v1_platform.json); it documents no RFC 7009 endpoint for apps.
+REVOKE_PATH = "/platform/v1/tokens/revoke"
 
 
 # --- What the client is built from, and what it hands back --------------------------------
@@ -411,6 +428,42 @@ class VcitaClient:
             raise VcitaRefused(f"{path} answered HTTP {response.status_code}")
         return _json_body(response, path)
 
+    # --- Ending the app's access: revoking the token (vcita's "Revoke Token") ------------
+
+    def revoke_token(self, token: AccessToken) -> Revocation:
+        """Ask vcita to stop accepting a token, with the token itself as the bearer.
+
+        vcita: "Staff tokens can revoke tokens associated with the authenticated user".
+        Every answer returned means vcita no longer accepts the token; RevocationRefused
+        (422 "Unauthorized") needs an operator, VcitaUnavailable (a timeout, 5xx, 429)
+        another try later. A POST: never retried here.
+        """
+        session = self._oauth_session(
+            token={"access_token": token.access_token, "token_type": token.token_type}
+        )
+        try:
+            # No redirects: one could carry the Bearer token to another host.
+            response = session.post(
+                self.settings.api_url.rstrip("/") + REVOKE_PATH,
+                json={"token": token.access_token},
+                headers={"Accept": "application/json"},
+                timeout=self.settings.api_timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise VcitaUnavailable(f"{REVOKE_PATH} unreachable: {type(error).__name__}") from error
+        if 200 <= response.status_code < 300:
+            return Revocation.REVOKED
+        if response.status_code == 401:
+            return Revocation.ALREADY_DEAD
+        _raise_for_unavailable(response, REVOKE_PATH)
+        refusal = _legacy_error(response) if response.status_code == 422 else None
+        if refusal == "invalid token":
+            return Revocation.UNKNOWN
+        if refusal == "unauthorized":
+            raise RevocationRefused(f"{REVOKE_PATH} answered 422 Unauthorized")
+        raise VcitaRefused(f"{REVOKE_PATH} answered HTTP {response.status_code}")
+
     # --- Your app's keys, and the client's own resources ----------------------------------
 
     def public_jwks(self) -> dict[str, list[JWK]]:
@@ -708,6 +761,16 @@ def _json_body(response: requests.Response, endpoint: str) -> Any:
     if not _is_unicode(value):
         raise VcitaUnavailable(f"{endpoint} answered strings that are not valid Unicode")
     return value
+
+
+def _legacy_error(response: requests.Response) -> str | None:
+    """Return the `error` of vcita's legacy refusal `{"status": "Error", "error": …}`, lowered."""
+    try:
+        body = _json_body(response, "platform API")
+    except VcitaUnavailable:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.strip().lower() if isinstance(error, str) else None
 
 
 def _depth(value: object) -> int:

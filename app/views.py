@@ -28,8 +28,8 @@ from .connect.used_states import get_used_states
 from .security import require_csrf_token
 from .storage.connections import Connection, get_connections
 from .storage.database import get_db
-from .token_use import snapshots, subscriptions
-from .token_use.ending import Ending, end_connection
+from .token_use import calls, snapshots
+from .token_use.ending import Ended, Ending, end_connection, end_connections
 from .vcita import AccessRevoked, allowed_brand_host
 from .vcita_client import get_vcita
 
@@ -107,13 +107,14 @@ def callback() -> ResponseReturnValue:
         connection = get_connections().save(
             business_uid=business_uid, staff_uid=staff_uid, token=token, snapshot=snapshot
         )
+        calls.keep_the_token(connection)  # vcita may give back a token owed a revocation
         browser.start_connected_session(  # a fresh session: no session fixation
             connection,
             flow_trace=trace.keep(flow, connection.id),
             handoff_code=get_handoffs().offer(flow.handoff, connection.id),
         )
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
-    subscriptions.subscribe_soon(connection)  # to hear when the business uninstalls the app
+    calls.subscribe_soon(connection)  # to hear when the business uninstalls the app
     if flow.handoff:  # a popup opened by vcita's frame: its last page hands the connection back
         framing.keep_opener()
         return redirect(url_for(".connected"), 303)
@@ -202,37 +203,67 @@ def connection_revoked(connection: Connection) -> ResponseReturnValue:
 
 @bp.post("/disconnect")
 def disconnect() -> ResponseReturnValue:
-    """End every connection this browser made, with their tokens, and say which."""
+    """End every connection this browser made: revoked at vcita, deleted here; say how."""
     require_csrf_token()
     # The message, and the pages after it, read in the language of the page pressed,
     # which may be the business's: read it while the connection is there.
     language = languages.page_language()
-    ended = [
-        known
-        for known in browser.connections_in_session()
-        if end_connection(known, Ending.DISCONNECTED)
-    ]
+    ended = end_connections(browser.connections_in_session(), Ending.DISCONNECTED)
     session.clear()
     languages.choose(language.code)
     current_app.logger.info("Disconnected %d connection(s)", len(ended))
-    flash(disconnect_message(len(ended)), "info")
+    flash(disconnect_message(ended), "info")
     return redirect(url_for(".index"), 303)
 
 
-def disconnect_message(removed: int) -> str:
-    """Say exactly what Disconnect deleted."""
-    if removed == 0:
+def disconnect_message(ended: list[Ended]) -> str:
+    """Say exactly what Disconnect did: each key deleted here, and what vcita confirmed.
+
+    "vcita no longer accepts" only for the keys vcita said so of (revoked, unknown to it,
+    or refused as dead); each case one whole sentence, for translation.
+    """
+    count = len(ended)
+    stopped = ended.count(Ended.VCITA_STOPPED)
+    if count == 0:
         return gettext(
-            "Disconnected. This browser's connection was already gone: no token was kept."
+            "Disconnected. This browser's connection was already gone: no key was kept."
         )
-    if removed == 1:
-        return gettext("Disconnected. vcita Connect no longer keeps a token for your business.")
+    if count == 1 and stopped:
+        return gettext(
+            "Disconnected. vcita no longer accepts the key this app had for your business, "
+            "and this app deleted it."
+        )
+    if count == 1:
+        return gettext(
+            "Disconnected. This app deleted its key for your business; vcita did not confirm "
+            "that it stopped accepting it, so it will be asked again."
+        )
+    if stopped == count:
+        return ngettext(
+            "Disconnected. vcita no longer accepts the %(num)d key this browser connected, "
+            "and this app deleted it.",
+            "Disconnected. vcita no longer accepts any of the %(num)d keys this browser "
+            "connected (one for each vcita login that approved it), and this app deleted them.",
+            count,
+        )
+    if not stopped:
+        return ngettext(
+            "Disconnected. This app deleted the %(num)d key this browser connected; vcita "
+            "did not confirm that it stopped accepting it, so it will be asked again.",
+            "Disconnected. This app deleted the %(num)d keys this browser connected; vcita "
+            "did not confirm that it stopped accepting them, so it will be asked again.",
+            count,
+        )
     return ngettext(
-        "Disconnected. vcita Connect no longer keeps the %(num)d token this browser "
-        "connected (one for each vcita login that approved it).",
-        "Disconnected. vcita Connect no longer keeps any of the %(num)d tokens this "
-        "browser connected (one for each vcita login that approved it).",
-        removed,
+        "Disconnected. This app deleted the %(num)d key this browser connected; vcita no "
+        "longer accepts %(stopped)d of them, and will be asked again about the other "
+        "%(asked_again)d.",
+        "Disconnected. This app deleted the %(num)d keys this browser connected; vcita no "
+        "longer accepts %(stopped)d of them, and will be asked again about the other "
+        "%(asked_again)d.",
+        count,
+        stopped=stopped,
+        asked_again=count - stopped,
     )
 
 

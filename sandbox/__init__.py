@@ -1,6 +1,6 @@
 """The vcita sandbox: a local emulator of vcita's authorize page, token and userinfo endpoints,
-the clients and webhook calls of its platform API, and the App Market that opens (and
-uninstalls) an installed app.
+the clients, webhook and token-revoking calls of its platform API, and the App Market that
+opens (and uninstalls) an installed app.
 
 A WSGI app of its own. It shares nothing with the client app in `app/`: the client reaches
 it only over HTTP, as it reaches vcita. Serve it with `python -m sandbox`, or in tests
@@ -22,6 +22,7 @@ from . import (
     faults,
     languages,
     pages,
+    revocation,
     rtt,
     tokens,
     userinfo,
@@ -54,6 +55,7 @@ def create_sandbox(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(userinfo.bp)
     app.register_blueprint(clients.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(revocation.bp)
     app.register_blueprint(app_market.bp)
     if app.config["SANDBOX_CONTROL"]:
         app.register_blueprint(control.bp)

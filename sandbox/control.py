@@ -32,6 +32,7 @@ CREDENTIALS = {
     "state",
     "code_verifier",
     "access_token",
+    "token",  # the body of POST /platform/v1/tokens/revoke
     "refresh_token",
     "id_token",
     "client_assertion",

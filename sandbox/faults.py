@@ -1,7 +1,7 @@
 """Faults a test can inject into the sandbox's API endpoints, to see how a client copes.
 
 The endpoints go by the names in FAULT_ENDPOINTS: the OAuth ones (token, userinfo) and the
-platform API ones (clients, and the webhooks' subscribe, unsubscribe and list).
+platform API ones (clients, the webhooks' subscribe, unsubscribe and list, and revoke).
 
 A fault either **replaces** the answer (`status`, `body` or `json`: the request is recorded
 but not processed, as when a proxy in front of vcita answers), or **alters** the real
@@ -23,7 +23,15 @@ from typing import Any
 from flask import Flask, Response
 
 # The endpoints a fault can apply to, which are also the ones whose requests are recorded.
-FAULT_ENDPOINTS = ("token", "userinfo", "clients", "subscribe", "unsubscribe", "webhooks")
+FAULT_ENDPOINTS = (
+    "token",
+    "userinfo",
+    "clients",
+    "subscribe",
+    "unsubscribe",
+    "webhooks",
+    "revoke",
+)
 # The longest delay worth waiting for: client timeouts are a few seconds.
 MAX_DELAY = 120.0
 

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from .faults import FAULT_ENDPOINTS, Fault
@@ -126,6 +127,15 @@ class Subscription:
 
 class SubscriptionRefused(Exception):
     """The business and app already hold as many subscriptions as the sandbox keeps."""
+
+
+class Revocation(Enum):
+    """How vcita answers a request to revoke a token (POST /platform/v1/tokens/revoke)."""
+
+    REVOKED = "revoked"  # 201
+    BEARER_NOT_ACCEPTED = "the bearer token is unknown, revoked or expired"  # 401
+    UNKNOWN = "no live token has this value"  # 422 "invalid token"
+    NOT_ALLOWED = "the bearer may not revoke this token"  # 422 "Unauthorized"
 
 
 class SandboxState:
@@ -307,6 +317,26 @@ class SandboxState:
             for token in active:
                 token.revoked = True
             return len(active)
+
+    def revoke_token(self, bearer: str, access_token: str) -> Revocation:
+        """Revoke `access_token` on behalf of the `bearer` token, as vcita's platform API does.
+
+        A staff token may revoke the tokens of its own staff member, for any app ("Staff
+        tokens can revoke tokens associated with the authenticated user"); a token already
+        revoked or expired is one vcita no longer knows.
+        """
+        now = time.time()
+        with self._lock:
+            caller = self._tokens.get(bearer)
+            if caller is None or not caller.is_live(now):
+                return Revocation.BEARER_NOT_ACCEPTED
+            token = self._tokens.get(access_token)
+            if token is None or not token.is_live(now):
+                return Revocation.UNKNOWN
+            if token.staff_uid != caller.staff_uid:
+                return Revocation.NOT_ALLOWED
+            token.revoked = True
+            return Revocation.REVOKED
 
     def revoke_tokens_of(self, staff_uids: Iterable[str]) -> int:
         """Revoke every token issued to these staff members (one business); return how many."""

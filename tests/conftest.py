@@ -29,6 +29,7 @@ from app.storage.connections import SNAPSHOT_COLUMNS, Connection, get_connection
 from app.storage.database import get_db
 from app.storage.tables import connections
 from app.token_use.background import get_background
+from app.token_use.pending_calls import get_pending_calls
 from app.token_use.subscriptions import get_subscriptions
 from app.vcita import VcitaClient
 from app.vcita_client import get_vcita
@@ -70,6 +71,7 @@ class Stored:
     used_states = _ReachedThrough(get_used_states)
     flow_traces = _ReachedThrough(get_flow_traces)
     subscriptions = _ReachedThrough(get_subscriptions)
+    pending_calls = _ReachedThrough(get_pending_calls)
 
     def __init__(self, app: Flask) -> None:
         self.app = app

@@ -50,7 +50,7 @@ def test_disconnect_removes_every_connection_this_browser_made(app, browser):
     assert response.status_code == 303
     assert stored_pairs(app) == set()
     message = browser.get("/").text
-    assert "no longer keeps any of the 3 tokens this browser connected" in message
+    assert "vcita no longer accepts any of the 3 keys this browser connected" in message
 
 
 def test_disconnect_keeps_the_connections_of_other_browsers(app, browser, new_browser):
@@ -73,7 +73,10 @@ def test_disconnect_of_one_connection_says_the_business_has_no_token_left(app, b
     assert browser.disconnect(page=dashboard).status_code == 303
 
     assert stored_pairs(app) == set()
-    assert "no longer keeps a token for your business" in browser.get("/").text
+    assert (
+        "vcita no longer accepts the key this app had for your business, and this app "
+        "deleted it" in browser.get("/").text
+    )
 
 
 def test_disconnect_after_the_connection_was_removed_elsewhere_says_so(app, browser):
@@ -84,7 +87,7 @@ def test_disconnect_after_the_connection_was_removed_elsewhere_says_so(app, brow
     assert browser.disconnect(page=page).status_code == 303
 
     assert stored_pairs(app) == set()
-    assert "connection was already gone: no token was kept" in browser.get("/").text
+    assert "connection was already gone: no key was kept" in browser.get("/").text
 
 
 def test_a_revoked_connection_leaves_the_browsers_other_connections_for_disconnect(

@@ -267,6 +267,15 @@ def differences(engine: sa.Engine, schema: sa.MetaData) -> list:
         return compare_metadata(MigrationContext.configure(db), schema)
 
 
+def tables_but(schema: sa.MetaData, left_out: str) -> sa.MetaData:
+    """Return a copy of `schema` without one of its tables (the newest revision's)."""
+    copy = sa.MetaData()
+    for table in schema.sorted_tables:
+        if table.name != left_out:
+            table.to_metadata(copy)
+    return copy
+
+
 def record_statements(engine: sa.Engine) -> list[str]:
     """Return a list that collects every statement `engine` runs from now on."""
     statements = []
@@ -314,6 +323,7 @@ def run_command(command_line: list[str], settings: dict, database_url: str):
         pytest.param("0001", id="at-revision-0001"),
         pytest.param("0002", id="at-revision-0002"),
         pytest.param("0003", id="at-revision-0003"),
+        pytest.param("0004", id="at-revision-0004"),
     ],
 )
 def test_the_app_upgrades_an_old_database_and_reads_its_connection(
@@ -566,6 +576,7 @@ def test_workers_starting_together_on_an_old_database_upgrade_it_once(
         "Running upgrade 0001 -> 0002",
         "Running upgrade 0002 -> 0003",
         "Running upgrade 0003 -> 0004",
+        "Running upgrade 0004 -> 0005",
     ]
     assert revision_of(engine) == (NEWEST,)
 
@@ -602,8 +613,8 @@ def test_the_alembic_command_undoes_the_newest_revision_and_does_it_again(
     undone = run_command([*alembic, "downgrade", "-1"], settings, database_url)
 
     assert undone.returncode == 0, undone.stderr
-    assert revision_of(engine) == ("0003",)
-    assert differences(engine, schema_before_migrations("628ebe8")) == []
+    assert revision_of(engine) == ("0004",)
+    assert differences(engine, tables_but(metadata, "pending_calls")) == []
     with engine.connect() as db:
         assert db.execute(sa.text("SELECT id FROM connections")).scalars().all() == [CONNECTION_ID]
 

@@ -363,6 +363,7 @@ def test_init_db_command_creates_the_schema_and_says_where(open_app, key, sqlite
         db.execute("DROP TABLE handoffs")
         db.execute("DROP TABLE connection_activity")
         db.execute("DROP TABLE webhook_subscriptions")
+        db.execute("DROP TABLE pending_calls")
         db.execute("DROP TABLE connections")
         db.execute("DROP TABLE used_states")
         db.execute("DROP TABLE alembic_version")

@@ -30,7 +30,8 @@ MAX_BODY = 2000  # characters shown of each body: enough to read a step
 MAX_JSON_DEPTH = 32  # deeper bodies are not shown (vcita's answers are two levels deep)
 SHOWN_HEADERS = ("Content-Type", "Accept", "Authorization", "Cache-Control", "WWW-Authenticate")
 # Fields whose values are credentials or one-time values, wherever they appear. Any
-# field named *token or *secret counts too (refresh_token, id_token, a future one).
+# field named *token, *tokens or *secret counts too (refresh_token, id_token, a revoke's
+# revoked_tokens, a future one).
 SECRET_FIELDS = frozenset(
     {
         "client_secret",
@@ -62,7 +63,7 @@ def hidden(value: object) -> str:
 def is_secret_field(name: str) -> bool:
     """Say whether a field, parameter or header named `name` holds a secret."""
     name = name.lower()
-    return name in SECRET_FIELDS or name.endswith(("token", "secret"))
+    return name in SECRET_FIELDS or name.endswith(("token", "tokens", "secret"))
 
 
 def record_exchange(

@@ -10,7 +10,7 @@ older key is sealed again with the newest the first time it is read.
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -64,6 +64,15 @@ class Connection:
     connected_at: datetime
     updated_at: datetime
     snapshot: Snapshot | None = None  # None: never read, or unreadable with today's keys
+
+
+@dataclass(frozen=True)
+class RemovedConnection:
+    """A connection just deleted: whose it was, and its token, still sealed."""
+
+    business_uid: str
+    staff_uid: str
+    sealed_token: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -153,12 +162,30 @@ class ConnectionStore:
 
     def delete(self, connection_id: str) -> bool:
         """Forget a connection and its token; return whether there was one."""
+        return self.remove(connection_id) is not None
+
+    def remove(self, connection_id: str) -> RemovedConnection | None:
+        """Forget a connection; return whose it was and its sealed token, or None.
+
+        One statement deletes the row and returns it: the token returned is exactly the
+        one deleted, even when a reconnect replaced it a moment before.
+        """
         if not could_be_stored(connection_id):
-            return False
+            return None
         with self.database.transaction() as db:
             db.execute(sa.delete(flow_traces).where(flow_traces.c.connection_id == connection_id))
-            result = db.execute(sa.delete(connections).where(connections.c.id == connection_id))
-        return result.rowcount == 1
+            row = db.execute(
+                sa.delete(connections)
+                .where(connections.c.id == connection_id)
+                .returning(
+                    connections.c.business_uid,
+                    connections.c.staff_uid,
+                    connections.c.encrypted_access_token,
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return RemovedConnection(row.business_uid, row.staff_uid, row.encrypted_access_token)
 
     def count_existing(self, connection_ids: list[str]) -> int:
         """Return how many of these connections are still stored."""

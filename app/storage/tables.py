@@ -1,9 +1,9 @@
 """Every table the app keeps, in one metadata: what the migrations build and check against.
 
 Each table belongs to one store (`app/storage/connections.py`, `app/connect/used_states.py`,
-`app/connect/flow_traces.py`, `app/app_market/handoffs.py`,
-`app/token_use/webhook_subscriptions.py`); they are declared together because the schema
-is migrated as one (`app/storage/migrations/`). A change here needs a revision too.
+`app/connect/flow_traces.py`, `app/app_market/handoffs.py`, `app/token_use/subscriptions.py`,
+`app/token_use/pending_calls.py`); they are declared together because the schema is
+migrated as one (`app/storage/migrations/`). A change here needs a revision too.
 """
 
 from datetime import UTC, datetime
@@ -119,6 +119,31 @@ webhook_subscriptions = sa.Table(
     # Fernet, like the token: the URL holds the secret, needed again to unsubscribe.
     sa.Column("encrypted_target_url", sa.Text, nullable=False),
     sa.Column("subscribed_at", UTCDateTime, nullable=False),
+)
+
+pending_calls = sa.Table(
+    "pending_calls",
+    metadata,
+    # A call to vcita that may not be lost, until vcita answers it (app/token_use/calls.py).
+    # Numbered as owed: an unsubscribe runs before the revoke of the same token.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # revoke | subscribe | unsubscribe
+    # Whose call it is, for the operator's list (`flask vcita revocations`).
+    sa.Column("business_uid", sa.String(255), nullable=False),
+    sa.Column("staff_uid", sa.String(255), nullable=False),
+    # A subscribe is made with its connection's token, and goes with the connection.
+    of_a_connection(nullable=True, index=True),
+    # Fernet, like the connection's: the token a revoke or an unsubscribe is made with,
+    # and an unsubscribe's or a subscribe's target URL (it holds the webhook's secret).
+    sa.Column("encrypted_token", sa.Text, nullable=True),
+    sa.Column("encrypted_target_url", sa.Text, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | refused
+    sa.Column("attempts", sa.Integer, nullable=False),
+    # An attempt is claimed by writing both first: no two instances make it at once.
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("in_flight_until", UTCDateTime, nullable=True),  # NULL once vcita answered
+    sa.Column("last_error", sa.String(255), nullable=True),  # vcita's answer, never a token
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
 flow_traces = sa.Table(

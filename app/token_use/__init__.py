@@ -2,18 +2,22 @@
 
 `snapshots` decides what the dashboard shows (live, just read, or kept for an outage),
 with `recent_clients` for its panel; `subscriptions` and `webhooks` hear when a business
-uninstalls the app; `cli` serves backend jobs; every connection ends through `ending`.
+uninstalls the app; `cli` serves backend jobs; every connection ends through `ending`;
+`calls` makes the calls vcita must hear (revoke, unsubscribe, subscribe) until it answers,
+kept in `pending_calls`.
 """
 
 from flask import Flask
 
-from . import background, cli, snapshots, subscriptions, webhooks
+from . import background, calls, cli, pending_calls, snapshots, subscriptions, webhooks
 
 
 def init_app(app: Flask) -> None:
-    """Start the threads that call vcita, keep subscriptions, receive webhooks, add the CLI."""
+    """Start the threads that call vcita, keep subscriptions and pending calls, add the CLI."""
     background.init_app(app)
     snapshots.init_app(app)
     subscriptions.init_app(app)
+    pending_calls.init_app(app)
+    calls.init_app(app)
     webhooks.init_app(app)
     cli.init_app(app)

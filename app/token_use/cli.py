@@ -4,6 +4,7 @@
     flask --app app vcita get /platform/v1/clients --business UID [--param per_page=5]
     flask --app app vcita get /platform/v1/clients --business UID --all-pages
     flask --app app vcita forget --business UID [--staff UID] [--yes]
+    flask --app app vcita revocations [--retry] [--drop ID]
     flask --app app vcita new-key [--type RSA|EC] [--out FILE]
 
 Every command works on the connections the app stored; none ever prints a token. A
@@ -24,7 +25,9 @@ from ..storage.connections import get_connections
 from ..storage.private_files import private_folder
 from ..vcita import AccessRevoked, VcitaError
 from ..vcita_client import get_vcita
-from .ending import Ending, end_connection, end_if_vcita_refuses
+from .calls import Outcome, run_pending
+from .ending import Ended, Ending, end_connections, end_if_vcita_refuses
+from .pending_calls import PendingCall, State, get_pending_calls
 
 vcita_cli = AppGroup("vcita", help="Work with the vcita connections this app stored.")
 
@@ -119,12 +122,64 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
     if not yes:
         click.confirm(
             f"Forget {len(chosen)} connection(s) of business {business} (staff {staff_list})? "
-            "Their tokens are deleted",
+            "Their tokens are revoked at vcita and deleted here",
             abort=True,
         )
-    for row in chosen:
-        end_connection(row.id, Ending.FORGOTTEN)
-    click.echo(f"Forgot {len(chosen)} connection(s) of business {business}.")
+    ended = end_connections([row.id for row in chosen], Ending.FORGOTTEN)
+    asked_again = ended.count(Ended.VCITA_ASKED_AGAIN)
+    click.echo(
+        f"Forgot {len(ended)} connection(s) of business {business}: their tokens are deleted."
+    )
+    if asked_again:
+        click.echo(
+            f"vcita did not confirm it stopped accepting {asked_again} of them: it will be "
+            "asked again (`flask --app app vcita revocations` lists what is pending)."
+        )
+    else:
+        click.echo("vcita no longer accepts them.")
+
+
+@vcita_cli.command("revocations")
+@click.option("--retry", is_flag=True, help="Make every pending call now (for a cron job).")
+@click.option(
+    "--drop", "drop_id", type=int, metavar="ID", help="Forget a call settled with vcita by hand."
+)
+def revocations(retry: bool, drop_id: int | None) -> None:
+    """List the calls vcita must still hear: revocations, webhook (un)subscriptions.
+
+    Kind, business, staff, attempts, the next attempt and vcita's last answer; never a
+    token. With --retry, each pending call not in flight elsewhere is made first: exit
+    code 1 if vcita did not answer one of them, or refused it.
+    """
+    calls = get_pending_calls()
+    if drop_id is not None:
+        if not calls.drop(drop_id):
+            click.echo(f"No call #{drop_id} is pending.", err=True)
+            sys.exit(NO_CONNECTION)
+        click.echo(f"Dropped call #{drop_id}: vcita will not be asked it again.")
+    made = run_pending(due_only=False) if retry else []
+    if retry:
+        done = sum(1 for attempt in made if attempt.outcome is Outcome.DONE)
+        click.echo(f"Made {len(made)} call(s): vcita answered {done}.")
+    listed = calls.all()
+    if not listed:
+        click.echo("No calls to vcita are pending.")
+    for call in listed:
+        click.echo(describe_call(call))
+    if any(attempt.outcome is not Outcome.DONE for attempt in made):
+        sys.exit(VCITA_FAILED)
+
+
+def describe_call(call: PendingCall) -> str:
+    """Return one pending call as a line of the list: whose, how it went; never its token."""
+    if call.state is State.REFUSED:
+        when = "refused: an operator must look"
+    else:
+        when = f"next attempt {call.next_attempt_at.isoformat(timespec='seconds')}"
+    return (
+        f"#{call.id}  {call.kind.value}  business {call.business_uid}  staff {call.staff_uid}  "
+        f"attempts {call.attempts}  {when}  last error: {call.last_error or 'none'}"
+    )
 
 
 @vcita_cli.command("new-key")

@@ -247,15 +247,12 @@ def test_journey_9_connecting_again_comes_straight_back_without_vcitas_consent_p
     page: Page, servers: Servers
 ):
     connect(page, servers)
-    page.get_by_role("button", name="Disconnect").click()
-    expect(page.get_by_role("status")).to_contain_text("Disconnected")
     servers.vcita.age_tokens(3 * YEAR)  # three years pass; the token vcita issued lives on
-    expect(page.get_by_text("unless you have allowed this app before")).to_be_visible()
     asked, shown = [], []  # the requests to vcita; every page the browser displayed
     page.on("request", lambda request: asked.append(request.url))
     page.on("framenavigated", lambda frame: frame.parent_frame or shown.append(frame.url))
 
-    page.get_by_role("link", name="Connect vcita").click()
+    page.goto(f"{servers.app_url}/connect")  # Connect again, say from a bookmark
 
     wait_for_dashboard(page, servers)
     expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
@@ -266,5 +263,29 @@ def test_journey_9_connecting_again_comes_straight_back_without_vcitas_consent_p
     # vcita gave the same token back: the dashboard says when it was first issued.
     issued = page.locator(".facts div", has=page.locator("dt", has_text="Issued")).locator("time")
     expect(issued).to_have_text("3 years ago")
+    assert statuses(servers.vcita.token_requests) == [200, 200]
+    assert stored_connections(servers) == 1
+
+
+def test_journey_10_disconnect_then_connect_again_passes_through_consent(
+    page: Page, servers: Servers
+):
+    connect(page, servers)
+    page.get_by_role("button", name="Disconnect").click()
+
+    expect(page.get_by_role("status")).to_contain_text(
+        "vcita no longer accepts the key this app had for your business"
+    )
+    (revoke,) = servers.vcita.recorded_requests("revoke")
+    assert revoke["status"] == 201
+    assert not servers.vcita.is_token_active(revoke["body"]["token"])
+    expect(page.get_by_text("unless this app already holds a key you allowed")).to_be_visible()
+
+    page.get_by_role("link", name="Connect vcita").click()
+
+    # Still logged in to vcita, but holding no live token for the app: vcita asks again.
+    answer_consent(page, allow=True)
+    wait_for_dashboard(page, servers)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
     assert statuses(servers.vcita.token_requests) == [200, 200]
     assert stored_connections(servers) == 1
