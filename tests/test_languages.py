@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from app import formatting, languages, views
 from app.languages import LANGUAGES, known_language
 from app.session_keys import LANGUAGE, LAUNCH
+from app.token_use.ending import Ended
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML_TAG = re.compile(r'<html lang="([^"]+)" dir="(ltr|rtl)">')
@@ -451,27 +452,39 @@ def test_disconnect_says_what_it_did_in_the_language_of_the_page_pressed(browser
 
     assert response.status_code == 303
     assert page_language(landing) == ("he", "rtl")  # no business left, the language stays
-    assert "החיבור נותק. vcita Connect כבר לא שומרת אסימון עבור העסק שלכם." in landing
+    assert (
+        "החיבור נותק. vcita כבר לא מקבלת את המפתח שהיה לאפליקציה הזו עבור העסק שלכם, "
+        "והאפליקציה מחקה אותו."
+    ) in landing
 
 
 @pytest.mark.parametrize(
-    ("locale", "removed", "says"),
+    ("locale", "stopped", "asked_again", "says"),
     [
-        ("pl", 2, "usunęła 2 tokeny połączone"),
-        ("pl", 4, "usunęła 4 tokeny połączone"),
-        ("pl", 5, "usunęła 5 tokenów połączonych"),
-        ("pl", 12, "usunęła 12 tokenów połączonych"),
-        ("pl", 22, "usunęła 22 tokeny połączone"),
-        ("he", 2, "אף אחד מ־2 האסימונים"),
-        ("fr", 2, "a supprimé 2 jetons connectés"),
-        ("de", 3, "hat 3 Tokens gelöscht"),
-        ("zh_Hans_SG", 3, "全部 3 个令牌"),
-        ("en", 3, "any of the 3 tokens"),
+        ("pl", 2, 0, "usunęła 2 klucze połączone"),
+        ("pl", 4, 0, "usunęła 4 klucze połączone"),
+        ("pl", 5, 0, "usunęła 5 kluczy połączonych"),
+        ("pl", 12, 0, "usunęła 12 kluczy połączonych"),
+        ("pl", 22, 0, "usunęła 22 klucze połączone"),
+        ("pl", 0, 5, "usunęła 5 kluczy połączonych z tej przeglądarki; vcita nie potwierdziła"),
+        ("pl", 1, 2, "usunęła 3 klucze połączone z tej przeglądarki; vcita nie akceptuje już 1"),
+        ("he", 2, 0, "אף אחד מ־2 המפתחות"),
+        ("he", 0, 2, "מחקה את 2 המפתחות שהדפדפן הזה חיבר; vcita לא אישרה"),
+        ("he", 1, 2, "מחקה את 3 המפתחות שהדפדפן הזה חיבר; vcita כבר לא מקבלת 1 מהם"),
+        ("fr", 2, 0, "aucune des 2 clés connectées"),
+        ("es", 1_000_000, 0, "ninguna de las 1000000 de claves"),  # CLDR's "many"
+        ("de", 3, 0, "keinen der 3 Schlüssel mehr"),
+        ("zh_Hans_SG", 3, 0, "全部 3 个密钥"),
+        ("en", 3, 0, "any of the 3 keys"),
+        ("en", 0, 2, "deleted the 2 keys this browser connected; vcita did not confirm"),
     ],
 )
-def test_disconnects_message_counts_in_each_languages_plural_forms(app, locale, removed, says):
+def test_disconnects_message_counts_in_each_languages_plural_forms(
+    app, locale, stopped, asked_again, says
+):
+    ended = [Ended.VCITA_STOPPED] * stopped + [Ended.VCITA_ASKED_AGAIN] * asked_again
     with app.test_request_context("/"), force_locale(locale):
-        assert says in views.disconnect_message(removed)
+        assert says in views.disconnect_message(ended)
 
 
 @pytest.mark.parametrize(

@@ -162,8 +162,8 @@ def test_the_extraction_finds_the_python_and_template_strings():
     assert "Page not found" in marked  # app/errors.py, lazily
     assert "Disconnect" in marked  # templates/connect/dashboard.html, {{ _() }}
     assert (
-        "You are sent to vcita, which asks you to sign in and, unless you have allowed this "
-        "app before, to choose <strong>Allow</strong>."
+        "You are sent to vcita, which asks you to sign in and, unless this app already holds "
+        "a key you allowed, to choose <strong>Allow</strong>."
     ) in marked  # a {% trans %} block over several lines, trimmed
     assert "Log in to vcita" in marked_strings("sandbox")
 

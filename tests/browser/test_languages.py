@@ -81,7 +81,8 @@ def test_the_whole_journey_in_hebrew_is_right_to_left(
     page.get_by_role("button", name="ניתוק").click()
     page.wait_for_url(f"{servers.app_url}/")
     expect(page.get_by_role("status")).to_contain_text(
-        "החיבור נותק. vcita Connect כבר לא שומרת אסימון עבור העסק שלכם."
+        "החיבור נותק. vcita כבר לא מקבלת את המפתח שהיה לאפליקציה הזו עבור העסק שלכם, "
+        "והאפליקציה מחקה אותו."
     )
     expect_right_to_left(page)
 
