@@ -64,9 +64,9 @@ translations: $(MO_FILES) ## Compile the translation catalogues (run, serve and 
 
 messages: $(APP_STAMP) ## Extract the marked strings into every catalogue (then translate what is new or fuzzy)
 	$(BIN)/pybabel extract --mapping-file babel.cfg --add-location file --output-file translations/messages.pot .
-	$(BIN)/pybabel update --input-file translations/messages.pot --output-dir translations --ignore-obsolete --previous
+	$(BIN)/pybabel update --input-file translations/messages.pot --output-dir translations --ignore-obsolete
 	$(BIN)/pybabel extract --mapping-file sandbox/babel.cfg --add-location file --output-file sandbox/translations/messages.pot sandbox
-	$(BIN)/pybabel update --input-file sandbox/translations/messages.pot --output-dir sandbox/translations --ignore-obsolete --previous
+	$(BIN)/pybabel update --input-file sandbox/translations/messages.pot --output-dir sandbox/translations --ignore-obsolete
 
 screenshots: $(DEV_STAMP) install-chromium translations ## Run the browser journeys; save the README's screenshots in docs/screenshots/
 	README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_journeys.py tests/browser/test_app_market.py tests/browser/test_languages.py
