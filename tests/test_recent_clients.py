@@ -187,6 +187,19 @@ def test_a_business_of_hundreds_of_clients_is_read_in_a_few_pages(
     assert "search_by=updated_at&updated_at%5Bgte%5D=" in asked[1]["query_string"]
 
 
+def test_a_later_dashboard_reads_the_clients_in_one_request(app, client, connect, vcita):
+    connect(staff="Maya Goldberg")
+    asked = len(vcita.recorded_requests("clients"))
+    fifth = only_snapshot(app).recent_clients[-1]["updated_at"]
+
+    assert client.get("/dashboard").status_code == 200
+
+    later = vcita.recorded_requests("clients")[asked:]
+    assert len(later) == 1
+    since = datetime.fromisoformat(fifth).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f"updated_at%5Bgte%5D={since.replace(':', '%3A')}" in later[0]["query_string"]
+
+
 @pytest.mark.parametrize("kept", [[], [{"updated_at": "2026-01-01T00:00:00+00:00"}] * 4])
 def test_fewer_than_five_kept_clients_give_no_place_to_start(kept):
     assert fifth_newest(kept) is None

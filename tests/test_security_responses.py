@@ -143,6 +143,11 @@ def every_kind_of_response(app, client, connect) -> dict:
     }
     responses["callback"] = connect()
     responses["dashboard"] = client.get("/dashboard")
+    # The dashboard's Recent clients panel alone: fetched by its script, or as a page.
+    responses["clients-panel"] = client.get(
+        "/dashboard/recent-clients", headers={"Sec-Fetch-Dest": "empty"}
+    )
+    responses["clients-panel-page"] = client.get("/dashboard/recent-clients")
     responses["landing-connected"] = client.get("/")
     responses["disconnect"] = client.post(
         "/disconnect", data={"csrf_token": csrf_token(responses["dashboard"].text)}
@@ -166,6 +171,8 @@ FRAMED_KINDS = {
     "landing-flash",
     "dashboard",
     "dashboard-redirect",
+    "clients-panel",
+    "clients-panel-page",
     "csrf-refused",
     "disconnect",
     "handoff-refused",
@@ -220,7 +227,9 @@ def test_tokens_never_reach_the_browser(make_app, person, vcita, trace):
     callback = person.approve(responses[-1].location)
     responses.append(client.get(callback))
     token = stored_token(app, client)
-    responses += [client.get("/dashboard"), client.get("/"), client.get("/dashboard")]
+    responses += [client.get("/dashboard"), client.get("/")]
+    responses.append(client.get("/dashboard/recent-clients", headers={"Sec-Fetch-Dest": "empty"}))
+    responses.append(client.get("/dashboard"))
     if trace == "true":
         assert "What just happened" in responses[-1].text  # the trace was really shown
     responses.append(

@@ -24,12 +24,9 @@ from .tables import connection_activity, connections, flow_traces
 logger = logging.getLogger(__name__)
 
 # Where a connection keeps what vcita last said (Snapshot), encrypted but for the times.
-SNAPSHOT_COLUMNS = (
-    "encrypted_userinfo",
-    "encrypted_recent_clients",
-    "userinfo_read_at",
-    "recent_clients_read_at",
-)
+USERINFO_COLUMNS = ("encrypted_userinfo", "userinfo_read_at")
+CLIENTS_COLUMNS = ("encrypted_recent_clients", "recent_clients_read_at")
+SNAPSHOT_COLUMNS = (*USERINFO_COLUMNS, *CLIENTS_COLUMNS)
 # What connecting again replaces; the id and connected_at of the first connection stay,
 # so every browser that holds the id keeps finding the connection.
 REPLACED_ON_RECONNECT = (
@@ -109,20 +106,52 @@ class ConnectionStore:
             "updated_at": now,
             **self._snapshot_values(snapshot),
         }
+        # Without clients (vcita was slow to list them), a reconnect keeps those listed before.
+        replaced: tuple[str, ...] = REPLACED_ON_RECONNECT
+        if snapshot is None or snapshot.recent_clients is None:
+            replaced = tuple(name for name in replaced if name not in CLIENTS_COLUMNS)
         with self.database.transaction() as db:
-            row = db.execute(self._upsert_connection(values)).one()
+            row = db.execute(self._upsert_connection(values, replaced)).one()
             if snapshot is not None:
                 self.touch(row.id)
         return _connection_from(row, token.access_token, snapshot)
 
     def keep_snapshot(self, connection_id: str, snapshot: Snapshot) -> None:
-        """Replace what vcita last said about the connection's business, and touch it."""
+        """Replace what vcita last said about the connection's business, and touch it.
+
+        Clients the snapshot does not list (vcita did not answer for them, or not yet)
+        leave those kept as they are.
+        """
         values = self._snapshot_values(snapshot)
         with self.database.transaction() as db:
             db.execute(
-                sa.update(connections).where(connections.c.id == connection_id).values(values)
+                sa.update(connections)
+                .where(connections.c.id == connection_id)
+                .values({name: values[name] for name in USERINFO_COLUMNS})
             )
+            if snapshot.recent_clients is not None and snapshot.clients_read_at is not None:
+                self.keep_recent_clients(
+                    connection_id, snapshot.recent_clients, snapshot.clients_read_at
+                )
             self.touch(connection_id)
+
+    def keep_recent_clients(self, connection_id: str, rows: list[dict], read_at: datetime) -> None:
+        """Keep the clients vcita listed for the connection, unless a later read's are kept.
+
+        Reads may end in any order (a slow one finishes in the background): the clients
+        kept are those of the read that started last.
+        """
+        kept_at = connections.c.recent_clients_read_at
+        with self.database.transaction() as db:
+            db.execute(
+                sa.update(connections)
+                .where(connections.c.id == connection_id)
+                .where(sa.or_(kept_at.is_(None), kept_at < read_at))
+                .values(
+                    encrypted_recent_clients=self.sealer.seal(json.dumps(rows)),
+                    recent_clients_read_at=read_at,
+                )
+            )
 
     def get(self, connection_id: str) -> Connection | None:
         """Return the connection with this id and its decrypted token, or None."""
@@ -221,12 +250,12 @@ class ConnectionStore:
         with self.database.transaction() as db:
             return db.execute(sa.select(sa.func.count()).select_from(connections)).scalar_one()
 
-    def _upsert_connection(self, values: dict) -> sa.Executable:
+    def _upsert_connection(self, values: dict, replaced: tuple[str, ...]) -> sa.Executable:
         """Build one atomic INSERT .. ON CONFLICT DO UPDATE on business and staff."""
         statement = self.database.insert(connections).values(values)
         return statement.on_conflict_do_update(
             index_elements=[connections.c.business_uid, connections.c.staff_uid],
-            set_={name: statement.excluded[name] for name in REPLACED_ON_RECONNECT},
+            set_={name: statement.excluded[name] for name in replaced},
         ).returning(*connections.c)
 
     def _replace_ciphertext(self, row: sa.Row, ciphertext: str) -> None:
