@@ -37,6 +37,22 @@ REPLACED_ON_RECONNECT = (
     "updated_at",
     *SNAPSHOT_COLUMNS,
 )
+KEEPING_CLIENTS_ON_RECONNECT = tuple(
+    name for name in REPLACED_ON_RECONNECT if name not in CLIENTS_COLUMNS
+)
+# The statements every connect and dashboard runs, built once (see ConnectionStore).
+_THIS_CONNECTION = connections.c.id == sa.bindparam("connection_id")
+SELECT_CONNECTION = sa.select(connections).where(_THIS_CONNECTION)
+KEEP_USERINFO = sa.update(connections).where(_THIS_CONNECTION)
+
+
+def _keep_clients_of_a_later_read() -> sa.Update:
+    kept_at = connections.c.recent_clients_read_at
+    later = sa.or_(kept_at.is_(None), kept_at < sa.bindparam("read_at"))
+    return sa.update(connections).where(_THIS_CONNECTION).where(later)
+
+
+KEEP_CLIENTS_OF_A_LATER_READ = _keep_clients_of_a_later_read()
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,17 @@ class ConnectionStore:
     def __init__(self, database: Database, sealer: Sealer) -> None:
         self.database = database
         self.sealer = sealer
+        # The statements every connect and dashboard runs, built once: SQLAlchemy compiles
+        # a statement once, but building it on every call cost more than running it.
+        self._upserts = {
+            replaced: self._upsert_connection(replaced)
+            for replaced in (REPLACED_ON_RECONNECT, KEEPING_CLIENTS_ON_RECONNECT)
+        }
+        activity = self.database.insert(connection_activity)
+        self._touch = activity.on_conflict_do_update(
+            index_elements=[connection_activity.c.connection_id],
+            set_={"last_used_at": activity.excluded.last_used_at},
+        )
 
     def save(
         self,
@@ -107,11 +134,11 @@ class ConnectionStore:
             **self._snapshot_values(snapshot),
         }
         # Without clients (vcita was slow to list them), a reconnect keeps those listed before.
-        replaced: tuple[str, ...] = REPLACED_ON_RECONNECT
+        replaced = REPLACED_ON_RECONNECT
         if snapshot is None or snapshot.recent_clients is None:
-            replaced = tuple(name for name in replaced if name not in CLIENTS_COLUMNS)
+            replaced = KEEPING_CLIENTS_ON_RECONNECT
         with self.database.transaction() as db:
-            row = db.execute(self._upsert_connection(values, replaced)).one()
+            row = db.execute(self._upserts[replaced], values).one()
             if snapshot is not None:
                 self.touch(row.id)
         return _connection_from(row, token.access_token, snapshot)
@@ -124,11 +151,8 @@ class ConnectionStore:
         """
         values = self._snapshot_values(snapshot)
         with self.database.transaction() as db:
-            db.execute(
-                sa.update(connections)
-                .where(connections.c.id == connection_id)
-                .values({name: values[name] for name in USERINFO_COLUMNS})
-            )
+            userinfo = {name: values[name] for name in USERINFO_COLUMNS}
+            db.execute(KEEP_USERINFO, {"connection_id": connection_id, **userinfo})
             if snapshot.recent_clients is not None and snapshot.clients_read_at is not None:
                 self.keep_recent_clients(
                     connection_id, snapshot.recent_clients, snapshot.clients_read_at
@@ -141,16 +165,15 @@ class ConnectionStore:
         Reads may end in any order (a slow one finishes in the background): the clients
         kept are those of the read that started last.
         """
-        kept_at = connections.c.recent_clients_read_at
         with self.database.transaction() as db:
             db.execute(
-                sa.update(connections)
-                .where(connections.c.id == connection_id)
-                .where(sa.or_(kept_at.is_(None), kept_at < read_at))
-                .values(
-                    encrypted_recent_clients=self.sealer.seal(json.dumps(rows)),
-                    recent_clients_read_at=read_at,
-                )
+                KEEP_CLIENTS_OF_A_LATER_READ,
+                {
+                    "connection_id": connection_id,
+                    "encrypted_recent_clients": self.sealer.seal(json.dumps(rows)),
+                    "recent_clients_read_at": read_at,
+                    "read_at": read_at,
+                },
             )
 
     def get(self, connection_id: str) -> Connection | None:
@@ -158,9 +181,7 @@ class ConnectionStore:
         if not could_be_stored(connection_id):
             return None
         with self.database.transaction() as db:
-            row = db.execute(
-                sa.select(connections).where(connections.c.id == connection_id)
-            ).one_or_none()
+            row = db.execute(SELECT_CONNECTION, {"connection_id": connection_id}).one_or_none()
         if row is None:
             return None
         try:
@@ -232,27 +253,19 @@ class ConnectionStore:
 
     def touch(self, connection_id: str) -> None:
         """Record that the connection's token was just used."""
-        now = datetime.now(UTC)
         with self.database.transaction() as db:
-            updated = db.execute(
-                sa.update(connection_activity)
-                .where(connection_activity.c.connection_id == connection_id)
-                .values(last_used_at=now)
+            db.execute(
+                self._touch, {"connection_id": connection_id, "last_used_at": datetime.now(UTC)}
             )
-            if updated.rowcount == 0:
-                statement = self.database.insert(connection_activity).values(
-                    connection_id=connection_id, last_used_at=now
-                )
-                db.execute(statement.on_conflict_do_nothing())
 
     def count(self) -> int:
         """Return how many connections are stored."""
         with self.database.transaction() as db:
             return db.execute(sa.select(sa.func.count()).select_from(connections)).scalar_one()
 
-    def _upsert_connection(self, values: dict, replaced: tuple[str, ...]) -> sa.Executable:
+    def _upsert_connection(self, replaced: tuple[str, ...]) -> sa.Executable:
         """Build one atomic INSERT .. ON CONFLICT DO UPDATE on business and staff."""
-        statement = self.database.insert(connections).values(values)
+        statement = self.database.insert(connections)
         return statement.on_conflict_do_update(
             index_elements=[connections.c.business_uid, connections.c.staff_uid],
             set_={name: statement.excluded[name] for name in replaced},
