@@ -246,6 +246,13 @@ class VcitaClient:
         )
         # Called with every response from vcita, for whoever wants to watch the wire.
         self.response_hook = response_hook
+        # requests reads proxies and CA bundles from the environment on every call, walking
+        # all of os.environ: read here once, and used while vcita's hosts all agree.
+        found = [
+            requests.Session().merge_environment_settings(url, {}, None, None, None)
+            for url in (settings.token_url, settings.userinfo_url, settings.api_url)
+        ]
+        self._environment = found[0] if all(each == found[0] for each in found) else None
 
     def authorization_url(
         self, state: str, code_verifier: str | None = None, brand_host: str | None = None
@@ -395,8 +402,7 @@ class VcitaClient:
             "Authorization": f"Bearer {token.access_token}",
         }
         http = requests.Session()
-        http.mount("https://", self.transport)
-        http.mount("http://", self.transport)
+        self._use_transport(http)
         if self.response_hook is not None:
             http.hooks["response"].append(self.response_hook)
         try:
@@ -464,9 +470,17 @@ class VcitaClient:
         session.register_compliance_hook("access_token_response", _check_token_response)
         if self.response_hook is not None:
             session.hooks["response"].append(self.response_hook)
+        self._use_transport(session)
+        return session
+
+    def _use_transport(self, session: requests.Session) -> None:
+        """Send the session's calls on the shared transport, with the environment read once."""
         session.mount("https://", self.transport)
         session.mount("http://", self.transport)
-        return session
+        if self._environment is not None:
+            session.trust_env = False
+            session.proxies.update(self._environment["proxies"])
+            session.verify = self._environment["verify"]
 
 
 class _ShortLivedPrivateKeyJWT(PrivateKeyJWT):
