@@ -90,6 +90,8 @@ ACCESS_LINE = re.compile(r'\S+ "[A-Z]+ /')
 # ... '%(s)s %(B)s %(M)sms': the milliseconds gunicorn's worker spent on the request.
 SERVED_IN = re.compile(r'\S+ "GET (/callback|/dashboard) \S+" \d+ \S+ (\d+)ms')
 ALLOW_TO_DASHBOARD = "Allow → dashboard"
+# The app's Recent clients panel while vcita is still listing them (it fetches itself).
+CLIENTS_ON_THEIR_WAY = 'data-panel-url="/dashboard/recent-clients"'
 # gunicorn.conf.py's post_worker_init: a worker has loaded the app and serves.
 WORKER_LOADED = re.compile(r"Worker (\d+) has loaded the app")
 # What --compare sets side by side, besides flows/s: (latency, percentile).
@@ -148,6 +150,8 @@ class FlowResult:
 
     failure: str | None = None
     crossed: bool = False
+    # The dashboard came before the clients list, and its panel fills itself later.
+    clients_late: bool = False
     latencies: dict[str, float] = field(default_factory=dict)
     retried: list[str] = field(default_factory=list)  # GETs sent again (BrowserRetry)
 
@@ -418,6 +422,7 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
         return result
     shown = set(BUSINESS_UID.findall(dashboard.text)) | set(STAFF_UID.findall(dashboard.text))
     result.crossed = shown != {business["business_uid"], staff_uid}
+    result.clients_late = CLIENTS_ON_THEIR_WAY in dashboard.text
     return result
 
 
@@ -439,6 +444,9 @@ def report(run: LoadRun) -> None:
     for reason, count in failures.most_common(5):
         print(f"  {count} x {reason}")
     print(f"crossed dashboards:         {sum(r.crossed for r in run.results)}")
+    late = sum(r.clients_late for r in run.completed)
+    if late:
+        print(f"dashboards that came before their clients list (the panel fills itself): {late}")
     print(f"wall time:                  {run.elapsed:.1f} s")
     print(f"flows/s:                    {run.flows_per_second():.1f}")
     for name in ("/callback", "/dashboard", ALLOW_TO_DASHBOARD):
