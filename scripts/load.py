@@ -5,6 +5,8 @@
     make load ARGS="--concurrency 20 --rtt-ms 50"    # 20 browsers at once, vcita 50 ms away
     make load ARGS="--flows 200 --concurrency 20 --rtt-ms 50 --compare"    # app vs bare client
     make load ARGS="--concurrency 20 --processes"    # each browser a process of its own
+    make load ARGS="--concurrency 20 --rtt-ms 50 --slow-clients-ms 8000"  # clients API 8 s slow
+    make load ARGS="--concurrency 20 --compare --profile"    # where each flow's CPU goes
     WEB_CONCURRENCY=4 GUNICORN_THREADS=8 make load
     scripts/postgres.sh .venv/bin/python scripts/load.py    # on PostgreSQL
 
@@ -32,6 +34,12 @@ With --compare it then runs the same flows, on a new sandbox with the same setti
 against scripts/bare_client.py (a naive client: a new connection to vcita per page, the
 token in the session cookie) under the same gunicorn.conf.py, and prints the two side by
 side with their ratio, app / bare.
+
+With --slow-clients-ms N the sandbox's clients API answers N ms late (its fault switch),
+while its token endpoint and userinfo answer at once. With --profile every thread of each
+worker runs under cProfile with its own CPU clock while the flows run, and the workers'
+CPU per flow is printed by step (scripts/load_profile.py): cProfile slows each call down,
+so read the shares, and measure without it.
 """
 
 from __future__ import annotations
@@ -659,9 +667,9 @@ class GunicornServer(ServerProcess):
         self.profile_dir = profile_dir
         if profile_dir is not None:
             profile_dir.mkdir()
-            # scripts/profiling/sitecustomize.py profiles each worker (--profile).
-            paths = [str(PROFILING), *filter(None, [os.environ.get("PYTHONPATH")])]
-            environ.update(PYTHONPATH=os.pathsep.join(paths), LOAD_PROFILE_DIR=str(profile_dir))
+            # Python imports scripts/profiling/sitecustomize.py at start-up: it profiles each
+            # worker (--profile). Nothing else the servers run needs a PYTHONPATH.
+            environ.update(PYTHONPATH=str(PROFILING), LOAD_PROFILE_DIR=str(profile_dir))
         super().__init__(
             self.command(),
             environ,

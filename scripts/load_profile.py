@@ -78,6 +78,7 @@ STEPS: list[tuple[str, list]] = [
             ("flask/templating.py", "render_template_string"),
         ],
     ),
+    ("    the CSRF token for its Disconnect form", [("app/security.py", "csrf_token")]),
     (
         "the clients list, on a reading thread",
         [
