@@ -509,6 +509,42 @@ def test_a_list_that_fails_slower_than_the_budget_says_so_when_it_ends(
     assert len(vcita.recorded_requests("clients")) == lists_asked + 3
 
 
+def test_another_worker_shows_the_clients_a_late_read_kept_without_asking_vcita(
+    app, make_app, settings, client, person, vcita
+):
+    vcita.set_fault("clients", **SLOW_LIST)
+    client.get(approved_callback(client, person, staff="Maya Goldberg"))
+    vcita.clear_faults()
+    wait_for_client_reads(app)
+    asked = vcita_calls(vcita)
+    # Another worker of the same deployment: its own process, the same database and keys.
+    other_worker = make_app(TOKEN_ENCRYPTION_KEY=settings["TOKEN_ENCRYPTION_KEY"]).test_client()
+    other_worker.set_cookie("vcita_connect", client.get_cookie("vcita_connect").value)
+
+    panel = other_worker.get(PANEL, headers=FETCHED)
+
+    assert panel.status_code == 200
+    assert len(panel_rows(panel.text)) == 5
+    assert "Read from vcita's API with the stored token" in panel.text
+    assert vcita_calls(vcita) == asked
+
+
+def test_a_token_revoked_while_the_list_was_slow_ends_the_connection_at_the_panel(
+    app, client, person, vcita
+):
+    vcita.set_fault("clients", **SLOW_LIST)
+    client.get(approved_callback(client, person, staff="Maya Goldberg"))
+    vcita.revoke_all_tokens()
+    vcita.clear_faults()  # the list answers now: 401, the token is revoked
+    wait_for_client_reads(app)
+    assert only_snapshot(app).recent_clients is None  # nothing was kept
+
+    response = client.get(PANEL, headers=FETCHED)
+
+    assert response.status_code == 302 and response.location == "/"
+    assert store(app).count() == 0
+
+
 def test_the_panel_opened_as_a_page_works_without_javascript(app, client, person, vcita):
     vcita.set_fault("clients", **SLOW_LIST)
     client.get(approved_callback(client, person, staff="Maya Goldberg"))
