@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from app.session_keys import CONNECTION
 from app.storage.tables import connections
+from app.token_use import snapshots
 from app.token_use.snapshots import get_client_reads
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import ServerThread
@@ -543,6 +544,23 @@ def test_a_token_revoked_while_the_list_was_slow_ends_the_connection_at_the_pane
 
     assert response.status_code == 302 and response.location == "/"
     assert store(app).count() == 0
+
+
+def test_reads_beyond_what_the_threads_can_hold_wait_for_the_panel_to_ask_again(
+    app, client, person, vcita, monkeypatch
+):
+    monkeypatch.setattr(snapshots, "MAX_WAITING_READS", 0)  # every reading thread is taken
+    client.get(approved_callback(client, person, staff="Maya Goldberg"))
+    page = client.get("/dashboard").text
+    assert "vcita is still listing your clients" in page
+    assert vcita.recorded_requests("clients") == []  # not asked, not queued
+
+    monkeypatch.setattr(snapshots, "MAX_WAITING_READS", 64)  # a thread is free again
+    panel = client.get(PANEL, headers=FETCHED)
+
+    assert len(panel_rows(panel.text)) == 5
+    assert len(vcita.recorded_requests("clients")) == 1
+    assert len(only_snapshot(app).recent_clients) == 5
 
 
 def test_the_panel_opened_as_a_page_works_without_javascript(app, client, person, vcita):

@@ -22,6 +22,7 @@ import concurrent.futures
 import json
 import logging
 import threading
+from concurrent.futures import CancelledError as NotAsked
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillReading
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ CLIENTS_BUDGET = timedelta(milliseconds=50)
 # (gunicorn.conf.py): with them, every call to vcita at a moment keeps a connection of
 # the client's pool (32), and reads beyond that wait their turn instead of opening more.
 READING_THREADS = 16
+# Reads waiting for a reading thread, beyond which no more wait: while vcita's clients
+# API is slow, each page would add one, without end. A page that finds no room says the
+# clients are on their way, and its panel asks again.
+MAX_WAITING_READS = 4 * READING_THREADS
 # The callback's copy is shown instead of a live read only this soon after the connect;
 # clients kept this recently are shown by the panel without asking vcita again.
 JUST_READ_FOR = timedelta(seconds=30)
@@ -124,7 +129,7 @@ class ClientsRead:
         """
         try:
             rows = self.future.result(timeout=CLIENTS_BUDGET.total_seconds())
-        except StillReading:
+        except (StillReading, NotAsked):
             return Listing.ON_THEIR_WAY, None
         if rows is None:
             return Listing.UNANSWERED, None
@@ -169,6 +174,7 @@ class ClientReads:
         self.app = app
         self.executor = ThreadPoolExecutor(READING_THREADS, "vcita-reading")
         self._latest: dict[str, ClientsRead] = {}
+        self._waiting = 0  # reads not yet on a thread
         self._lock = threading.Lock()
 
     def start(
@@ -179,9 +185,16 @@ class ClientReads:
             latest = self.latest(connection_id)
             if latest is not None and not latest.future.done():
                 return latest
-        read = ClientsRead(
-            self.executor.submit(self._recent_clients, token, since), datetime.now(UTC)
-        )
+        with self._lock:
+            room = self._waiting < MAX_WAITING_READS
+            if room:
+                self._waiting += 1
+        if room:
+            future = self.executor.submit(self._recent_clients, token, since)
+        else:  # not asked now: the panel asks again, as for a slow read
+            future = Future()
+            future.cancel()
+        read = ClientsRead(future, datetime.now(UTC))
         read.future.add_done_callback(lambda done: read.end())
         if connection_id is not None:
             self._remember(connection_id, read)
@@ -191,7 +204,9 @@ class ClientReads:
         """Return this connection's read under way here, or one that ended just now."""
         with self._lock:
             read = self._latest.get(connection_id)
-        return read if read is not None and not read.ended_before(JUST_READ_FOR) else None
+        if read is None or read.future.cancelled() or read.ended_before(JUST_READ_FOR):
+            return None
+        return read
 
     def keep_when_read(self, connection_id: str, read: ClientsRead) -> None:
         """Keep the read's rows with the connection as soon as they arrive."""
@@ -220,6 +235,8 @@ class ClientReads:
     def _keep(self, connection_id: str, read: ClientsRead) -> None:
         try:
             rows = read.future.result()
+        except NotAsked:
+            return
         except AccessRevoked:
             logger.info("Recent clients: vcita refused the token; nothing kept")
             return
@@ -234,6 +251,8 @@ class ClientReads:
             )
 
     def _recent_clients(self, token: AccessToken, since: datetime | None):
+        with self._lock:
+            self._waiting -= 1
         with self.app.app_context():
             return recent_clients(token, since)
 
