@@ -83,7 +83,7 @@ from tests.servers import ServerProcess  # noqa: E402
 
 PROFILING = ROOT / "scripts" / "profiling"
 # With --slow-clients-ms, the sandbox's API threads beyond its usual: the app's reading
-# threads (snapshots.READING_THREADS, per worker) each hold a slow answer at a time.
+# threads (client_reads.READING_THREADS, per worker) each hold a slow answer at a time.
 SLOW_CLIENTS_THREADS = 64
 CLIENT_ID = "vcita-connect-load"
 CLIENT_SECRET = secrets.token_hex(16)  # for this run's sandbox only

@@ -82,7 +82,7 @@ STEPS: list[tuple[str, list]] = [
     (
         "the clients list, on a reading thread",
         [
-            ("app/token_use/snapshots.py", "_recent_clients"),
+            ("app/token_use/client_reads.py", "_recent_clients"),
         ],
     ),
     ("Across the steps:", []),
@@ -120,7 +120,7 @@ def print_profile(stats: pstats.Stats, flows: int) -> None:
     if not flows or not total:
         return
     in_app = inclusive(stats, [("flask/app.py", "wsgi_app")])
-    reading = inclusive(stats, [("app/token_use/snapshots.py", "_recent_clients")])
+    reading = inclusive(stats, [("app/token_use/client_reads.py", "_recent_clients")])
     print(f"\nworkers' CPU per flow by step (cProfile, each thread's CPU clock; {total:.2f} s):")
     for label, counted in STEPS:
         if not counted:

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from app.session_keys import CONNECTION
 from app.storage.tables import connections
-from app.token_use import snapshots
-from app.token_use.snapshots import get_client_reads
+from app.token_use import client_reads
+from app.token_use.client_reads import get_client_reads
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import ServerThread
 
@@ -389,7 +389,7 @@ def test_a_429_then_success_on_the_panels_get_shows_the_clients(app, client, con
 
 PANEL = "/dashboard/recent-clients"
 FETCHED = {"Sec-Fetch-Dest": "empty"}  # what a browser sends with a script's fetch
-# Far longer than the budget the pages give the clients list (snapshots.CLIENTS_BUDGET).
+# Far longer than the budget the pages give the clients list (client_reads.CLIENTS_BUDGET).
 SLOW_LIST = {"delay": 60}
 # A page that waited for SLOW_LIST would still be silent after this long (the browser then
 # gives up and the test fails); one that does not wait answers in milliseconds, however
@@ -549,13 +549,13 @@ def test_a_token_revoked_while_the_list_was_slow_ends_the_connection_at_the_pane
 def test_reads_beyond_what_the_threads_can_hold_wait_for_the_panel_to_ask_again(
     app, client, person, vcita, monkeypatch
 ):
-    monkeypatch.setattr(snapshots, "MAX_WAITING_READS", 0)  # every reading thread is taken
+    monkeypatch.setattr(client_reads, "MAX_WAITING_READS", 0)  # every reading thread is taken
     client.get(approved_callback(client, person, staff="Maya Goldberg"))
     page = client.get("/dashboard").text
     assert "vcita is still listing your clients" in page
     assert vcita.recorded_requests("clients") == []  # not asked, not queued
 
-    monkeypatch.setattr(snapshots, "MAX_WAITING_READS", 64)  # a thread is free again
+    monkeypatch.setattr(client_reads, "MAX_WAITING_READS", 64)  # a thread is free again
     panel = client.get(PANEL, headers=FETCHED)
 
     assert len(panel_rows(panel.text)) == 5

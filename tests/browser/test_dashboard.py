@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from app.connect.trace import hidden
-from app.token_use.snapshots import get_client_reads
+from app.token_use.client_reads import get_client_reads
 
 from .conftest import CLIENT_SECRET, TIMEOUT_MS, Servers
 from .steps import CALLBACK, connect
