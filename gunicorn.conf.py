@@ -35,3 +35,8 @@ accesslog = "-"
 # every line the gunicorn.access logger writes, so no path can start a line of its own.
 # The X-Request-Id the app set ties the access line to the app's own log lines.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms [%({x-request-id}o)s]'
+
+
+def post_worker_init(worker) -> None:
+    """Say when a worker has loaded the app: make load measures only from then on."""
+    worker.log.info("Worker %s has loaded the app", worker.pid)

@@ -67,7 +67,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     formatting.init_app(app)
     app.register_blueprint(views.bp)
     errors.init_app(app)
+    if not app.testing:
+        compile_templates(app)
     return app
+
+
+def compile_templates(app: Flask) -> None:
+    """Compile every template now: the first requests would each compile their own.
+
+    Jinja keeps a compiled template for the worker's lifetime, but requests that arrive
+    together before it has one all compile it, and a compile costs as much CPU as tens
+    of pages rendered. (Tests make hundreds of apps, each rendering a few pages: they
+    compile what they render.)
+    """
+    for name in app.jinja_env.list_templates(extensions=["html"]):
+        app.jinja_env.get_template(name)
 
 
 def refuse_to_start(error: ConfigError) -> NoReturn:

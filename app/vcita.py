@@ -240,6 +240,13 @@ class VcitaClient:
         self.transport = _pooled_transport()
         # Called with every response from vcita, for whoever wants to watch the wire.
         self.response_hook = response_hook
+        # requests reads proxies and CA bundles from the environment on every call, walking
+        # all of os.environ: read here once, and used while vcita's hosts all agree.
+        found = [
+            requests.Session().merge_environment_settings(url, {}, None, None, None)
+            for url in (settings.token_url, settings.userinfo_url, settings.api_url)
+        ]
+        self._environment = found[0] if all(each == found[0] for each in found) else None
 
     def authorization_url(
         self, state: str, code_verifier: str | None = None, brand_host: str | None = None
@@ -511,10 +518,15 @@ class VcitaClient:
     def _on_shared_transport(self, session: AnySession) -> AnySession:
         """Send `session`'s requests through the shared transport, shown to the response hook.
 
-        The one place a session meets the wire, for Authlib's sessions and plain ones alike.
+        The one place a session meets the wire, for Authlib's sessions and plain ones alike;
+        the environment's proxies and CA bundle, read once, go with it.
         """
         session.mount("https://", self.transport)
         session.mount("http://", self.transport)
+        if self._environment is not None:
+            session.trust_env = False
+            session.proxies.update(self._environment["proxies"])
+            session.verify = self._environment["verify"]
         if self.response_hook is not None:
             session.hooks["response"].append(self.response_hook)
         return session

@@ -11,6 +11,7 @@ from flask import (
     current_app,
     flash,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -101,11 +102,11 @@ def callback() -> ResponseReturnValue:
     pending = flows.consume_flow(request.args.get("state", ""), get_used_states().mark_used)
     code, flow = vcita.code_and_flow(request.args, pending)  # the callback's rules, in order
     token = vcita.exchange_code(code, flow.code_verifier)  # at once: codes live 30 s
-    snapshot = snapshots.read(token)  # GET /oauth/userinfo, and the clients list beside it
-    business_uid, staff_uid = vcita.identify(snapshot.userinfo)
+    reading = snapshots.read(token)  # GET /oauth/userinfo; the clients list if it is quick
+    business_uid, staff_uid = vcita.identify(reading.snapshot.userinfo)
     with get_db().transaction():  # everything the callback writes, in one commit
         connection = get_connections().save(
-            business_uid=business_uid, staff_uid=staff_uid, token=token, snapshot=snapshot
+            business_uid=business_uid, staff_uid=staff_uid, token=token, snapshot=reading.snapshot
         )
         calls.keep_the_token(connection)  # vcita may give back a token owed a revocation
         browser.start_connected_session(  # a fresh session: no session fixation
@@ -113,6 +114,7 @@ def callback() -> ResponseReturnValue:
             flow_trace=trace.keep(flow, connection.id),
             handoff_code=get_handoffs().offer(flow.handoff, connection.id),
         )
+    reading.keep_late_clients(connection.id)  # a slow clients list is kept when it comes
     current_app.logger.info("Connected business %s (staff %s)", business_uid, staff_uid)
     calls.subscribe_soon(connection)  # to hear when the business uninstalls the app
     if flow.handoff:  # a popup opened by vcita's frame: its last page hands the connection back
@@ -184,6 +186,28 @@ def dashboard() -> ResponseReturnValue:
         flow_trace=trace.last_trace(connection.id),
         other_connections=browser.other_connections_kept(connection),
     )
+
+
+@bp.get("/dashboard/recent-clients")
+def recent_clients() -> ResponseReturnValue:
+    """The Recent clients panel alone, for a dashboard whose clients were on their way.
+
+    The dashboard's script fetches it until the clients are there; without JavaScript,
+    its link opens it as a page of its own.
+    """
+    connection = browser.current_connection()
+    if connection is None:
+        return redirect(url_for(".index"))
+    try:
+        panel = snapshots.clients_panel(connection)
+    except AccessRevoked:
+        return connection_revoked(connection)
+    # A script's fetch gets the panel alone; a person following the link, a page.
+    fetched = request.headers.get("Sec-Fetch-Dest") == "empty"
+    template = "connect/recent_clients_panel.html" if fetched else "connect/recent_clients.html"
+    response = make_response(render_template(template, clients=panel))
+    response.vary.add("Sec-Fetch-Dest")
+    return response
 
 
 def connection_revoked(connection: Connection) -> ResponseReturnValue:

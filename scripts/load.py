@@ -5,6 +5,8 @@
     make load ARGS="--concurrency 20 --rtt-ms 50"    # 20 browsers at once, vcita 50 ms away
     make load ARGS="--flows 200 --concurrency 20 --rtt-ms 50 --compare"    # app vs bare client
     make load ARGS="--concurrency 20 --processes"    # each browser a process of its own
+    make load ARGS="--concurrency 20 --rtt-ms 50 --slow-clients-ms 8000"  # clients API 8 s slow
+    make load ARGS="--concurrency 20 --compare --profile"    # where each flow's CPU goes
     WEB_CONCURRENCY=4 GUNICORN_THREADS=8 make load
     scripts/postgres.sh .venv/bin/python scripts/load.py    # on PostgreSQL
 
@@ -32,6 +34,12 @@ With --compare it then runs the same flows, on a new sandbox with the same setti
 against scripts/bare_client.py (a naive client: a new connection to vcita per page, the
 token in the session cookie) under the same gunicorn.conf.py, and prints the two side by
 side with their ratio, app / bare.
+
+With --slow-clients-ms N the sandbox's clients API answers N ms late (its fault switch),
+while its token endpoint and userinfo answer at once. With --profile every thread of each
+worker runs under cProfile with its own CPU clock while the flows run, and the workers'
+CPU per flow is printed by step (scripts/load_profile.py): cProfile slows each call down,
+so read the shares, and measure without it.
 """
 
 from __future__ import annotations
@@ -40,10 +48,12 @@ import argparse
 import json
 import multiprocessing
 import os
+import pstats
 import random
 import re
 import runpy
 import secrets
+import signal
 import socket
 import statistics
 import sys
@@ -62,13 +72,19 @@ from urllib3.util.retry import Retry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from load_profile import print_profile  # noqa: E402 - beside this script
+
 from sandbox import create_sandbox  # noqa: E402 - needs ROOT on sys.path
-from sandbox.faults import FAULT_ENDPOINTS  # noqa: E402
+from sandbox.faults import FAULT_ENDPOINTS, MAX_DELAY  # noqa: E402
 from sandbox.rtt import Connections, server_threads  # noqa: E402
 from sandbox.settings import DEFAULT_BUSINESSES_FILE, MAX_RTT_MS  # noqa: E402
 from sandbox.testing import THREADS, SandboxPerson, ServerThread  # noqa: E402
 from tests.servers import ServerProcess  # noqa: E402
 
+PROFILING = ROOT / "scripts" / "profiling"
+# With --slow-clients-ms, the sandbox's API threads beyond its usual: the app's reading
+# threads (client_reads.READING_THREADS, per worker) each hold a slow answer at a time.
+SLOW_CLIENTS_THREADS = 64
 CLIENT_ID = "vcita-connect-load"
 CLIENT_SECRET = secrets.token_hex(16)  # for this run's sandbox only
 # More browsers than this share businesses (the sandbox's login page lists them all).
@@ -82,6 +98,10 @@ ACCESS_LINE = re.compile(r'\S+ "[A-Z]+ /')
 # ... '%(s)s %(B)s %(M)sms': the milliseconds gunicorn's worker spent on the request.
 SERVED_IN = re.compile(r'\S+ "GET (/callback|/dashboard) \S+" \d+ \S+ (\d+)ms')
 ALLOW_TO_DASHBOARD = "Allow → dashboard"
+# The app's Recent clients panel while vcita is still listing them (it fetches itself).
+CLIENTS_ON_THEIR_WAY = 'data-panel-url="/dashboard/recent-clients"'
+# gunicorn.conf.py's post_worker_init: a worker has loaded the app and serves.
+WORKER_LOADED = re.compile(r"Worker (\d+) has loaded the app")
 # What --compare sets side by side, besides flows/s: (latency, percentile).
 COMPARED_LATENCIES = [
     (ALLOW_TO_DASHBOARD, 50),
@@ -138,6 +158,8 @@ class FlowResult:
 
     failure: str | None = None
     crossed: bool = False
+    # The dashboard came before the clients list, and its panel fills itself later.
+    clients_late: bool = False
     latencies: dict[str, float] = field(default_factory=dict)
     retried: list[str] = field(default_factory=list)  # GETs sent again (BrowserRetry)
 
@@ -157,6 +179,8 @@ class LoadRun:
     served: dict[str, list[float]] = field(default_factory=dict)
     # The CPU seconds (user + system) the workers spent while the flows ran, from /proc.
     workers_cpu: float | None = None
+    # With --profile: every worker thread's CPU by function, while the flows ran.
+    profile: pstats.Stats | None = None
 
     @property
     def completed(self) -> list[FlowResult]:
@@ -222,12 +246,28 @@ def parse_options() -> argparse.Namespace:
         action="store_true",
         help="run the same flows against scripts/bare_client.py too; print both side by side",
     )
+    parser.add_argument(
+        "--slow-clients-ms",
+        type=int,
+        default=0,
+        help="make vcita's clients API this many ms slow (the sandbox's fault switch); the "
+        "token endpoint and userinfo still answer at once",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile each worker's CPU (cProfile on every thread, its CPU clock as timer) "
+        "while the flows run, and print where one flow's CPU goes, by step; slower: "
+        "measure without it",
+    )
     parser.add_argument("--timeout", type=float, default=60, help="seconds per HTTP request")
     options = parser.parse_args()
     if options.flows < 1:
         parser.error("--flows must be at least 1")
     if not 0 <= options.rtt_ms <= MAX_RTT_MS:
         parser.error(f"--rtt-ms must be from 0 to {MAX_RTT_MS}")
+    if not 0 <= options.slow_clients_ms <= MAX_DELAY * 1000:
+        parser.error(f"--slow-clients-ms must be from 0 to {MAX_DELAY * 1000:.0f}")
     options.concurrency = max(1, options.concurrency or options.flows)
     return options
 
@@ -238,15 +278,21 @@ def run_flows(
     """Start a sandbox and `client_app` on it, run the flows, stop both; return the run."""
     app_url = f"http://127.0.0.1:{port_to_serve_on()}"
     sandbox = SandboxProcess(
-        businesses_file=workdir / "businesses.json", app_url=app_url, rtt_ms=options.rtt_ms
+        businesses_file=workdir / "businesses.json",
+        app_url=app_url,
+        rtt_ms=options.rtt_ms,
+        slow_clients_ms=options.slow_clients_ms,
     )
+    profile_dir = workdir / f"profile-{client_app.name}" if options.profile else None
     try:
-        server = client_app(app_url, sandbox, workdir)
+        server = client_app(app_url, sandbox, workdir, profile_dir)
         try:
+            slow = f", its clients API {options.slow_clients_ms} ms slow"
             print(
                 f"\n{server.name}: {server.workers} gunicorn workers x {server.threads} threads "
                 f"on {app_url} ({server.description}); sandbox pages on {sandbox.pages_url}, "
-                f"API on {sandbox.api_url}, {options.rtt_ms} ms away",
+                f"API on {sandbox.api_url}, {options.rtt_ms} ms away"
+                f"{slow if options.slow_clients_ms else ''}",
                 flush=True,
             )
             print(
@@ -257,6 +303,7 @@ def run_flows(
                 (app_url, sandbox.pages_url, businesses[number % len(businesses)], options.timeout)
                 for number in range(options.flows)
             ]
+            server.start_profiles()
             cpu_before = server.workers_cpu_seconds()
             started = time.perf_counter()
             if options.processes:
@@ -275,6 +322,7 @@ def run_flows(
             elapsed = time.perf_counter() - started
             workers_cpu = server.workers_cpu_seconds() - cpu_before
             peak_rss = server.peak_rss_per_worker()
+            profile = server.collect_profiles()
         finally:
             server.stop()
     finally:
@@ -288,6 +336,7 @@ def run_flows(
         [retried for result in results for retried in result.retried],
         served_times(server.log()) if server.log_path.exists() else {},
         workers_cpu,
+        profile,
     )
     if run.failed and server.log_path.exists():
         print(f"\n{server.name}'s log, but for its access lines:", file=sys.stderr)
@@ -381,6 +430,7 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
         return result
     shown = set(BUSINESS_UID.findall(dashboard.text)) | set(STAFF_UID.findall(dashboard.text))
     result.crossed = shown != {business["business_uid"], staff_uid}
+    result.clients_late = CLIENTS_ON_THEIR_WAY in dashboard.text
     return result
 
 
@@ -402,6 +452,9 @@ def report(run: LoadRun) -> None:
     for reason, count in failures.most_common(5):
         print(f"  {count} x {reason}")
     print(f"crossed dashboards:         {sum(r.crossed for r in run.results)}")
+    late = sum(r.clients_late for r in run.completed)
+    if late:
+        print(f"dashboards that came before their clients list (the panel fills itself): {late}")
     print(f"wall time:                  {run.elapsed:.1f} s")
     print(f"flows/s:                    {run.flows_per_second():.1f}")
     for name in ("/callback", "/dashboard", ALLOW_TO_DASHBOARD):
@@ -414,6 +467,8 @@ def report(run: LoadRun) -> None:
             f"{'workers CPU per flow:':<28}{cpu_per_flow * 1000:.1f} ms"
             f" ({run.workers_cpu:.2f} s in all, user + system, from /proc/<pid>/stat)"
         )
+    if run.profile is not None:
+        print_profile(run.profile, len(run.completed))
     requests_received = ", ".join(
         f"{count} {endpoint}" for endpoint, count in counts["requests"].items() if count
     )
@@ -492,11 +547,19 @@ def percentiles(values: list[float]) -> str:
 class SandboxProcess:
     """The vcita sandbox in a process of its own, so it does not share the load's GIL."""
 
-    def __init__(self, businesses_file: Path, app_url: str, rtt_ms: int = 0):
+    def __init__(
+        self, businesses_file: Path, app_url: str, rtt_ms: int = 0, slow_clients_ms: int = 0
+    ):
         self._pipe, child_end = multiprocessing.Pipe()
         self.process = multiprocessing.get_context("fork").Process(
             target=serve_sandbox,
-            args=(child_end, str(businesses_file), f"{app_url}/callback", rtt_ms),
+            args=(
+                child_end,
+                str(businesses_file),
+                f"{app_url}/callback",
+                rtt_ms,
+                slow_clients_ms,
+            ),
             daemon=True,
         )
         self.process.start()
@@ -533,7 +596,9 @@ class ConnectionCounter:
         return self.wsgi_app(environ, start_response)
 
 
-def serve_sandbox(pipe, businesses_file: str, redirect_uri: str, rtt_ms: int) -> None:
+def serve_sandbox(
+    pipe, businesses_file: str, redirect_uri: str, rtt_ms: int, slow_clients_ms: int
+) -> None:
     """Serve the sandbox's pages and its API on two ports until told to stop."""
     sandbox = create_sandbox(
         {
@@ -546,6 +611,11 @@ def serve_sandbox(pipe, businesses_file: str, redirect_uri: str, rtt_ms: int) ->
     )
     pages_counter, api_counter = ConnectionCounter(sandbox), ConnectionCounter(sandbox)
     api_threads = server_threads(sandbox.config, THREADS)
+    if slow_clients_ms:
+        sandbox.extensions["vcita_sandbox"].set_fault("clients", delay=slow_clients_ms / 1000)
+        # Each slow answer holds one of waitress's threads: enough for every clients
+        # request the app's reading threads can have out at once, and the rest beside.
+        api_threads += SLOW_CLIENTS_THREADS
     with (
         ServerThread(pages_counter) as pages,
         ServerThread(api_counter, threads=api_threads) as api,
@@ -570,7 +640,9 @@ class GunicornServer(ServerProcess):
     name = ""
     description = "no database"
 
-    def __init__(self, url: str, sandbox: SandboxProcess, workdir: Path):
+    def __init__(
+        self, url: str, sandbox: SandboxProcess, workdir: Path, profile_dir: Path | None = None
+    ):
         # What gunicorn.conf.py makes of the environment: the settings `make serve` ships.
         shipped = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
         self.workers = str(shipped["workers"])
@@ -592,6 +664,12 @@ class GunicornServer(ServerProcess):
             "SECRET_KEY": secrets.token_hex(32),
             **self.own_settings,
         }
+        self.profile_dir = profile_dir
+        if profile_dir is not None:
+            profile_dir.mkdir()
+            # Python imports scripts/profiling/sitecustomize.py at start-up: it profiles each
+            # worker (--profile). Nothing else the servers run needs a PYTHONPATH.
+            environ.update(PYTHONPATH=str(PROFILING), LOAD_PROFILE_DIR=str(profile_dir))
         super().__init__(
             self.command(),
             environ,
@@ -600,8 +678,9 @@ class GunicornServer(ServerProcess):
             startup_timeout=STARTUP_TIMEOUT,
         )
         try:
-            # Measure only once every worker has booted.
-            self.wait_until_serving(ready=lambda: len(self.worker_pids()) == int(self.workers))
+            # Measure only once every worker has loaded the app (gunicorn.conf.py says so):
+            # a worker still loading would count its start-up among the flows' CPU.
+            self.wait_until_serving(ready=self.every_worker_loaded_the_app)
         except BaseException:
             self.stop()
             raise
@@ -620,6 +699,31 @@ class GunicornServer(ServerProcess):
         candidates = [self.process.pid, *children.get(self.process.pid, [])]
         masters = [pid for pid in candidates if " -m gunicorn " in command_of(pid)]
         return [pid for master in masters for pid in children.get(master, [])]
+
+    def every_worker_loaded_the_app(self) -> bool:
+        """Say whether each worker has said it loaded the app (gunicorn.conf.py)."""
+        loaded = set(WORKER_LOADED.findall(self.log()))
+        pids = {str(pid) for pid in self.worker_pids()}
+        return len(pids) == int(self.workers) and pids <= loaded
+
+    def start_profiles(self) -> None:
+        """With --profile, have every worker count its CPU afresh from now on."""
+        if self.profile_dir is not None:
+            for pid in self.worker_pids():
+                os.kill(pid, signal.SIGPROF)
+
+    def collect_profiles(self) -> pstats.Stats | None:
+        """With --profile, return the workers' profiles since start_profiles, merged."""
+        if self.profile_dir is None:
+            return None
+        pids = self.worker_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGPROF)
+        paths = [self.profile_dir / f"{pid}.prof" for pid in pids]
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not all(path.exists() for path in paths) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return pstats.Stats(*(str(path) for path in paths))
 
     def workers_cpu_seconds(self) -> float:
         """Return the CPU seconds (user + system) the workers have spent since they started."""

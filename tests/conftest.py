@@ -29,6 +29,7 @@ from app.storage.connections import SNAPSHOT_COLUMNS, Connection, get_connection
 from app.storage.database import get_db
 from app.storage.tables import connections
 from app.token_use.background import get_background
+from app.token_use.client_reads import get_client_reads
 from app.token_use.pending_calls import get_pending_calls
 from app.token_use.subscriptions import get_subscriptions
 from app.vcita import VcitaClient
@@ -119,7 +120,10 @@ def finish_background_work(app: Flask) -> None:
 
 
 def close(app: Flask) -> None:
-    """Close what the app holds open: its database's pool and its vcita client's connections."""
+    """Close what the app holds open: its clients-list reads, its database's pool, and its
+    vcita client's connections."""
+    with app.app_context():
+        get_client_reads().close()
     stored(app).database.dispose()
     vcita_client_of(app).close()
 
@@ -334,6 +338,7 @@ def make_app(settings, vcita):
         return app
 
     yield make_app
+    vcita.clear_faults()  # a slow answer ends now: no read outlives its test
     for app in made:
         close(app)
 

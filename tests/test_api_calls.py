@@ -174,3 +174,61 @@ def test_a_page_without_one_list_is_not_vcitas_answer(api, vcita_client):
     api.script = [(200, {}, {"data": {"a": [], "b": []}})]
     with pytest.raises(VcitaUnavailable):
         list(vcita_client.api_pages(TOKEN, "/platform/v1/clients"))
+
+
+# --- The environment (proxies, CA bundles), read once ------------------------------------
+
+VCITA_ELSEWHERE = "http://vcita.invalid"  # a name no resolver knows: only a proxy reaches it
+
+
+def settings_on(api_url: str, userinfo_url: str | None = None) -> VcitaSettings:
+    return VcitaSettings(
+        client_id="c",
+        client_secret="s",
+        redirect_uri="http://localhost/cb",
+        api_url=api_url,
+        token_url=f"{api_url}/oauth/token",
+        userinfo_url=userinfo_url or f"{api_url}/oauth/userinfo",
+    )
+
+
+def test_a_proxy_the_environment_names_carries_every_call_read_once(api, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", api.url)
+    vcita_client = VcitaClient(settings_on(VCITA_ELSEWHERE))
+    # requests would read this again on every call; the client read it when it was built.
+    monkeypatch.delenv("HTTP_PROXY")
+    api.script = [(200, {}, {"sub": "s"}), (200, {}, {"status": "OK", "data": {"c": []}})]
+
+    assert vcita_client.fetch_userinfo(TOKEN) == {"sub": "s"}
+    assert vcita_client.api_get(TOKEN, "/platform/v1/clients") == {
+        "status": "OK",
+        "data": {"c": []},
+    }
+
+    assert [request["path"] for request in api.received] == [
+        "/oauth/userinfo",
+        "/platform/v1/clients",
+    ]
+    vcita_client.close()
+
+
+def test_hosts_the_environment_treats_apart_are_each_sent_as_it_says(api, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", api.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the API's own host, not userinfo's
+    vcita_client = VcitaClient(
+        settings_on(api.url, userinfo_url=f"{VCITA_ELSEWHERE}/oauth/userinfo")
+    )
+    api.script = [(200, {}, {"sub": "s"}), (200, {}, {"status": "OK", "data": {"c": []}})]
+
+    vcita_client.fetch_userinfo(TOKEN)  # through the proxy
+    vcita_client.api_get(TOKEN, "/platform/v1/clients")  # straight to the API
+
+    assert [request["path"] for request in api.received] == [
+        "/oauth/userinfo",
+        "/platform/v1/clients",
+    ]
+    vcita_client.close()

@@ -307,7 +307,13 @@ def script_csrf_token(page: str) -> str:
 
 @pytest.mark.parametrize(
     ("path", "framed"),
-    [("/", True), ("/dashboard", True), ("/connect", False), ("/callback", False)],
+    [
+        ("/", True),
+        ("/dashboard", True),
+        ("/dashboard/recent-clients", True),
+        ("/connect", False),
+        ("/callback", False),
+    ],
 )
 def test_only_the_pages_shown_in_vcita_may_be_framed_and_only_by_its_origins(
     make_app, path, framed

@@ -10,12 +10,23 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from app.storage.tables import connections
+from app.token_use import client_reads
+from app.token_use.client_reads import get_client_reads
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
+from sandbox.testing import ServerThread
 
-from .conftest import change_vcita_settings, forget_snapshots, only_snapshot, stored
+from .conftest import (
+    browser_with_cookie,
+    change_vcita_settings,
+    forget_snapshots,
+    only_snapshot,
+    stored,
+)
+from .security_support import path_and_query
 
 OUTAGE_BANNER = "vcita did not answer; showing what it said"
 
@@ -298,7 +309,16 @@ def test_hostile_client_data_is_text(browser, vcita_server):
     assert panel_rows(page)[0].startswith("<script>alert(1)</script>")  # shown, as text
 
 
-@pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"body": "<html>oops"}])
+# Failures vcita's clients list answers at once: none is retried, so each comes within
+# the budget the dashboard gives the list (a retried one is late: see below).
+FAILURES_AT_ONCE = [
+    {"status": 500},
+    {"status": 429, "headers": {"Retry-After": "30"}},
+    {"body": "<html>oops"},
+]
+
+
+@pytest.mark.parametrize("fault", FAILURES_AT_ONCE, ids=["500", "429", "not-json"])
 def test_the_panels_failure_shows_the_clients_last_listed(app, browser, vcita, fault):
     browser.connect(staff="Maya Goldberg")
     read_earlier(app, minutes=5)
@@ -320,7 +340,7 @@ def test_clients_last_listed_keep_their_own_time_while_vcita_fails_to_list_them(
 ):
     browser.connect(staff="Maya Goldberg")
     read_earlier(app, minutes=5)
-    vcita.set_fault("clients", status=503)
+    vcita.set_fault("clients", status=500)
     for view in ("first", "second"):  # userinfo is read live each time; the clients are not
         page = browser.dashboard().text
         assert "vcita did not answer for your clients just now" in page, view
@@ -328,7 +348,7 @@ def test_clients_last_listed_keep_their_own_time_while_vcita_fails_to_list_them(
         assert OUTAGE_BANNER not in page and len(panel_rows(page)) == 5
 
 
-@pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"body": "<html>oops"}])
+@pytest.mark.parametrize("fault", FAILURES_AT_ONCE, ids=["500", "429", "not-json"])
 def test_the_panels_failure_with_no_clients_kept_leaves_the_dashboard_up(
     app, browser, vcita, fault
 ):
@@ -342,8 +362,223 @@ def test_the_panels_failure_with_no_clients_kept_leaves_the_dashboard_up(
     assert "vcita did not answer, so your clients cannot be shown just" in page
 
 
-def test_a_429_then_success_on_the_panels_get_shows_the_clients(browser, vcita):
+def test_a_429_then_success_on_the_panels_get_shows_the_clients(app, browser, vcita):
     browser.connect(staff="Maya Goldberg")
     vcita.set_fault("clients", status=429, headers={"Retry-After": "1"}, times=1)
-    page = browser.dashboard().get_data(as_text=True)
-    assert len(panel_rows(page)) == 5
+    page = browser.dashboard().text  # the retry waits a second: longer than the budget
+    assert "vcita is still listing your newest clients" in page
+    wait_for_client_reads(app)
+    panel = browser.get(PANEL, headers=FETCHED)
+    assert panel.status_code == 200
+    assert len(panel_rows(panel.text)) == 5
+    assert "Read from vcita's API with the stored token" in panel.text
+    assert statuses(vcita.recorded_requests("clients"))[-2:] == [429, 200]
+
+
+# --- The clients list is never waited for beyond its budget ---------------------------------
+
+PANEL = "/dashboard/recent-clients"
+FETCHED = {"Sec-Fetch-Dest": "empty"}  # what a browser sends with a script's fetch
+# Far longer than the budget the pages give the clients list (client_reads.CLIENTS_BUDGET).
+SLOW_LIST = {"delay": 60}
+# A page that waited for SLOW_LIST would still be silent after this long (the browser then
+# gives up and the test fails); one that does not wait answers in milliseconds, however
+# busy the machine.
+NO_WAITING_SECONDS = 5
+
+
+@pytest.fixture
+def served_app(app):
+    """The app on a real threaded HTTP server on loopback, as under gunicorn's threads."""
+    with ServerThread(app) as server:
+        yield server
+
+
+@pytest.fixture
+def http_browser(served_app, person):
+    """A browser over real HTTP that gives up on a page after NO_WAITING_SECONDS."""
+
+    class HttpBrowser(requests.Session):
+        def get(self, path, **kwargs):
+            kwargs = {"allow_redirects": False, "timeout": NO_WAITING_SECONDS, **kwargs}
+            return super().get(f"{served_app.url}{path}", **kwargs)
+
+        def approve(self, staff: str) -> str:
+            """Press Connect and Allow as `staff`; return the callback's path and query."""
+            start = self.get("/connect")
+            return path_and_query(person.approve(start.headers["Location"], staff=staff))
+
+    with HttpBrowser() as browser:
+        yield browser
+
+
+def wait_for_client_reads(app) -> None:
+    """Wait until the clients lists the app is reading in the background have ended."""
+    with app.app_context():
+        get_client_reads().wait()
+
+
+def statuses(records: list[dict]) -> list[int]:
+    return [record["status"] for record in records]
+
+
+def test_the_callback_does_not_wait_for_a_slow_clients_list(app, http_browser, vcita):
+    vcita.set_fault("clients", **SLOW_LIST)
+
+    callback = http_browser.get(http_browser.approve(staff="Maya Goldberg"))
+    dashboard = http_browser.get("/dashboard")
+
+    assert callback.status_code == 303 and callback.headers["Location"] == "/dashboard"
+    assert len(vcita.recorded_requests("clients")) == 1  # asked beside userinfo, not answered
+    page = dashboard.text
+    assert dashboard.status_code == 200
+    assert "Harbor Light Yoga" in page
+    assert "vcita is still listing your clients. They will show here in a moment." in page
+    assert f'data-panel-url="{PANEL}"' in page  # the panel fills itself...
+    assert 'src="/static/recent_clients.js"' in page
+    assert f'href="{PANEL}"' in page  # ...or, without JavaScript, follows its link
+    assert only_snapshot(app).recent_clients is None  # nothing listed yet
+
+    asked = vcita_calls(vcita)
+    vcita.clear_faults()  # vcita answers the list at last
+    wait_for_client_reads(app)
+    assert len(only_snapshot(app).recent_clients) == 5  # kept with the connection
+    panel = http_browser.get(PANEL, headers=FETCHED)
+    assert panel.status_code == 200
+    assert len(panel_rows(panel.text)) == 5
+    assert "still listing" not in panel.text
+    assert panel.text.lstrip().startswith('<section class="card" id="recent-clients"')
+    assert vcita_calls(vcita) == asked  # the panel shows what the read kept: no new call
+
+
+def test_a_later_dashboard_does_not_wait_for_a_slow_clients_list(app, http_browser, vcita):
+    http_browser.get(http_browser.approve(staff="Maya Goldberg"))
+    http_browser.get("/dashboard")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", **SLOW_LIST)
+    vcita.set_fault("userinfo", json_merge={"business_name": "Harbor Light Yoga & Pilates"})
+    lists_asked = len(vcita.recorded_requests("clients"))
+
+    response = http_browser.get("/dashboard")
+    panel = http_browser.get(PANEL, headers=FETCHED)
+
+    page = response.text
+    assert response.status_code == 200
+    assert "Harbor Light Yoga &amp; Pilates" in page  # userinfo is live
+    assert OUTAGE_BANNER not in page
+    assert "vcita is still listing your newest clients" in page
+    assert ">5 minutes ago</time>" in page and len(panel_rows(page)) == 5  # kept, meanwhile
+    assert "vcita is still listing your newest clients" in panel.text
+    # The panel waited on the read under way rather than asking vcita again.
+    assert len(vcita.recorded_requests("clients")) == lists_asked + 1
+
+    vcita.clear_faults()
+    wait_for_client_reads(app)
+    panel = http_browser.get(PANEL, headers=FETCHED)
+    assert "Read from vcita's API with the stored token" in panel.text
+    assert "minutes ago</time>" not in panel.text
+    assert datetime.now(UTC) - only_snapshot(app).clients_read_at < timedelta(minutes=1)
+
+
+def test_a_list_that_fails_slower_than_the_budget_says_so_when_it_ends(app, browser, vcita):
+    browser.connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", status=503)  # retried twice, 0.25 s and 0.5 s apart
+    lists_asked = len(vcita.recorded_requests("clients"))
+
+    page = browser.dashboard().text
+    assert "vcita is still listing your newest clients" in page
+    wait_for_client_reads(app)
+    panel = browser.get(PANEL, headers=FETCHED)
+
+    assert panel.status_code == 200
+    assert "vcita did not answer for your clients just now" in panel.text
+    assert ">5 minutes ago</time>" in panel.text and len(panel_rows(panel.text)) == 5
+    # The panel reports the read that failed; it does not start another one.
+    assert len(vcita.recorded_requests("clients")) == lists_asked + 3
+
+
+def test_another_worker_shows_the_clients_a_late_read_kept_without_asking_vcita(
+    app, make_app, settings, browser, vcita
+):
+    vcita.set_fault("clients", **SLOW_LIST)
+    browser.get(browser.approve(staff="Maya Goldberg"))
+    vcita.clear_faults()
+    wait_for_client_reads(app)
+    asked = vcita_calls(vcita)
+    # Another worker of the same deployment: its own process, the same database and keys.
+    other_worker = browser_with_cookie(
+        make_app(TOKEN_ENCRYPTION_KEY=settings["TOKEN_ENCRYPTION_KEY"]), browser.session_cookie()
+    )
+
+    panel = other_worker.get(PANEL, headers=FETCHED)
+
+    assert panel.status_code == 200
+    assert len(panel_rows(panel.text)) == 5
+    assert "Read from vcita's API with the stored token" in panel.text
+    assert vcita_calls(vcita) == asked
+
+
+def test_a_token_revoked_while_the_list_was_slow_ends_the_connection_at_the_panel(
+    app, browser, vcita
+):
+    vcita.set_fault("clients", **SLOW_LIST)
+    browser.get(browser.approve(staff="Maya Goldberg"))
+    vcita.revoke_all_tokens()
+    vcita.clear_faults()  # the list answers now: 401, the token is revoked
+    wait_for_client_reads(app)
+    assert only_snapshot(app).recent_clients is None  # nothing was kept
+
+    response = browser.get(PANEL, headers=FETCHED)
+
+    assert response.status_code == 302 and response.location == "/"
+    assert stored(app).connections.count() == 0
+
+
+def test_reads_beyond_what_the_threads_can_hold_wait_for_the_panel_to_ask_again(
+    app, browser, vcita, monkeypatch
+):
+    monkeypatch.setattr(client_reads, "MAX_WAITING_READS", 0)  # every reading thread is taken
+    browser.get(browser.approve(staff="Maya Goldberg"))
+    page = browser.dashboard().text
+    assert "vcita is still listing your clients" in page
+    assert vcita.recorded_requests("clients") == []  # not asked, not queued
+
+    monkeypatch.setattr(client_reads, "MAX_WAITING_READS", 64)  # a thread is free again
+    panel = browser.get(PANEL, headers=FETCHED)
+
+    assert len(panel_rows(panel.text)) == 5
+    assert len(vcita.recorded_requests("clients")) == 1
+    assert len(only_snapshot(app).recent_clients) == 5
+
+
+def test_the_panel_opened_as_a_page_works_without_javascript(app, browser, vcita):
+    vcita.set_fault("clients", **SLOW_LIST)
+    browser.get(browser.approve(staff="Maya Goldberg"))
+    vcita.clear_faults()
+    wait_for_client_reads(app)
+
+    response = browser.get(PANEL)  # a link followed: Sec-Fetch-Dest is "document"
+
+    assert response.status_code == 200
+    assert response.text.startswith("<!doctype html>")
+    assert len(panel_rows(response.text)) == 5
+    assert 'href="/dashboard">Back to your dashboard</a>' in response.text
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Sec-Fetch-Dest" in response.headers["Vary"]
+
+
+def test_the_panel_without_a_connection_goes_back_to_the_landing_page(browser):
+    response = browser.get(PANEL, headers=FETCHED)
+    assert response.status_code == 302
+    assert response.location == "/"
+
+
+def test_a_revoked_token_on_the_panel_forgets_the_connection(app, browser, vcita):
+    browser.connect()
+    read_earlier(app, minutes=5)
+    vcita.revoke_all_tokens()
+    response = browser.get(PANEL, headers=FETCHED)
+    assert response.status_code == 302
+    assert response.location == "/"
+    assert stored(app).connections.count() == 0

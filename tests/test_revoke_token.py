@@ -45,23 +45,25 @@ def client_of(url: str, **settings) -> VcitaClient:
 
 @pytest.fixture
 def sandbox_client(vcita_server, vcita):
-    client = client_of(vcita_server.url)
-    yield client
-    client.close()
+    vcita_client = client_of(vcita_server.url)
+    yield vcita_client
+    vcita_client.close()
 
 
 @pytest.fixture
 def scripted_client(scripted_api):
-    client = client_of(scripted_api.url)
-    yield client
-    client.close()
+    vcita_client = client_of(scripted_api.url)
+    yield vcita_client
+    vcita_client.close()
 
 
-def new_token(client: VcitaClient, vcita_server, staff: str = "Maya Goldberg") -> AccessToken:
+def new_token(
+    vcita_client: VcitaClient, vcita_server, staff: str = "Maya Goldberg"
+) -> AccessToken:
     """Connect `staff` through the sandbox's pages and the exchange; return the token."""
     with SandboxPerson(vcita_server.url) as person:
-        callback = person.approve(client.authorization_url("some-state"), staff=staff)
-    return client.exchange_code(parse_qs(urlsplit(callback).query)["code"][0])
+        callback = person.approve(vcita_client.authorization_url("some-state"), staff=staff)
+    return vcita_client.exchange_code(parse_qs(urlsplit(callback).query)["code"][0])
 
 
 def test_a_revoked_token_is_refused_by_vcita_from_then_on(sandbox_client, vcita_server, vcita):
@@ -148,13 +150,13 @@ def test_a_429_passes_retry_after_on(scripted_api, scripted_client):
 
 
 def test_a_timeout_is_vcita_not_answering(scripted_api):
-    client = client_of(scripted_api.url, api_timeout=(1, 0.2))
+    vcita_client = client_of(scripted_api.url, api_timeout=(1, 0.2))
     scripted_api.script = [(201, {}, 1.0)]  # answers after a second: too late
     try:
         with pytest.raises(VcitaUnavailable, match="unreachable: ReadTimeout"):
-            client.revoke_token(TOKEN)
+            vcita_client.revoke_token(TOKEN)
     finally:
-        client.close()
+        vcita_client.close()
     assert len(scripted_api.received) == 1
 
 

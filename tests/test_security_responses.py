@@ -135,6 +135,11 @@ def every_kind_of_response(app, browser) -> dict:
     }
     responses["callback"] = browser.connect()
     responses["dashboard"] = browser.dashboard()
+    # The dashboard's Recent clients panel alone: fetched by its script, or as a page.
+    responses["clients-panel"] = browser.get(
+        "/dashboard/recent-clients", headers={"Sec-Fetch-Dest": "empty"}
+    )
+    responses["clients-panel-page"] = browser.get("/dashboard/recent-clients")
     responses["landing-connected"] = browser.get("/")
     responses["disconnect"] = browser.disconnect(page=responses["dashboard"].text)
     responses["landing-flash"] = browser.get("/")
@@ -156,6 +161,8 @@ FRAMED_KINDS = {
     "landing-flash",
     "dashboard",
     "dashboard-redirect",
+    "clients-panel",
+    "clients-panel-page",
     "csrf-refused",
     "disconnect",
     "handoff-refused",
@@ -210,7 +217,9 @@ def test_tokens_never_reach_the_browser(make_app, new_browser, vcita, trace):
     callback = browser.person.approve(responses[-1].location)
     responses.append(browser.get(callback))
     token = browser.connection().token.access_token
-    responses += [browser.dashboard(), browser.get("/"), browser.dashboard()]
+    responses += [browser.dashboard(), browser.get("/")]
+    responses.append(browser.get("/dashboard/recent-clients", headers={"Sec-Fetch-Dest": "empty"}))
+    responses.append(browser.dashboard())
     if trace == "true":
         assert "What just happened" in responses[-1].text  # the trace was really shown
     responses.append(browser.disconnect(page=responses[-1].text))

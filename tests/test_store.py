@@ -25,7 +25,7 @@ from app import storage
 from app.connect import used_states
 from app.connect.used_states import UsedStates
 from app.storage import migrations
-from app.storage.connections import Connection, ConnectionStore
+from app.storage.connections import Connection, ConnectionStore, Snapshot
 from app.storage.database import Database, StoreUnavailable
 from app.vcita import AccessToken
 
@@ -492,3 +492,41 @@ def test_init_db_command_reports_an_unreachable_database(open_app, key, sqlite_u
 
     assert result.exit_code == 1
     assert "Cannot upgrade the database" in result.output
+
+
+# --- What vcita said: clients read late are kept in the order the reads started ------------
+
+
+def clients_read_at(store: ConnectionStore, connection_id: str) -> tuple[list, datetime]:
+    snapshot = store.get(connection_id).snapshot
+    return snapshot.recent_clients, snapshot.clients_read_at
+
+
+def test_a_read_that_started_earlier_never_replaces_the_clients_of_a_later_one(store):
+    connection = save(store)
+    store.keep_snapshot(connection.id, Snapshot({"sub": "s"}, [], ISSUED_AT, ISSUED_AT))
+    later, earlier = ISSUED_AT + timedelta(seconds=20), ISSUED_AT + timedelta(seconds=10)
+
+    store.keep_recent_clients(connection.id, [{"name": "later"}], later)
+    store.keep_recent_clients(connection.id, [{"name": "earlier"}], earlier)  # ended last
+
+    assert clients_read_at(store, connection.id) == ([{"name": "later"}], later)
+
+
+def test_a_snapshot_without_clients_keeps_those_listed_before(store):
+    connection = save(store)
+    listed = [{"name": "Ava"}]
+    store.keep_snapshot(connection.id, Snapshot({"sub": "s"}, listed, ISSUED_AT, ISSUED_AT))
+    moments_later = ISSUED_AT + timedelta(minutes=5)
+
+    store.keep_snapshot(connection.id, Snapshot({"sub": "s2"}, None, moments_later, None))
+    reconnected = store.save(
+        business_uid="business-1",
+        staff_uid="staff-1",
+        token=connection.token,
+        snapshot=Snapshot({"sub": "s3"}, None, moments_later, None),
+    )
+
+    assert reconnected.id == connection.id
+    assert clients_read_at(store, connection.id) == (listed, ISSUED_AT)
+    assert store.get(connection.id).snapshot.userinfo == {"sub": "s3"}

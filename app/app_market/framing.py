@@ -23,13 +23,14 @@ VCITA_FRAME_ANCESTORS; the connect flow's own pages keep `frame-ancestors 'none'
 from flask import Flask, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 
-# The pages vcita's frame shows: the landing page, the dashboard, and what their forms
-# and scripts call (the language menu too). /connect, /callback and /connected run in a
-# popup or tab, never framed.
+# The pages vcita's frame shows: the landing page, the dashboard, and what their forms,
+# links and scripts call (the language menu too). /connect, /callback and /connected run
+# in a popup or tab, never framed.
 FRAMED_ENDPOINTS = frozenset(
     {
         "connect.index",
         "connect.dashboard",
+        "connect.recent_clients",
         "connect.disconnect",
         "connect.handoff",
         "connect.choose_language",

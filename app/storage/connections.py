@@ -24,15 +24,12 @@ from .tables import connection_activity, connections, flow_traces
 logger = logging.getLogger(__name__)
 
 # Where a connection keeps what vcita last said (Snapshot), encrypted but for the times.
-SNAPSHOT_COLUMNS = (
-    "encrypted_userinfo",
-    "encrypted_recent_clients",
-    "userinfo_read_at",
-    "recent_clients_read_at",
-)
+USERINFO_COLUMNS = ("encrypted_userinfo", "userinfo_read_at")
+CLIENTS_COLUMNS = ("encrypted_recent_clients", "recent_clients_read_at")
+SNAPSHOT_COLUMNS = (*USERINFO_COLUMNS, *CLIENTS_COLUMNS)
 # What connecting again replaces; the id and connected_at of the first connection stay,
 # so every browser that holds the id keeps finding the connection.
-REPLACED_ON_RECONNECT = (
+REPLACED_ON_RECONNECT: tuple[str, ...] = (
     "encrypted_access_token",
     "token_type",
     "issued_at",
@@ -40,6 +37,22 @@ REPLACED_ON_RECONNECT = (
     "updated_at",
     *SNAPSHOT_COLUMNS,
 )
+KEEPING_CLIENTS_ON_RECONNECT = tuple(
+    name for name in REPLACED_ON_RECONNECT if name not in CLIENTS_COLUMNS
+)
+# The statements every connect and dashboard runs, built once (see ConnectionStore).
+_THIS_CONNECTION = connections.c.id == sa.bindparam("connection_id")
+SELECT_CONNECTION = sa.select(connections).where(_THIS_CONNECTION)
+KEEP_USERINFO = sa.update(connections).where(_THIS_CONNECTION)
+
+
+def _keep_clients_of_a_later_read() -> sa.Update:
+    kept_at = connections.c.recent_clients_read_at
+    later = sa.or_(kept_at.is_(None), kept_at < sa.bindparam("read_at"))
+    return sa.update(connections).where(_THIS_CONNECTION).where(later)
+
+
+KEEP_CLIENTS_OF_A_LATER_READ = _keep_clients_of_a_later_read()
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,17 @@ class ConnectionStore:
     def __init__(self, database: Database, sealer: Sealer) -> None:
         self.database = database
         self.sealer = sealer
+        # The statements every connect and dashboard runs, built once: SQLAlchemy compiles
+        # a statement once, but building it on every call cost more than running it.
+        self._upserts = {
+            replaced: self._upsert_connection(replaced)
+            for replaced in (REPLACED_ON_RECONNECT, KEEPING_CLIENTS_ON_RECONNECT)
+        }
+        activity = self.database.insert(connection_activity)
+        self._touch = activity.on_conflict_do_update(
+            index_elements=[connection_activity.c.connection_id],
+            set_={"last_used_at": activity.excluded.last_used_at},
+        )
 
     def save(
         self,
@@ -118,29 +142,55 @@ class ConnectionStore:
             "updated_at": now,
             **self._snapshot_values(snapshot),
         }
+        # Without clients (vcita was slow to list them), a reconnect keeps those listed before.
+        replaced = REPLACED_ON_RECONNECT
+        if snapshot is None or snapshot.recent_clients is None:
+            replaced = KEEPING_CLIENTS_ON_RECONNECT
         with self.database.transaction() as db:
-            row = db.execute(self._upsert_connection(values)).one()
+            row = db.execute(self._upserts[replaced], values).one()
             if snapshot is not None:
                 self.touch(row.id)
         return _connection_from(row, token.access_token, snapshot)
 
     def keep_snapshot(self, connection_id: str, snapshot: Snapshot) -> None:
-        """Replace what vcita last said about the connection's business, and touch it."""
+        """Replace what vcita last said about the connection's business, and touch it.
+
+        Clients the snapshot does not list (vcita did not answer for them, or not yet)
+        leave those kept as they are.
+        """
         values = self._snapshot_values(snapshot)
         with self.database.transaction() as db:
-            db.execute(
-                sa.update(connections).where(connections.c.id == connection_id).values(values)
-            )
+            userinfo = {name: values[name] for name in USERINFO_COLUMNS}
+            db.execute(KEEP_USERINFO, {"connection_id": connection_id, **userinfo})
+            if snapshot.recent_clients is not None and snapshot.clients_read_at is not None:
+                self.keep_recent_clients(
+                    connection_id, snapshot.recent_clients, snapshot.clients_read_at
+                )
             self.touch(connection_id)
+
+    def keep_recent_clients(self, connection_id: str, rows: list[dict], read_at: datetime) -> None:
+        """Keep the clients vcita listed for the connection, unless a later read's are kept.
+
+        Reads may end in any order (a slow one finishes in the background): the clients
+        kept are those of the read that started last.
+        """
+        with self.database.transaction() as db:
+            db.execute(
+                KEEP_CLIENTS_OF_A_LATER_READ,
+                {
+                    "connection_id": connection_id,
+                    "encrypted_recent_clients": self.sealer.seal(json.dumps(rows)),
+                    "recent_clients_read_at": read_at,
+                    "read_at": read_at,
+                },
+            )
 
     def get(self, connection_id: str) -> Connection | None:
         """Return the connection with this id and its decrypted token, or None."""
         if not could_be_stored(connection_id):
             return None
         with self.database.transaction() as db:
-            row = db.execute(
-                sa.select(connections).where(connections.c.id == connection_id)
-            ).one_or_none()
+            row = db.execute(SELECT_CONNECTION, {"connection_id": connection_id}).one_or_none()
         if row is None:
             return None
         try:
@@ -230,30 +280,22 @@ class ConnectionStore:
 
     def touch(self, connection_id: str) -> None:
         """Record that the connection's token was just used."""
-        now = datetime.now(UTC)
         with self.database.transaction() as db:
-            updated = db.execute(
-                sa.update(connection_activity)
-                .where(connection_activity.c.connection_id == connection_id)
-                .values(last_used_at=now)
+            db.execute(
+                self._touch, {"connection_id": connection_id, "last_used_at": datetime.now(UTC)}
             )
-            if updated.rowcount == 0:
-                statement = self.database.insert(connection_activity).values(
-                    connection_id=connection_id, last_used_at=now
-                )
-                db.execute(statement.on_conflict_do_nothing())
 
     def count(self) -> int:
         """Return how many connections are stored."""
         with self.database.transaction() as db:
             return db.execute(sa.select(sa.func.count()).select_from(connections)).scalar_one()
 
-    def _upsert_connection(self, values: dict) -> sa.Executable:
+    def _upsert_connection(self, replaced: tuple[str, ...]) -> sa.Executable:
         """Build one atomic INSERT .. ON CONFLICT DO UPDATE on business and staff."""
-        statement = self.database.insert(connections).values(values)
+        statement = self.database.insert(connections)
         return statement.on_conflict_do_update(
             index_elements=[connections.c.business_uid, connections.c.staff_uid],
-            set_={name: statement.excluded[name] for name in REPLACED_ON_RECONNECT},
+            set_={name: statement.excluded[name] for name in replaced},
         ).returning(*connections.c)
 
     def _replace_ciphertext(self, row: sa.Row, ciphertext: str) -> None:

@@ -13,6 +13,7 @@ migrations.CannotUpgrade: the app does not start. A SQLite file, and the folder 
 makes for it, only the app's user can read.
 """
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -178,8 +179,17 @@ def insert_expiring(db: sa.Connection, table: sa.Table, values: dict) -> None:
     Each insert prunes as many rows as it could add, so the table stays small without a
     cleaning job; an expired row is refused by its reader anyway.
     """
-    db.execute(sa.delete(table).where(table.c.expires_at < datetime.now(UTC)))
-    db.execute(sa.insert(table).values(values))
+    prune, insert = _expiring_statements(table)
+    db.execute(prune, {"now": datetime.now(UTC)})
+    db.execute(insert, values)
+
+
+@functools.cache
+def _expiring_statements(table: sa.Table) -> tuple[sa.Delete, sa.Insert]:
+    # Built once: SQLAlchemy compiles a statement once, but building it on every call
+    # cost more than running it. The values come with each execution.
+    prune = sa.delete(table).where(table.c.expires_at < sa.bindparam("now"))
+    return prune, sa.insert(table)
 
 
 def init_app(app: Flask) -> None:

@@ -191,6 +191,19 @@ def test_updated_at_narrows_to_a_time_range(browser, owner_headers, query, names
     assert ids(response) == [HARBOR_BY_NAME[name] for name in names]
 
 
+def test_search_by_updated_at_without_a_term_narrows_by_the_range_alone(browser, owner_headers):
+    # What an app that looks for the newest clients sends (app/token_use/recent_clients.py):
+    # search_by names the field, the range does the narrowing, and no term is searched for.
+    query = {
+        "search_by": "updated_at",
+        "updated_at[gte]": "2025-12-15T08:30:02Z",
+        "updated_at[lte]": "2025-12-31T23:59:59Z",
+    }
+    response = browser.get(CLIENTS, query_string=query, headers=owner_headers)
+    assert response.status_code == 200
+    assert ids(response) == [HARBOR_BY_NAME["Amir"]]
+
+
 def test_filters_combine_before_the_page_is_cut(browser, owner_headers):
     query = {"updated_at[gte]": "2025-06-01", "search_term": "mail.example", "per_page": "2"}
     first = browser.get(CLIENTS, query_string=query, headers=owner_headers)

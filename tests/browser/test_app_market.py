@@ -103,6 +103,22 @@ def test_launched_inside_vcita_connects_through_a_popup_and_the_frame_shows_the_
     expect_framed_dashboard(page, "Harbor Light Yoga")
 
 
+def test_inside_vcitas_frame_the_recent_clients_panel_fills_itself(
+    page: Page, context: BrowserContext, servers: Servers
+):
+    servers.vcita.set_fault("clients", delay=60)  # far longer than a page waits for it
+    open_from_app_market(page, servers, "frame")
+    connect_in_popup(page, context)
+    expect_framed_dashboard(page, "Harbor Light Yoga")
+    panel = app_frame(page).locator("#recent-clients")
+    expect(panel).to_contain_text("vcita is still listing your clients.")
+
+    servers.vcita.clear_faults()
+
+    # The frame's script asks with the frame's own (partitioned) cookie, and gets its panel.
+    expect(panel.locator("table.clients tbody tr")).to_have_count(5, timeout=20_000)
+
+
 def test_a_launch_for_another_business_shows_none_of_the_connected_ones_data(
     page: Page, context: BrowserContext, servers: Servers
 ):

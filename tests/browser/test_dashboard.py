@@ -1,16 +1,17 @@
-"""The dashboard in a browser: vcita's brand colours, safely, and the masked flow trace."""
+"""The dashboard in a browser: brand colours, the masked flow trace, a panel that fills itself."""
 
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from app.connect.trace import hidden
 from app.session_keys import CONNECTION
+from app.token_use.client_reads import get_client_reads
 
 from ..conftest import SESSION_COOKIE, stored
 from ..security_support import decode_session, runs_of
-from .conftest import CLIENT_SECRET, Servers
+from .conftest import CLIENT_SECRET, TIMEOUT_MS, Servers
 from .steps import CALLBACK, connect
 
 # Harbor Light Yoga's brand_theme.colors in the sandbox's demo data.
@@ -107,3 +108,46 @@ def test_flow_trace_is_off_outside_the_sandbox_by_default(page: Page, start_serv
     expect(page.get_by_text("What just happened")).to_have_count(0)
     expect(page.get_by_text("Sandbox — not connected to vcita.com")).to_have_count(0)
     expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
+
+
+# --- The Recent clients panel fills itself when vcita is slow to list the clients --------
+
+SLOW_LIST = {"delay": 60}  # far longer than the budget a page gives the clients list
+PANEL_FILLED_MS = 20_000  # the panel asks again after 0.5, 1, 2, 4 and 8 s
+
+
+def test_the_recent_clients_panel_fills_itself_when_the_list_comes(page: Page, servers: Servers):
+    servers.vcita.set_fault("clients", **SLOW_LIST)
+    connect(page, servers, staff="Maya Goldberg")
+
+    panel = page.locator("#recent-clients")
+    expect(panel).to_contain_text("vcita is still listing your clients.")
+    expect(panel).to_have_attribute("aria-busy", "true")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
+    servers.vcita.clear_faults()  # vcita answers the list at last
+
+    expect(panel.locator("table.clients tbody tr")).to_have_count(5, timeout=PANEL_FILLED_MS)
+    expect(panel).to_contain_text("Read from vcita's API with the stored token")
+    expect(panel).not_to_have_attribute("aria-busy", "true")
+    assert page.url == f"{servers.app_url}/dashboard"  # the page itself stayed
+
+
+def test_without_javascript_the_panels_link_shows_the_clients(browser: Browser, servers: Servers):
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        servers.vcita.set_fault("clients", **SLOW_LIST)
+        connect(page, servers, staff="Maya Goldberg")
+        expect(page.locator("#recent-clients")).to_contain_text("vcita is still listing")
+        servers.vcita.clear_faults()
+        with servers.app.app_context():
+            get_client_reads().wait()
+
+        page.get_by_role("link", name="Show the clients vcita has listed").click()
+
+        expect(page.locator("#recent-clients table.clients tbody tr")).to_have_count(5)
+        page.get_by_role("link", name="Back to your dashboard").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Light Yoga")
+    finally:
+        context.close()
