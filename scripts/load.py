@@ -26,9 +26,11 @@ It starts, on 127.0.0.1 only:
   /dashboard, which must show its own business and nobody else's.
 
 Then it prints the flows completed and failed, flows per second, the p50/p95/p99 latency
-of /callback and /dashboard and of the whole way from pressing Allow to the dashboard's
-HTML, the requests and connections the sandbox received, and the peak RSS of each
-gunicorn worker; and exits 1 if any flow failed or saw another's dashboard.
+of /callback and /dashboard, of the whole way from pressing Allow to the dashboard's
+HTML, of the sandbox's login and consent pages, and of the whole flow from pressing
+Connect; the CPU per flow of the workers, the sandbox and the browsers, and the cores the
+machine kept busy; the requests and connections the sandbox received, and the peak RSS
+of each gunicorn worker; and exits 1 if any flow failed or saw another's dashboard.
 
 With --compare it then runs the same flows, on a new sandbox with the same settings,
 against scripts/bare_client.py (a naive client: a new connection to vcita per page, the
@@ -51,6 +53,7 @@ import os
 import pstats
 import random
 import re
+import resource
 import runpy
 import secrets
 import signal
@@ -98,6 +101,10 @@ ACCESS_LINE = re.compile(r'\S+ "[A-Z]+ /')
 # ... '%(s)s %(B)s %(M)sms': the milliseconds gunicorn's worker spent on the request.
 SERVED_IN = re.compile(r'\S+ "GET (/callback|/dashboard) \S+" \d+ \S+ (\d+)ms')
 ALLOW_TO_DASHBOARD = "Allow → dashboard"
+# The whole flow, and its part on vcita's pages: with every browser busy, flows/s and
+# these say where the cores made the browsers wait (see docs/load.md, "Reading the run").
+CONNECT_TO_DASHBOARD = "Connect → dashboard"
+VCITA_PAGES = "vcita's pages"
 # The app's Recent clients panel while vcita is still listing them (it fetches itself).
 CLIENTS_ON_THEIR_WAY = 'data-panel-url="/dashboard/recent-clients"'
 # gunicorn.conf.py's post_worker_init: a worker has loaded the app and serves.
@@ -109,6 +116,8 @@ COMPARED_LATENCIES = [
     (ALLOW_TO_DASHBOARD, 99),
     ("/callback", 50),
     ("/dashboard", 50),
+    (VCITA_PAGES, 50),
+    (CONNECT_TO_DASHBOARD, 50),
 ]
 
 
@@ -179,6 +188,12 @@ class LoadRun:
     served: dict[str, list[float]] = field(default_factory=dict)
     # The CPU seconds (user + system) the workers spent while the flows ran, from /proc.
     workers_cpu: float | None = None
+    # The same for the sandbox (vcita) and for the simulated browsers, and the cores the
+    # whole machine kept busy meanwhile (/proc/stat): when they near all of them, every
+    # process waits for a core and flows/s is the cores divided by the CPU per flow.
+    sandbox_cpu: float | None = None
+    browsers_cpu: float | None = None
+    cores_busy: float | None = None
     # With --profile: every worker thread's CPU by function, while the flows ran.
     profile: pstats.Stats | None = None
 
@@ -196,11 +211,12 @@ class LoadRun:
     def latencies(self, name: str) -> list[float]:
         return [result.latencies[name] for result in self.results if name in result.latencies]
 
-    def cpu_per_flow(self) -> float | None:
-        """Return the workers' CPU seconds per completed flow, as the processes counted it."""
-        if self.workers_cpu is None or not self.completed:
+    def cpu_per_flow(self, part: str = "workers") -> float | None:
+        """Return the CPU seconds `part` (workers, sandbox, browsers) spent per flow."""
+        seconds = getattr(self, f"{part}_cpu")
+        if seconds is None or not self.completed:
             return None
-        return self.workers_cpu / len(self.completed)
+        return seconds / len(self.completed)
 
 
 def main() -> int:
@@ -305,6 +321,9 @@ def run_flows(
             ]
             server.start_profiles()
             cpu_before = server.workers_cpu_seconds()
+            sandbox_cpu_before = cpu_seconds(sandbox.process.pid)
+            browsers_cpu_before = browsers_cpu_seconds()
+            machine_before = machine_cpu_seconds()
             started = time.perf_counter()
             if options.processes:
                 # Each browser a process of its own, as real browsers are: none waits for
@@ -321,6 +340,9 @@ def run_flows(
                     results = list(pool.map(lambda flow: run_flow(*flow), flows))
             elapsed = time.perf_counter() - started
             workers_cpu = server.workers_cpu_seconds() - cpu_before
+            sandbox_cpu = cpu_seconds(sandbox.process.pid) - sandbox_cpu_before
+            browsers_cpu = browsers_cpu_seconds() - browsers_cpu_before
+            cores_busy = (machine_cpu_seconds() - machine_before) / elapsed
             peak_rss = server.peak_rss_per_worker()
             profile = server.collect_profiles()
         finally:
@@ -334,9 +356,12 @@ def run_flows(
         sandbox_counts,
         peak_rss,
         [retried for result in results for retried in result.retried],
-        served_times(server.log()) if server.log_path.exists() else {},
-        workers_cpu,
-        profile,
+        served=served_times(server.log()) if server.log_path.exists() else {},
+        workers_cpu=workers_cpu,
+        profile=profile,
+        sandbox_cpu=sandbox_cpu,
+        browsers_cpu=browsers_cpu,
+        cores_busy=cores_busy,
     )
     if run.failed and server.log_path.exists():
         print(f"\n{server.name}'s log, but for its access lines:", file=sys.stderr)
@@ -406,12 +431,15 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
             SandboxPerson(pages_url, timeout=timeout) as person,
         ):
             new_browser(person.browser, result.retried)
+            pressed_connect = time.perf_counter()
             start = browser.get(f"{app_url}/connect", allow_redirects=False, timeout=timeout)
             if start.status_code != 302:
                 result.failure = f"/connect answered {start.status_code}"
                 return result
             step = "sandbox login and consent"
+            on_vcita = time.perf_counter()
             callback_url = person.approve(start.headers["Location"], staff=staff_uid)
+            result.latencies[VCITA_PAGES] = time.perf_counter() - on_vcita
             step = "/callback"
             callback = timed(result, step, browser, callback_url, timeout)
             # The app answers 303 See Other, Flask's redirect() 302: both lead on with a GET.
@@ -424,7 +452,9 @@ def run_flow(app_url: str, pages_url: str, business: dict, timeout: float) -> Fl
                 result.failure = f"/dashboard answered {dashboard.status_code}"
                 return result
             # The person pressed Allow; the browser has the dashboard's HTML now.
-            result.latencies[ALLOW_TO_DASHBOARD] = time.perf_counter() - person.answered_at
+            shown_at = time.perf_counter()
+            result.latencies[ALLOW_TO_DASHBOARD] = shown_at - person.answered_at
+            result.latencies[CONNECT_TO_DASHBOARD] = shown_at - pressed_connect
     except Exception as error:  # a load run counts every kind of failure
         result.failure = f"{step}: {type(error).__name__}: {str(error)[:120]}"
         return result
@@ -457,7 +487,7 @@ def report(run: LoadRun) -> None:
         print(f"dashboards that came before their clients list (the panel fills itself): {late}")
     print(f"wall time:                  {run.elapsed:.1f} s")
     print(f"flows/s:                    {run.flows_per_second():.1f}")
-    for name in ("/callback", "/dashboard", ALLOW_TO_DASHBOARD):
+    for name in ("/callback", "/dashboard", ALLOW_TO_DASHBOARD, VCITA_PAGES, CONNECT_TO_DASHBOARD):
         print(f"{name + ' latency:':<28}{percentiles(run.latencies(name))}")
     for path, seconds in run.served.items():
         print(f"{path + ' in the worker:':<28}{percentiles(seconds)}")
@@ -466,6 +496,15 @@ def report(run: LoadRun) -> None:
         print(
             f"{'workers CPU per flow:':<28}{cpu_per_flow * 1000:.1f} ms"
             f" ({run.workers_cpu:.2f} s in all, user + system, from /proc/<pid>/stat)"
+        )
+    for label, part in (("sandbox", "sandbox"), ("browsers", "browsers")):
+        per_flow = run.cpu_per_flow(part)
+        if per_flow is not None:
+            print(f"{label + ' CPU per flow:':<28}{per_flow * 1000:.1f} ms")
+    if run.cores_busy is not None:
+        print(
+            f"{'cores busy:':<28}{run.cores_busy:.2f} of {os.cpu_count()} (every process"
+            " on the machine, from /proc/stat)"
         )
     if run.profile is not None:
         print_profile(run.profile, len(run.completed))
@@ -506,6 +545,13 @@ def compare(app: LoadRun, bare: LoadRun) -> None:
         *(milliseconds(run.cpu_per_flow()) for run in (app, bare)),
         "{:.1f}",
     )
+    for part in ("sandbox", "browsers"):
+        comparison_row(
+            f"{part} CPU per flow (ms)",
+            *(milliseconds(run.cpu_per_flow(part)) for run in (app, bare)),
+            "{:.1f}",
+        )
+    comparison_row("cores busy", app.cores_busy, bare.cores_busy, "{:.2f}")
     for label, key in (("requests to vcita's API", "requests"), ("connections to it", "api")):
         comparison_row(label, *(total(run.sandbox_counts[key]) for run in (app, bare)))
     print("app / bare: above 1, the app completes more flows/s; below 1, it waits less.")
@@ -806,6 +852,24 @@ def cpu_seconds(pid: int) -> float:
     # After the command name in parentheses: state is field 3, utime 14 and stime 15.
     fields = text.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def browsers_cpu_seconds() -> float:
+    """Return the CPU seconds the simulated browsers have spent: this process's threads,
+    and the --processes browsers once their pool has ended (its children, waited for)."""
+    spent = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        spent += usage.ru_utime + usage.ru_stime
+    return spent
+
+
+def machine_cpu_seconds() -> float:
+    """Return the CPU seconds every core of the machine has spent busy, from /proc/stat."""
+    fields = [int(field) for field in Path("/proc/stat").read_text().split()[1:9]]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    busy = sum(fields) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def command_of(pid: int) -> str:
