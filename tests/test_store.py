@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from flask import Flask
 from sqlalchemy.schema import CreateSchema, DropSchema
 
@@ -27,6 +27,7 @@ from app.connect.used_states import UsedStates
 from app.storage import migrations
 from app.storage.connections import Connection, ConnectionStore, Snapshot
 from app.storage.database import Database, StoreUnavailable
+from app.storage.sealer import Sealer
 from app.vcita import AccessToken
 
 from .conftest import stored
@@ -228,6 +229,29 @@ def test_token_from_an_older_key_is_reencrypted_with_the_newest_on_read(make_sto
     [row] = raw_rows(database_url, "connections")
     assert Fernet(new_key).decrypt(row["encrypted_access_token"].encode()) == ACCESS_TOKEN.encode()
     assert make_store(old_key).get(connection.id) is None
+
+
+@pytest.mark.parametrize("sealed_by", [0, 1, 2], ids=["newest", "older", "oldest"])
+def test_sealer_opens_what_any_key_sealed_and_reseals_it_with_the_newest(sealed_by):
+    keys = [Fernet.generate_key().decode() for _ in range(3)]
+    sealed = Fernet(keys[sealed_by]).encrypt(ACCESS_TOKEN.encode()).decode()
+
+    plaintext, resealed = Sealer(keys).open_and_reseal(sealed)
+
+    assert plaintext == ACCESS_TOKEN
+    if sealed_by == 0:
+        assert resealed is None  # nothing to write back
+    else:
+        assert Fernet(keys[0]).decrypt(resealed.encode()) == ACCESS_TOKEN.encode()
+
+
+@pytest.mark.parametrize("key_count", [1, 3])
+def test_sealer_raises_invalid_token_for_what_no_key_sealed(key_count):
+    sealer = Sealer([Fernet.generate_key().decode() for _ in range(key_count)])
+    sealed = Fernet(Fernet.generate_key()).encrypt(ACCESS_TOKEN.encode()).decode()
+
+    with pytest.raises(InvalidToken):
+        sealer.open_and_reseal(sealed)
 
 
 def test_token_from_the_newest_key_is_not_rewritten_on_read(make_store, key, database_url):

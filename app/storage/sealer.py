@@ -19,6 +19,8 @@ class Sealer:
         fernets = [Fernet(key) for key in keys]
         self._newest = fernets[0]
         self._all = MultiFernet(fernets)
+        # The keys after the newest, which only ever open: None with a single key.
+        self._older = MultiFernet(fernets[1:]) if len(fernets) > 1 else None
 
     def seal(self, plaintext: str) -> str:
         """Return `plaintext` encrypted and authenticated with the newest key."""
@@ -32,14 +34,15 @@ class Sealer:
         """Return what `sealed` holds, and its resealing if an older key had sealed it.
 
         Raise InvalidToken if no key opens it. The newest key is tried first, so the
-        common case costs one decryption.
+        common case costs one decryption; an older key's costs one more, and a sealing.
         """
         try:
             return self._newest.decrypt(sealed.encode()).decode(), None
         except InvalidToken:
-            pass
-        resealed = self._all.rotate(sealed.encode())
-        return self._newest.decrypt(resealed).decode(), resealed.decode()
+            if self._older is None:
+                raise
+        plaintext = self._older.decrypt(sealed.encode())
+        return plaintext.decode(), self._newest.encrypt(plaintext).decode()
 
 
 def get_sealer() -> Sealer:
