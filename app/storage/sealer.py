@@ -2,8 +2,10 @@
 
 TOKEN_ENCRYPTION_KEY lists Fernet keys, comma-separated, newest first (the app config
 holds them as TOKEN_ENCRYPTION_KEYS). Every key can open, only the newest seals: to
-rotate, put a new key first, and drop the old one once what it sealed has been sealed
-again (tokens are, the first time they are read).
+rotate, put a new key first, run `flask --app app vcita reseal` (it seals again, with the
+new key, every value an older key sealed: `app/storage/resealing.py`), and drop the old
+key once it reports that nothing is left under an older key. A connection's token is
+also sealed again the first time it is read; nothing else is, until that command runs.
 """
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -43,6 +45,13 @@ class Sealer:
                 raise
         plaintext = self._older.decrypt(sealed.encode())
         return plaintext.decode(), self._newest.encrypt(plaintext).decode()
+
+    def reseal(self, sealed: str) -> str | None:
+        """Return `sealed` sealed again with the newest key, or None if it already is.
+
+        Raise InvalidToken if no key opens it.
+        """
+        return self.open_and_reseal(sealed)[1]
 
 
 def get_sealer() -> Sealer:

@@ -3,7 +3,8 @@
 Each table belongs to one store (`app/storage/connections.py`, `app/connect/used_states.py`,
 `app/connect/flow_traces.py`, `app/app_market/handoffs.py`, `app/token_use/subscriptions.py`,
 `app/token_use/pending_calls.py`); they are declared together because the schema is
-migrated as one (`app/storage/migrations/`). A change here needs a revision too.
+migrated as one (`app/storage/migrations/`). A change here needs a revision too. A column
+that holds a value sealed with `sealer.py` is named encrypted_*: `resealing.py` finds it so.
 """
 
 from datetime import UTC, datetime

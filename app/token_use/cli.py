@@ -6,6 +6,7 @@
     flask --app app vcita forget --business UID [--staff UID] [--yes]
     flask --app app vcita revocations [--retry] [--drop ID]
     flask --app app vcita new-key [--type RSA|EC] [--out FILE]
+    flask --app app vcita reseal
 
 Every command works on the connections the app stored; none ever prints a token. A
 business with no connection is exit code 2; vcita refusing or not answering, 1.
@@ -22,7 +23,10 @@ from flask.cli import AppGroup
 
 from ..signing_keys import new_private_key
 from ..storage.connections import get_connections
+from ..storage.database import get_db
 from ..storage.private_files import private_folder
+from ..storage.resealing import reseal_everything
+from ..storage.sealer import get_sealer
 from ..vcita import AccessRevoked, VcitaError
 from ..vcita_client import get_vcita
 from .calls import Outcome, run_pending
@@ -214,6 +218,38 @@ def new_key(kind: str, out: Path | None) -> None:
     click.echo("  VCITA_TOKEN_AUTH_METHOD=private_key_jwt")
     click.echo(f"  VCITA_CLIENT_PRIVATE_KEYS={out}{',' + current if current else ''}")
     click.echo(f"Register in vcita as client_auth_jwks_uri: {base}/.well-known/jwks.json")
+
+
+RESEAL_UNFINISHED = 1
+
+
+@vcita_cli.command("reseal")
+def reseal() -> None:
+    """Seal every stored secret with the newest TOKEN_ENCRYPTION_KEY, before dropping one.
+
+    Counts per sealed column, and whose values no key opens; never a value. Exit code 1
+    if a value was rewritten meanwhile (run it again) or no key opens one.
+    """
+    columns = reseal_everything(get_db(), get_sealer())
+    for column in columns:
+        click.echo(
+            f"{column.name}: {column.resealed} sealed again, {column.current} already "
+            f"with the newest key, {len(column.unreadable)} no key opens"
+            + (f", {column.changed} rewritten meanwhile" if column.changed else "")
+        )
+        for whose in column.unreadable:
+            click.echo(f"  no key opens {column.name} of {whose}", err=True)
+    if any(column.changed for column in columns):
+        click.echo("The app rewrote some values meanwhile: run this again.", err=True)
+        sys.exit(RESEAL_UNFINISHED)
+    click.echo("Every value a key opens is sealed with the newest: drop the older keys.")
+    if any(column.unreadable for column in columns):
+        click.echo(
+            "No key in TOKEN_ENCRYPTION_KEY opens the values listed: if the key that sealed "
+            "them is found, add it and run this again.",
+            err=True,
+        )
+        sys.exit(RESEAL_UNFINISHED)
 
 
 def init_app(app: Flask) -> None:
