@@ -220,12 +220,22 @@ def test_connection_repr_does_not_show_the_token(store, show):
 # --- Key rotation ----------------------------------------------------------------------
 
 
-def test_token_from_an_older_key_is_reencrypted_with_the_newest_on_read(make_store, database_url):
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda store, connection: store.get(connection.id),
+        lambda store, connection: store.find(connection.business_uid, connection.staff_uid),
+    ],
+    ids=["get", "find"],
+)
+def test_token_from_an_older_key_is_reencrypted_with_the_newest_on_read(
+    make_store, database_url, read
+):
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     connection = save(make_store(old_key))
     rotated = make_store(new_key, old_key)
 
-    assert rotated.get(connection.id).token.access_token == ACCESS_TOKEN
+    assert read(rotated, connection).token.access_token == ACCESS_TOKEN
     [row] = raw_rows(database_url, "connections")
     assert Fernet(new_key).decrypt(row["encrypted_access_token"].encode()) == ACCESS_TOKEN.encode()
     assert make_store(old_key).get(connection.id) is None
@@ -321,6 +331,30 @@ def test_times_are_read_back_in_utc(store, expires_at):
 def test_unknown_connection_is_none(store):
     save(store)
     assert store.get("no-such-id") is None
+
+
+def test_find_returns_the_staff_members_connection_else_the_newest(store):
+    maya = save(store, staff_uid="staff-1")
+    leo = save(store, staff_uid="staff-2", access_token="staff-2-token-91ac")
+
+    assert store.find("business-1", "staff-1") == maya
+    assert store.find("business-1") == leo
+    assert store.find("business-1", "staff-3") is None
+    assert store.find("business-2") is None
+
+
+def test_find_reads_the_connection_in_one_query(store):
+    connection = save(store)
+    statements: list[str] = []
+    sa.event.listen(
+        store.database.engine,
+        "before_cursor_execute",
+        lambda *args: statements.append(args[2]),
+        named=False,
+    )
+
+    assert store.find("business-1", "staff-1") == connection
+    assert len(statements) == 1
 
 
 def test_deleted_connection_is_gone(store):

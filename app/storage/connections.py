@@ -191,24 +191,7 @@ class ConnectionStore:
             return None
         with self.database.transaction() as db:
             row = db.execute(SELECT_CONNECTION, {"connection_id": connection_id}).one_or_none()
-        if row is None:
-            return None
-        try:
-            access_token, resealed = self.sealer.open_and_reseal(row.encrypted_access_token)
-        except InvalidToken:
-            # Keep the row: the key that can read it may only be missing from this
-            # deployment's TOKEN_ENCRYPTION_KEY. Never log the id (what a session
-            # holds to find the connection) or the ciphertext.
-            logger.warning(
-                "The stored token of business %s (staff %s) cannot be decrypted with "
-                "any TOKEN_ENCRYPTION_KEY; treating it as not connected",
-                row.business_uid,
-                row.staff_uid,
-            )
-            return None
-        if resealed is not None:
-            self._replace_ciphertext(row, resealed)
-        return _connection_from(row, access_token, self._snapshot_from(row))
+        return None if row is None else self._from_row(row)
 
     def delete(self, connection_id: str) -> bool:
         """Forget a connection and its token; return whether there was one."""
@@ -269,14 +252,14 @@ class ConnectionStore:
         """Return the business's connection (the staff member's, else the newest), or None."""
         if not could_be_stored(business_uid) or not could_be_stored(staff_uid or ""):
             return None
-        query = sa.select(connections.c.id).where(connections.c.business_uid == business_uid)
+        query = sa.select(connections).where(connections.c.business_uid == business_uid)
         if staff_uid is not None:
             query = query.where(connections.c.staff_uid == staff_uid)
         with self.database.transaction() as db:
-            found = db.execute(
+            row = db.execute(
                 query.order_by(connections.c.updated_at.desc()).limit(1)
-            ).scalar_one_or_none()
-        return self.get(found) if found else None
+            ).one_or_none()
+        return None if row is None else self._from_row(row)
 
     def touch(self, connection_id: str) -> None:
         """Record that the connection's token was just used."""
@@ -289,6 +272,28 @@ class ConnectionStore:
         """Return how many connections are stored."""
         with self.database.transaction() as db:
             return db.execute(sa.select(sa.func.count()).select_from(connections)).scalar_one()
+
+    def _from_row(self, row: sa.Row) -> Connection | None:
+        """Decrypt a stored connection, sealing its token again if an older key had.
+
+        None if no key opens the token.
+        """
+        try:
+            access_token, resealed = self.sealer.open_and_reseal(row.encrypted_access_token)
+        except InvalidToken:
+            # Keep the row: the key that can read it may only be missing from this
+            # deployment's TOKEN_ENCRYPTION_KEY. Never log the id (what a session
+            # holds to find the connection) or the ciphertext.
+            logger.warning(
+                "The stored token of business %s (staff %s) cannot be decrypted with "
+                "any TOKEN_ENCRYPTION_KEY; treating it as not connected",
+                row.business_uid,
+                row.staff_uid,
+            )
+            return None
+        if resealed is not None:
+            self._replace_ciphertext(row, resealed)
+        return _connection_from(row, access_token, self._snapshot_from(row))
 
     def _upsert_connection(self, replaced: tuple[str, ...]) -> sa.Executable:
         """Build one atomic INSERT .. ON CONFLICT DO UPDATE on business and staff."""
