@@ -517,7 +517,7 @@ def test_connected_gives_a_browser_with_or_without_a_connection_the_same_opener_
 
 def test_a_probe_that_finds_no_connection_leaves_the_pending_code(app, browser):
     popup = Frame(browser).approve_in_popup()
-    stored(app).connections.delete(only_connection(app).id)  # forgotten meanwhile
+    stored(app).connections.remove(only_connection(app).id)  # forgotten meanwhile
     probe = popup.get("/connected")
     assert probe.status_code == 302
     assert probe.headers["Cross-Origin-Opener-Policy"] == "same-origin"

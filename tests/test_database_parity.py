@@ -31,7 +31,7 @@ def test_a_connection_id_with_a_nul_names_no_connection(app, browser):
     store = stored(app).connections
 
     assert store.get("abc\x00def") is None
-    assert store.delete("abc\x00def") is False
+    assert store.remove("abc\x00def") is None
     assert store.count() == 1
 
 

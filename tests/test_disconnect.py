@@ -82,7 +82,7 @@ def test_disconnect_of_one_connection_says_the_business_has_no_token_left(app, b
 def test_disconnect_after_the_connection_was_removed_elsewhere_says_so(app, browser):
     assert browser.connect(staff="Maya Goldberg").status_code == 303
     page = browser.dashboard().text
-    stored(app).connections.delete(browser.session()[CONNECTION])
+    stored(app).connections.remove(browser.session()[CONNECTION])
 
     assert browser.disconnect(page=page).status_code == 303
 
@@ -114,6 +114,6 @@ def test_the_dashboard_counts_only_the_other_connections_still_kept(app, browser
     assert browser.connect(staff="Priya Raman").status_code == 303
     assert "and the 1 other vcita login connected" in browser.dashboard().text
 
-    stored(app).connections.delete(maya)  # say, revoked in another tab
+    stored(app).connections.remove(maya)  # say, revoked in another tab
 
     assert "other vcita login" not in browser.dashboard().text

@@ -357,13 +357,16 @@ def test_find_reads_the_connection_in_one_query(store):
     assert len(statements) == 1
 
 
-def test_deleted_connection_is_gone(store):
+def test_removed_connection_is_gone_and_says_whose_it_was(store):
     connection = save(store)
 
-    assert store.delete(connection.id) is True
+    removed = store.remove(connection.id)
+
+    assert (removed.business_uid, removed.staff_uid) == ("business-1", "staff-1")
+    assert store.sealer.open(removed.sealed_token) == ACCESS_TOKEN
     assert store.get(connection.id) is None
     assert store.count() == 0
-    assert store.delete(connection.id) is False
+    assert store.remove(connection.id) is None
 
 
 # --- Single-use states ------------------------------------------------------------------
@@ -475,7 +478,7 @@ BROKEN_DATABASES = [
 PUBLIC_CALLS = [
     pytest.param(save, id="save_connection"),
     pytest.param(lambda store: store.get("some-id"), id="get_connection"),
-    pytest.param(lambda store: store.delete("some-id"), id="delete_connection"),
+    pytest.param(lambda store: store.remove("some-id"), id="remove_connection"),
     pytest.param(lambda store: mark_used(store, "s", in_minutes(10)), id="mark_used"),
     pytest.param(lambda store: store.count(), id="count_connections"),
     pytest.param(lambda store: store.database.ping(), id="ping"),

@@ -193,10 +193,6 @@ class ConnectionStore:
             row = db.execute(SELECT_CONNECTION, {"connection_id": connection_id}).one_or_none()
         return None if row is None else self._from_row(row)
 
-    def delete(self, connection_id: str) -> bool:
-        """Forget a connection and its token; return whether there was one."""
-        return self.remove(connection_id) is not None
-
     def remove(self, connection_id: str) -> RemovedConnection | None:
         """Forget a connection; return whose it was and its sealed token, or None.
 
