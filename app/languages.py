@@ -78,8 +78,6 @@ LANGUAGES = {
     code: Language(code, locale, OWN_NAMES[code], Locale.parse(locale).text_direction)
     for code, locale in launch.LANGUAGES.items()
 }
-# Any spelling of a code, folded: "EN_gb" is en-GB, as userinfo may write it.
-_FOLDED = {code.lower(): code for code in LANGUAGES}
 
 
 def init_app(app: Flask) -> None:
@@ -132,9 +130,7 @@ def _first_known_hint() -> Language:
 
 def known_language(value: object) -> Language | None:
     """Return the App Market locale `value` names ("he", "en-GB", "en_gb"), else None."""
-    if not isinstance(value, str) or len(value) > 16:
-        return None
-    code = _FOLDED.get(value.replace("_", "-").lower())
+    code = launch.language_code(value)
     return LANGUAGES[code] if code else None
 
 

@@ -38,6 +38,8 @@ LANGUAGES = {
     "en-GB": "en_GB",
     "zh-SG": "zh_Hans_SG",
 }
+# Any spelling of a code, folded: "EN_gb" is en-GB, from a launch, the menu or userinfo.
+_FOLDED = {code.lower(): code for code in LANGUAGES}
 HOST = re.compile(r"[A-Za-z0-9.-]{1,253}")  # only its form: the allow-list comes later
 
 
@@ -89,16 +91,22 @@ def read_launch(query: MultiDict) -> Launch:
         if len(given) > 1:
             logger.info("Ignored the launch parameter %s: it was repeated", name)
             continue
-        value = given[0]
         if name == "language":
-            well_formed = value in LANGUAGES
+            value = language_code(given[0])
         else:
-            well_formed = bool(FORMS[name].fullmatch(value))
-        if not well_formed:
+            value = given[0] if FORMS[name].fullmatch(given[0]) else None
+        if value is None:
             logger.info("Ignored the launch parameter %s: not a value vcita sends", name)
             continue
         values[name] = value
     return Launch(**values)
+
+
+def language_code(value: object) -> str | None:
+    """Return the App Market locale `value` names in any spelling ("en_gb", "HE"), else None."""
+    if not isinstance(value, str) or len(value) > 16:
+        return None
+    return _FOLDED.get(value.replace("_", "-").lower())
 
 
 def remember(launch: Launch) -> None:
