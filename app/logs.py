@@ -27,6 +27,10 @@ PROTOCOL = " HTTP/"
 # carries `state`), and the environ atoms holding the same values. Only these are cut:
 # every request header is an atom, twice ({…}i and {http_…}e), and cutting them all cost
 # CPU on each request for nothing. The rest are still escaped (ControlCharacterFilter).
+# What stays readable: the cookie atoms ({cookie}i, {http_cookie}e, {set-cookie}o) carry
+# the Flask session, signed but not encrypted (a flow's state and code_verifier). The
+# shipped access_log_format (gunicorn.conf.py) logs none of them; an operator must not
+# add them.
 URL_ATOMS = frozenset(
     {"r", "U", "f", "{referer}i", "{location}o", "{raw_uri}e", "{path_info}e", "{http_referer}e"}
 )

@@ -2,7 +2,7 @@
    vcita's sign-in page refuses to be framed, so Connect opens it in a window of its own.
    That window's last page (connected.js) hands this frame a one-time code with
    postMessage, which only a page of this app's own origin can send; the code redeems
-   only with this frame's own session (app/handoffs.py). */
+   only with this frame's own session (app/app_market/handoffs.py). */
 (function () {
   "use strict";
   var link = document.getElementById("connect");

@@ -233,7 +233,7 @@ def test_a_body_that_cannot_be_parsed_is_not_shown(body):
 
 
 class _FrozenAt:
-    """Stands in for the datetime class in app.store, at a fixed moment."""
+    """Stands in for the datetime class in app.connect.flow_traces, at a fixed moment."""
 
     def __init__(self, moment: datetime):
         self.moment = moment

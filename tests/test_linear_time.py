@@ -207,7 +207,7 @@ TABLE = [
         "fullmatch",
         lambda n: "http://" + "a-" * n + ":",
     ),
-    # app/formatting.py and app/launch.py: vcita's brand colours, a launch's parameters.
+    # app/formatting.py and app/app_market/launch.py: vcita's brand colours, a launch's parameters.
     Hostile(
         "HEX_COLOUR.fullmatch('#' + 'a' * n)",
         formatting.HEX_COLOUR,
