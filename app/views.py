@@ -151,7 +151,8 @@ def handoff() -> ResponseReturnValue:
     if connection is None:
         current_app.logger.info("Refused a handoff: unknown, used, expired or not this session's")
         return jsonify(connected=False), 403
-    browser.rotate_session(connection.id)
+    # The popup's callback read vcita a moment ago: the frame's first dashboard shows that.
+    browser.start_connected_session(connection, flow_trace=None, handoff_code=None)
     current_app.logger.info("Connection handed over to vcita's frame")
     return jsonify(connected=True, location=url_for(".dashboard"))
 

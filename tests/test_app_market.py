@@ -384,6 +384,17 @@ def test_a_popup_connects_the_frame_it_was_opened_from(browser):
     assert "Harbor Light Yoga" in frame.browser.get("/dashboard", headers=FRAMED).text
 
 
+def test_the_frames_first_dashboard_shows_what_the_popups_callback_read(browser, vcita):
+    frame = Frame(browser)
+    frame.redeem(frame.connect_in_popup())
+
+    page = frame.browser.get("/dashboard", headers=FRAMED).text
+
+    assert "Harbor Light Yoga" in page
+    assert len(vcita.userinfo_requests) == 1  # the callback's: vcita is asked once per connect
+    assert len(vcita.recorded_requests("clients")) == 1
+
+
 def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, browser, person):
     frame = Frame(browser)
     popup = app.test_client()

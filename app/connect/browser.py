@@ -78,7 +78,8 @@ def start_connected_session(
 
     The connect's trace and the popup's handoff code belong to the fresh session, so they
     are written after the rotation, here, and the dashboard that follows renders what the
-    callback read (`just_connected`).
+    callback read (`just_connected`): in the callback's browser, or in vcita's frame that
+    redeems the popup's handoff code.
     """
     rotate_session(connection.id)
     session[JUST_CONNECTED] = connection.id
