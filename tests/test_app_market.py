@@ -20,6 +20,7 @@ from app import session_keys
 from app.app_market import handoffs
 from app.storage.connections import ConnectionStore
 from app.storage.database import StoreUnavailable
+from app.storage.sealer import Sealer
 from app.vcita import allowed_brand_host
 
 from .conftest import Browser, csrf_token_on, only_connection, stored
@@ -77,6 +78,18 @@ def test_a_launch_prefers_the_staff_members_own_connection(browser):
     assert browser.connect(staff="Leo Martins").status_code == 303
     browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
     assert MAYA in browser.dashboard().text
+
+
+def test_a_launch_finds_this_browsers_connection_without_decrypting_a_token(browser, monkeypatch):
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    assert browser.connect(staff="Daniel O'Brien").status_code == 303
+    opened = []
+    monkeypatch.setattr(Sealer, "open_and_reseal", lambda sealer, text: opened.append(text))
+
+    response = browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
+
+    assert response.status_code == 302 and response.headers["Location"] == "/dashboard"
+    assert opened == []  # whose a connection is, the plaintext columns say
 
 
 def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its_data(browser):
