@@ -194,9 +194,14 @@ def recent_clients() -> ResponseReturnValue:
     """The Recent clients panel alone, for a dashboard whose clients were on their way.
 
     The dashboard's script fetches it until the clients are there; without JavaScript,
-    its link opens it as a page of its own.
+    its link opens it as a page of its own. Both name the page's business, not the
+    session's: another tab may connect another business meanwhile. Only a business this
+    browser connected is answered for.
     """
-    connection = browser.current_connection()
+    known = browser.connection_for(
+        request.args.get("business_uid", ""), request.args.get("staff_uid")
+    )
+    connection = get_connections().get(known) if known else None
     if connection is None:
         return redirect(url_for(".index"))
     try:
@@ -206,7 +211,7 @@ def recent_clients() -> ResponseReturnValue:
     # A script's fetch gets the panel alone; a person following the link, a page.
     fetched = request.headers.get("Sec-Fetch-Dest") == "empty"
     template = "connect/recent_clients_panel.html" if fetched else "connect/recent_clients.html"
-    response = make_response(render_template(template, clients=panel))
+    response = make_response(render_template(template, clients=panel, connection=connection))
     response.vary.add("Sec-Fetch-Dest")
     return response
 

@@ -377,7 +377,10 @@ def test_a_429_then_success_on_the_panels_get_shows_the_clients(app, browser, vc
 
 # --- The clients list is never waited for beyond its budget ---------------------------------
 
-PANEL = "/dashboard/recent-clients"
+HARBOR, MAYA = "7c6dc1589f078b66", "1beb795be66146bb"  # Harbor Light Yoga, Maya Goldberg
+CEDAR = "9da2a88d42e6ff59"  # Cedar & Pine Law Office
+# The panel of the page's business and staff member, as the dashboard's script asks for it.
+PANEL = f"/dashboard/recent-clients?business_uid={HARBOR}&staff_uid={MAYA}"
 FETCHED = {"Sec-Fetch-Dest": "empty"}  # what a browser sends with a script's fetch
 # Far longer than the budget the pages give the clients list (client_reads.CLIENTS_BUDGET).
 SLOW_LIST = {"delay": 60}
@@ -434,9 +437,9 @@ def test_the_callback_does_not_wait_for_a_slow_clients_list(app, http_browser, v
     assert dashboard.status_code == 200
     assert "Harbor Light Yoga" in page
     assert "vcita is still listing your clients. They will show here in a moment." in page
-    assert f'data-panel-url="{PANEL}"' in page  # the panel fills itself...
+    assert f'data-panel-url="{html.escape(PANEL)}"' in page  # the panel fills itself...
     assert 'src="/static/recent_clients.js"' in page
-    assert f'href="{PANEL}"' in page  # ...or, without JavaScript, follows its link
+    assert f'href="{html.escape(PANEL)}"' in page  # ...or, without JavaScript, follows its link
     assert only_snapshot(app).recent_clients is None  # nothing listed yet
 
     asked = vcita_calls(vcita)
@@ -582,3 +585,30 @@ def test_a_revoked_token_on_the_panel_forgets_the_connection(app, browser, vcita
     assert response.status_code == 302
     assert response.location == "/"
     assert stored(app).connections.count() == 0
+
+
+def test_the_panel_shows_its_pages_business_after_another_tab_connects_another(browser):
+    browser.connect(staff="Maya Goldberg")
+    harbor = panel_rows(browser.dashboard().text)
+    browser.connect(staff="Daniel O'Brien")  # another tab: the session now shows Cedar & Pine
+    cedar = panel_rows(browser.dashboard().text)
+    assert harbor != cedar
+
+    panel = browser.get(PANEL, headers=FETCHED)  # Harbor's page asks for its panel
+
+    assert panel.status_code == 200
+    assert panel_rows(panel.text) == harbor
+
+
+@pytest.mark.parametrize(
+    "query",
+    [f"business_uid={CEDAR}", f"business_uid={CEDAR}&staff_uid={MAYA}", "", "business_uid="],
+    ids=["another-business", "another-business-our-staff", "none", "empty"],
+)
+def test_the_panel_answers_only_for_a_business_this_browser_connected(app, browser, query):
+    browser.connect(staff="Maya Goldberg")
+
+    response = browser.get(f"/dashboard/recent-clients?{query}", headers=FETCHED)
+
+    assert response.status_code == 302 and response.location == "/"
+    assert stored(app).connections.count() == 1  # refused: nothing ended
