@@ -30,7 +30,7 @@ from .security import require_csrf_token
 from .storage.connections import Connection, get_connections
 from .storage.database import get_db
 from .token_use import calls, snapshots
-from .token_use.ending import Ended, Ending, end_connection, end_connections
+from .token_use.ending import Ended, Ending, end_connections
 from .vcita import AccessRevoked, allowed_brand_host
 from .vcita_client import get_vcita
 
@@ -217,8 +217,10 @@ def recent_clients() -> ResponseReturnValue:
 
 
 def connection_revoked(connection: Connection) -> ResponseReturnValue:
-    """A 401 on a 20-year token means the business revoked this app in vcita."""
-    end_connection(connection.id, Ending.REVOKED)
+    """Say vcita revoked the connection, which `snapshots` ended; forget it in this browser.
+
+    userinfo's 401 on a 20-year token means the business revoked this app in vcita.
+    """
     browser.forget_in_session(connection.id)
     current_app.logger.info("vcita revoked the token; connection forgotten")
     flash(

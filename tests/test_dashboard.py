@@ -119,6 +119,38 @@ def test_revoked_token_forgets_the_connection_and_asks_to_connect_again(app, bro
     assert stored(app).connections.count() == 0
 
 
+def test_a_401_on_the_clients_list_alone_keeps_the_connection(app, browser, vcita):
+    browser.connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", status=401)  # a permission refused there; userinfo answers
+
+    response = browser.dashboard()
+
+    assert response.status_code == 200
+    assert "Harbor Light Yoga" in response.text
+    assert "vcita did not answer for your clients just now" in response.text
+    assert len(panel_rows(response.text)) == 5  # those listed before
+    assert stored(app).connections.count() == 1
+
+
+def test_a_401_on_the_panels_clients_list_ends_the_connection_only_if_userinfo_agrees(
+    app, browser, vcita
+):
+    browser.connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", status=401)
+    asked = len(vcita.userinfo_requests)
+
+    panel = browser.get(PANEL, headers=FETCHED)
+
+    assert panel.status_code == 200
+    assert "vcita did not answer for your clients just now" in panel.text
+    assert len(panel_rows(panel.text)) == 5
+    assert len(vcita.userinfo_requests) == asked + 1  # vcita was asked whether the token works
+    assert stored(app).connections.count() == 1
+    assert vcita.recorded_requests("revoke") == []
+
+
 # --- One round trip less, and a dashboard that outlives an outage ---------------------------
 
 
