@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from app.storage.tables import connections
 from app.token_use import client_reads
-from app.token_use.client_reads import get_client_reads
+from app.token_use.client_reads import ClientReads, get_client_reads
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import ServerThread
 
@@ -552,6 +552,26 @@ def test_another_worker_shows_the_clients_a_late_read_kept_without_asking_vcita(
     assert len(panel_rows(panel.text)) == 5
     assert "Read from vcita's API with the stored token" in panel.text
     assert vcita_calls(vcita) == asked
+
+
+def test_a_slow_read_is_given_its_keeper_once_however_often_the_panel_asks(
+    browser, vcita, monkeypatch
+):
+    vcita.set_fault("clients", **SLOW_LIST)
+    keepers = []
+    keep_when_read = ClientReads.keep_when_read
+
+    def counted(reads, connection_id, read):
+        keepers.append(read)
+        keep_when_read(reads, connection_id, read)
+
+    monkeypatch.setattr(ClientReads, "keep_when_read", counted)
+    browser.get(browser.approve(staff="Maya Goldberg"))  # the callback's read: late, kept later
+
+    for _ in range(3):
+        assert "still listing" in browser.get(PANEL, headers=FETCHED).text
+
+    assert len(keepers) == 1  # the callback's; the panel waited on that read, three times
 
 
 def test_a_token_revoked_while_the_list_was_slow_ends_the_connection_at_the_panel(
