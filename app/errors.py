@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _
 from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed
 
 from . import vcita
+from .connect.flows import safe_next_url
 from .logs import hide_url_secrets
 from .storage.database import StoreUnavailable
 
@@ -208,10 +209,17 @@ def render_error(page: ErrorPage) -> ErrorResponse:
 
 def _action(action: str) -> tuple[str, LazyString]:
     if action == "retry":
-        # Retrying a failed callback means approving again; a failed dashboard, reloading it.
-        if request.endpoint == "connect.dashboard":
-            return url_for("connect.dashboard"), _("Try again")
-        return url_for("connect.start"), _("Try again")
+        # A failed callback's code is spent: retrying it means approving again. Any other
+        # page that failed is asked for again, as it was; a form sent cannot be re-sent
+        # by a link, so its button leads to the start page.
+        if request.endpoint == "connect.callback":
+            return url_for("connect.start"), _("Try again")
+        if request.method in ("GET", "HEAD"):
+            query = request.query_string.decode("latin-1")
+            again = safe_next_url(f"{request.path}?{query}" if query else request.path)
+            if again is not None:
+                return again, _("Try again")
+        action = "home"
     if action == "connect":
         return url_for("connect.start"), _("Connect vcita again")
     return url_for("connect.index"), _("Back to the start page")

@@ -30,7 +30,7 @@ from .security import require_csrf_token
 from .storage.connections import Connection, get_connections
 from .storage.database import get_db
 from .token_use import calls, snapshots
-from .token_use.ending import Ended, Ending, end_connection, end_connections
+from .token_use.ending import Ended, Ending, end_connections
 from .vcita import AccessRevoked, allowed_brand_host
 from .vcita_client import get_vcita
 
@@ -151,7 +151,8 @@ def handoff() -> ResponseReturnValue:
     if connection is None:
         current_app.logger.info("Refused a handoff: unknown, used, expired or not this session's")
         return jsonify(connected=False), 403
-    browser.rotate_session(connection.id)
+    # The popup's callback read vcita a moment ago: the frame's first dashboard shows that.
+    browser.start_connected_session(connection, flow_trace=None, handoff_code=None)
     current_app.logger.info("Connection handed over to vcita's frame")
     return jsonify(connected=True, location=url_for(".dashboard"))
 
@@ -193,9 +194,14 @@ def recent_clients() -> ResponseReturnValue:
     """The Recent clients panel alone, for a dashboard whose clients were on their way.
 
     The dashboard's script fetches it until the clients are there; without JavaScript,
-    its link opens it as a page of its own.
+    its link opens it as a page of its own. Both name the page's business, not the
+    session's: another tab may connect another business meanwhile. Only a business this
+    browser connected is answered for.
     """
-    connection = browser.current_connection()
+    known = browser.connection_for(
+        request.args.get("business_uid", ""), request.args.get("staff_uid")
+    )
+    connection = get_connections().get(known) if known else None
     if connection is None:
         return redirect(url_for(".index"))
     try:
@@ -205,14 +211,16 @@ def recent_clients() -> ResponseReturnValue:
     # A script's fetch gets the panel alone; a person following the link, a page.
     fetched = request.headers.get("Sec-Fetch-Dest") == "empty"
     template = "connect/recent_clients_panel.html" if fetched else "connect/recent_clients.html"
-    response = make_response(render_template(template, clients=panel))
+    response = make_response(render_template(template, clients=panel, connection=connection))
     response.vary.add("Sec-Fetch-Dest")
     return response
 
 
 def connection_revoked(connection: Connection) -> ResponseReturnValue:
-    """A 401 on a 20-year token means the business revoked this app in vcita."""
-    end_connection(connection.id, Ending.REVOKED)
+    """Say vcita revoked the connection, which `snapshots` ended; forget it in this browser.
+
+    userinfo's 401 on a 20-year token means the business revoked this app in vcita.
+    """
     browser.forget_in_session(connection.id)
     current_app.logger.info("vcita revoked the token; connection forgotten")
     flash(

@@ -106,7 +106,7 @@ ALLOW_TO_DASHBOARD = "Allow → dashboard"
 CONNECT_TO_DASHBOARD = "Connect → dashboard"
 VCITA_PAGES = "vcita's pages"
 # The app's Recent clients panel while vcita is still listing them (it fetches itself).
-CLIENTS_ON_THEIR_WAY = 'data-panel-url="/dashboard/recent-clients"'
+CLIENTS_ON_THEIR_WAY = 'data-panel-url="/dashboard/recent-clients?'
 # gunicorn.conf.py's post_worker_init: a worker has loaded the app and serves.
 WORKER_LOADED = re.compile(r"Worker (\d+) has loaded the app")
 # What --compare sets side by side, besides flows/s: (latency, percentile).

@@ -20,6 +20,7 @@ from app import session_keys
 from app.app_market import handoffs
 from app.storage.connections import ConnectionStore
 from app.storage.database import StoreUnavailable
+from app.storage.sealer import Sealer
 from app.vcita import allowed_brand_host
 
 from .conftest import Browser, csrf_token_on, only_connection, stored
@@ -77,6 +78,18 @@ def test_a_launch_prefers_the_staff_members_own_connection(browser):
     assert browser.connect(staff="Leo Martins").status_code == 303
     browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
     assert MAYA in browser.dashboard().text
+
+
+def test_a_launch_finds_this_browsers_connection_without_decrypting_a_token(browser, monkeypatch):
+    assert browser.connect(staff="Maya Goldberg").status_code == 303
+    assert browser.connect(staff="Daniel O'Brien").status_code == 303
+    opened = []
+    monkeypatch.setattr(Sealer, "open_and_reseal", lambda sealer, text: opened.append(text))
+
+    response = browser.get(f"/?business_uid={HARBOR}&staff_uid={MAYA}")
+
+    assert response.status_code == 302 and response.headers["Location"] == "/dashboard"
+    assert opened == []  # whose a connection is, the plaintext columns say
 
 
 def test_a_browser_connected_to_another_business_is_told_so_and_sees_none_of_its_data(browser):
@@ -382,6 +395,17 @@ def test_a_popup_connects_the_frame_it_was_opened_from(browser):
     assert answer.status_code == 200
     assert answer.json == {"connected": True, "location": "/dashboard"}
     assert "Harbor Light Yoga" in frame.browser.get("/dashboard", headers=FRAMED).text
+
+
+def test_the_frames_first_dashboard_shows_what_the_popups_callback_read(browser, vcita):
+    frame = Frame(browser)
+    frame.redeem(frame.connect_in_popup())
+
+    page = frame.browser.get("/dashboard", headers=FRAMED).text
+
+    assert "Harbor Light Yoga" in page
+    assert len(vcita.userinfo_requests) == 1  # the callback's: vcita is asked once per connect
+    assert len(vcita.recorded_requests("clients")) == 1
 
 
 def test_the_popups_pages_keep_their_opener_and_no_other_page_does(app, browser, person):

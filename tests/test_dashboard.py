@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from app.storage.tables import connections
 from app.token_use import client_reads
-from app.token_use.client_reads import get_client_reads
+from app.token_use.client_reads import ClientReads, get_client_reads
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
 from sandbox.testing import ServerThread
 
@@ -117,6 +117,38 @@ def test_revoked_token_forgets_the_connection_and_asks_to_connect_again(app, bro
     assert "Connect vcita" in response.text
     assert "Harbor Light Yoga" not in response.text
     assert stored(app).connections.count() == 0
+
+
+def test_a_401_on_the_clients_list_alone_keeps_the_connection(app, browser, vcita):
+    browser.connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", status=401)  # a permission refused there; userinfo answers
+
+    response = browser.dashboard()
+
+    assert response.status_code == 200
+    assert "Harbor Light Yoga" in response.text
+    assert "vcita did not answer for your clients just now" in response.text
+    assert len(panel_rows(response.text)) == 5  # those listed before
+    assert stored(app).connections.count() == 1
+
+
+def test_a_401_on_the_panels_clients_list_ends_the_connection_only_if_userinfo_agrees(
+    app, browser, vcita
+):
+    browser.connect(staff="Maya Goldberg")
+    read_earlier(app, minutes=5)
+    vcita.set_fault("clients", status=401)
+    asked = len(vcita.userinfo_requests)
+
+    panel = browser.get(PANEL, headers=FETCHED)
+
+    assert panel.status_code == 200
+    assert "vcita did not answer for your clients just now" in panel.text
+    assert len(panel_rows(panel.text)) == 5
+    assert len(vcita.userinfo_requests) == asked + 1  # vcita was asked whether the token works
+    assert stored(app).connections.count() == 1
+    assert vcita.recorded_requests("revoke") == []
 
 
 # --- One round trip less, and a dashboard that outlives an outage ---------------------------
@@ -377,7 +409,10 @@ def test_a_429_then_success_on_the_panels_get_shows_the_clients(app, browser, vc
 
 # --- The clients list is never waited for beyond its budget ---------------------------------
 
-PANEL = "/dashboard/recent-clients"
+HARBOR, MAYA = "7c6dc1589f078b66", "1beb795be66146bb"  # Harbor Light Yoga, Maya Goldberg
+CEDAR = "9da2a88d42e6ff59"  # Cedar & Pine Law Office
+# The panel of the page's business and staff member, as the dashboard's script asks for it.
+PANEL = f"/dashboard/recent-clients?business_uid={HARBOR}&staff_uid={MAYA}"
 FETCHED = {"Sec-Fetch-Dest": "empty"}  # what a browser sends with a script's fetch
 # Far longer than the budget the pages give the clients list (client_reads.CLIENTS_BUDGET).
 SLOW_LIST = {"delay": 60}
@@ -434,9 +469,9 @@ def test_the_callback_does_not_wait_for_a_slow_clients_list(app, http_browser, v
     assert dashboard.status_code == 200
     assert "Harbor Light Yoga" in page
     assert "vcita is still listing your clients. They will show here in a moment." in page
-    assert f'data-panel-url="{PANEL}"' in page  # the panel fills itself...
+    assert f'data-panel-url="{html.escape(PANEL)}"' in page  # the panel fills itself...
     assert 'src="/static/recent_clients.js"' in page
-    assert f'href="{PANEL}"' in page  # ...or, without JavaScript, follows its link
+    assert f'href="{html.escape(PANEL)}"' in page  # ...or, without JavaScript, follows its link
     assert only_snapshot(app).recent_clients is None  # nothing listed yet
 
     asked = vcita_calls(vcita)
@@ -519,6 +554,26 @@ def test_another_worker_shows_the_clients_a_late_read_kept_without_asking_vcita(
     assert vcita_calls(vcita) == asked
 
 
+def test_a_slow_read_is_given_its_keeper_once_however_often_the_panel_asks(
+    browser, vcita, monkeypatch
+):
+    vcita.set_fault("clients", **SLOW_LIST)
+    keepers = []
+    keep_when_read = ClientReads.keep_when_read
+
+    def counted(reads, connection_id, read):
+        keepers.append(read)
+        keep_when_read(reads, connection_id, read)
+
+    monkeypatch.setattr(ClientReads, "keep_when_read", counted)
+    browser.get(browser.approve(staff="Maya Goldberg"))  # the callback's read: late, kept later
+
+    for _ in range(3):
+        assert "still listing" in browser.get(PANEL, headers=FETCHED).text
+
+    assert len(keepers) == 1  # the callback's; the panel waited on that read, three times
+
+
 def test_a_token_revoked_while_the_list_was_slow_ends_the_connection_at_the_panel(
     app, browser, vcita
 ):
@@ -582,3 +637,30 @@ def test_a_revoked_token_on_the_panel_forgets_the_connection(app, browser, vcita
     assert response.status_code == 302
     assert response.location == "/"
     assert stored(app).connections.count() == 0
+
+
+def test_the_panel_shows_its_pages_business_after_another_tab_connects_another(browser):
+    browser.connect(staff="Maya Goldberg")
+    harbor = panel_rows(browser.dashboard().text)
+    browser.connect(staff="Daniel O'Brien")  # another tab: the session now shows Cedar & Pine
+    cedar = panel_rows(browser.dashboard().text)
+    assert harbor != cedar
+
+    panel = browser.get(PANEL, headers=FETCHED)  # Harbor's page asks for its panel
+
+    assert panel.status_code == 200
+    assert panel_rows(panel.text) == harbor
+
+
+@pytest.mark.parametrize(
+    "query",
+    [f"business_uid={CEDAR}", f"business_uid={CEDAR}&staff_uid={MAYA}", "", "business_uid="],
+    ids=["another-business", "another-business-our-staff", "none", "empty"],
+)
+def test_the_panel_answers_only_for_a_business_this_browser_connected(app, browser, query):
+    browser.connect(staff="Maya Goldberg")
+
+    response = browser.get(f"/dashboard/recent-clients?{query}", headers=FETCHED)
+
+    assert response.status_code == 302 and response.location == "/"
+    assert stored(app).connections.count() == 1  # refused: nothing ended

@@ -7,6 +7,7 @@ The sandbox misbehaves on demand (`vcita.set_fault`); timeouts are shortened so 
 waits more than about a second.
 """
 
+import html
 import logging
 import re
 import socket
@@ -548,6 +549,36 @@ def test_store_down_on_the_dashboard_shows_503_until_it_is_back(app, browser):
         assert STORE_DOWN in response.text
         assert 'href="/dashboard"' in response.text
     assert browser.dashboard().status_code == 200
+    assert stored(app).connections.count() == 1
+
+
+def test_store_down_on_the_clients_panel_offers_to_reload_it_not_a_new_connect(app, browser):
+    assert browser.connect().status_code == 303
+    connection = browser.connection()
+    panel = (
+        f"/dashboard/recent-clients?business_uid={connection.business_uid}"
+        f"&staff_uid={connection.staff_uid}"
+    )
+    with database_gone(app):
+        response = browser.get(panel)  # its link followed, without JavaScript
+
+        assert response.status_code == 503
+        assert STORE_DOWN in response.text
+        assert f'href="{html.escape(panel)}">Try again</a>' in response.text
+        assert 'href="/connect"' not in response.text
+    assert browser.get(panel).status_code == 200
+
+
+def test_store_down_on_disconnect_leads_to_the_start_page_not_a_new_connect(app, browser):
+    assert browser.connect().status_code == 303
+    csrf_token = browser.csrf_token()
+    with database_gone(app):
+        response = browser.post("/disconnect", data={"csrf_token": csrf_token})
+
+        assert response.status_code == 503
+        assert STORE_DOWN in response.text
+        assert 'href="/">Back to the start page</a>' in response.text
+        assert 'href="/connect"' not in response.text
     assert stored(app).connections.count() == 1
 
 

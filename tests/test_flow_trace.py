@@ -240,3 +240,16 @@ class _FrozenAt:
 
     def now(self, tz=None):
         return self.moment
+
+
+def test_only_the_callbacks_calls_to_vcita_are_recorded(app, browser, monkeypatch):
+    app.config["SHOW_FLOW_TRACE"] = True
+    recorded = []
+    monkeypatch.setattr(trace, "redacted_url", lambda url: recorded.append(url) or url)
+    browser.connect()  # and the dashboard it leads to, which shows what the callback read
+    assert any(url.endswith("/oauth/userinfo") for url in recorded)  # the callback's steps
+    recorded.clear()
+
+    assert browser.dashboard().status_code == 200  # userinfo and the clients, read live
+
+    assert recorded == []  # not parsed, not redacted, not kept

@@ -137,13 +137,22 @@ def every_kind_of_response(app, browser) -> dict:
     responses["dashboard"] = browser.dashboard()
     # The dashboard's Recent clients panel alone: fetched by its script, or as a page.
     responses["clients-panel"] = browser.get(
-        "/dashboard/recent-clients", headers={"Sec-Fetch-Dest": "empty"}
+        panel_of(browser), headers={"Sec-Fetch-Dest": "empty"}
     )
-    responses["clients-panel-page"] = browser.get("/dashboard/recent-clients")
+    responses["clients-panel-page"] = browser.get(panel_of(browser))
     responses["landing-connected"] = browser.get("/")
     responses["disconnect"] = browser.disconnect(page=responses["dashboard"].text)
     responses["landing-flash"] = browser.get("/")
     return responses
+
+
+def panel_of(browser) -> str:
+    """Return the Recent clients panel's address for the connection the session shows."""
+    connection = browser.connection()
+    return (
+        f"/dashboard/recent-clients?business_uid={connection.business_uid}"
+        f"&staff_uid={connection.staff_uid}"
+    )
 
 
 def directives(policy: str) -> dict[str, list[str]]:
@@ -218,7 +227,7 @@ def test_tokens_never_reach_the_browser(make_app, new_browser, vcita, trace):
     responses.append(browser.get(callback))
     token = browser.connection().token.access_token
     responses += [browser.dashboard(), browser.get("/")]
-    responses.append(browser.get("/dashboard/recent-clients", headers={"Sec-Fetch-Dest": "empty"}))
+    responses.append(browser.get(panel_of(browser), headers={"Sec-Fetch-Dest": "empty"}))
     responses.append(browser.dashboard())
     if trace == "true":
         assert "What just happened" in responses[-1].text  # the trace was really shown

@@ -78,7 +78,8 @@ def start_connected_session(
 
     The connect's trace and the popup's handoff code belong to the fresh session, so they
     are written after the rotation, here, and the dashboard that follows renders what the
-    callback read (`just_connected`).
+    callback read (`just_connected`): in the callback's browser, or in vcita's frame that
+    redeems the popup's handoff code.
     """
     rotate_session(connection.id)
     session[JUST_CONNECTED] = connection.id
@@ -99,22 +100,22 @@ def take_handoff_code() -> str | None:
     return code if isinstance(code, str) else None
 
 
-def choose_connection(connection: Connection) -> None:
-    """Show `connection`, one this browser made before, on the dashboard."""
-    session[CONNECTION] = connection.id
-    g.connection = connection
+def choose_connection(connection_id: str) -> None:
+    """Show `connection_id`, one this browser made before, on the dashboard."""
+    session[CONNECTION] = connection_id
+    g.pop("connection", None)  # read again, if this request shows it
 
 
-def connection_for(business_uid: str, staff_uid: str | None) -> Connection | None:
-    """Return this browser's connection to the business (the staff member's first).
+def connection_for(business_uid: str, staff_uid: str | None) -> str | None:
+    """Return the id of this browser's connection to the business (the staff member's first).
 
     Only connections this browser made are looked at: a launch parameter that names a
     business never shows that business's data to a browser that did not connect it.
     """
-    connections = get_connections()
-    mine = [connections.get(known) for known in reversed(connections_in_session())]
-    of_business = [found for found in mine if found and found.business_uid == business_uid]
-    of_staff = [found for found in of_business if found.staff_uid == staff_uid]
+    mine = list(reversed(connections_in_session()))
+    whose = get_connections().whose(mine)
+    of_business = [known for known in mine if known in whose and whose[known][0] == business_uid]
+    of_staff = [known for known in of_business if whose[known][1] == staff_uid]
     return next(iter(of_staff or of_business), None)
 
 

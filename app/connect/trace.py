@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import requests
-from flask import current_app, g, session
+from flask import current_app, g, has_request_context, session
+from flask import request as flask_request
 
 from ..session_keys import FLOW_TRACE
 from ..vcita_client import get_vcita
@@ -69,8 +70,12 @@ def is_secret_field(name: str) -> bool:
 def record_exchange(
     response: requests.Response, *args: object, **kwargs: object
 ) -> requests.Response:
-    """Keep one request to vcita and its answer, secrets taken out (a response hook)."""
-    if enabled():
+    """Keep one request to vcita and its answer, secrets taken out (a response hook).
+
+    Only the callback's steps are kept (`keep`): any other request to vcita (a dashboard's
+    userinfo, a clients page on a reading thread) is not parsed at all.
+    """
+    if has_request_context() and flask_request.endpoint == "connect.callback" and enabled():
         request = response.request
         g.setdefault("trace_steps", []).append(
             {

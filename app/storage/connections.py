@@ -228,6 +228,22 @@ class ConnectionStore:
                 .where(connections.c.id.in_(ids))
             ).scalar_one()
 
+    def whose(self, connection_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """Return the business and staff uid of each of these connections still stored.
+
+        Plaintext columns only: no token is decrypted to learn whose a connection is.
+        """
+        ids = [known for known in connection_ids if could_be_stored(known)]
+        if not ids:
+            return {}
+        with self.database.transaction() as db:
+            rows = db.execute(
+                sa.select(
+                    connections.c.id, connections.c.business_uid, connections.c.staff_uid
+                ).where(connections.c.id.in_(ids))
+            ).all()
+        return {row.id: (row.business_uid, row.staff_uid) for row in rows}
+
     def all(self) -> list[StoredConnection]:
         """Return every stored connection, without its token, newest first."""
         with self.database.transaction() as db:

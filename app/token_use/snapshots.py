@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..storage.connections import Connection, Snapshot, get_connections
-from ..vcita import AccessToken, VcitaUnavailable
+from ..vcita import AccessRevoked, AccessToken, VcitaUnavailable
 from ..vcita_client import get_vcita
 from .client_reads import JUST_READ_FOR, ClientsRead, Listing, get_client_reads
+from .ending import Ending, end_connection, end_if_vcita_refuses
 from .recent_clients import ClientRow, fifth_newest
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,9 @@ class Reading:
 def for_dashboard(connection: Connection, just_connected: bool) -> Dashboard:
     """Decide what the dashboard shows of the connection's business (see the module's list).
 
-    Raises AccessRevoked when vcita refuses the token, and VcitaUnavailable when vcita
-    does not answer and nothing is kept to show instead.
+    Raises AccessRevoked when vcita refuses the token at userinfo, which says the token
+    itself is dead: the connection is then ended. Raises VcitaUnavailable when vcita does
+    not answer and nothing is kept to show instead.
     """
     kept = connection.snapshot
     if just_connected and kept is not None and _in_the_last(kept.read_at, JUST_READ_FOR):
@@ -106,6 +108,9 @@ def for_dashboard(connection: Connection, just_connected: bool) -> Dashboard:
     clients = reads.start(connection.token, _since(kept), connection.id)
     try:
         reading = read(connection.token, clients)
+    except AccessRevoked:
+        end_connection(connection.id, Ending.REVOKED)
+        raise
     except VcitaUnavailable as error:
         if kept is None:
             raise  # nothing kept to show: the error page says vcita did not answer
@@ -121,19 +126,27 @@ def clients_panel(connection: Connection) -> ClientsPanel:
 
     Clients kept in the last JUST_READ_FOR are shown as they are (a late read stored them);
     otherwise the read under way, or a new one, is given the budget a page gives it.
-    Raises AccessRevoked when vcita refuses the token.
+    A 401 on the clients list may be a permission vcita refuses there: the connection
+    ends, and AccessRevoked is raised, only if userinfo refuses the token too; else the
+    panel says the clients cannot be shown.
     """
     kept = connection.snapshot
     reads = get_client_reads()
     read = reads.latest(connection.id)
+    started_here = read is None  # a read found under way already has its keeper
     if read is None:
         if kept is not None and _in_the_last(kept.clients_read_at, JUST_READ_FOR):
             return ClientsPanel.kept_in(kept, Listing.LISTED)
         read = reads.start(connection.token, _since(kept), connection.id)
-    listing, rows = read.wait()
+    try:
+        listing, rows = read.wait()
+    except AccessRevoked:
+        if end_if_vcita_refuses(connection.id, Ending.REVOKED):
+            raise
+        return ClientsPanel.kept_in(kept, Listing.UNANSWERED)
     if rows is not None and read.claim():
         get_connections().keep_recent_clients(connection.id, rows, read.started_at)
-    if listing is Listing.ON_THEIR_WAY:
+    if listing is Listing.ON_THEIR_WAY and started_here:
         reads.keep_when_read(connection.id, read)
     return _panel(listing, rows, read, kept)
 
@@ -142,14 +155,17 @@ def read(token: AccessToken, clients: ClientsRead | None = None) -> Reading:
     """Ask vcita for userinfo and the recent clients at once; wait for the clients briefly.
 
     `clients` is a read already started (by `for_dashboard`); else one starts here.
-    Raises what reading userinfo raises (AccessRevoked, VcitaUnavailable, ...), and
-    AccessRevoked from the clients list too; the clients' other failures leave the panel
-    empty-handed, as the dashboard always allowed.
+    Raises what reading userinfo raises (AccessRevoked, VcitaUnavailable, ...). The
+    clients' failures leave the panel empty-handed, as the dashboard always allowed, a 401
+    too: userinfo has just accepted the token, so vcita refuses only the clients list.
     """
     clients = clients or get_client_reads().start(token, since=None)
     userinfo = get_vcita().fetch_userinfo(token)
     read_at = datetime.now(UTC)
-    listing, rows = clients.wait()
+    try:
+        listing, rows = clients.wait()
+    except AccessRevoked:
+        listing, rows = Listing.UNANSWERED, None
     # Another page that waited on the same read may be the one to keep its rows.
     ours = rows if rows is not None and clients.claim() else None
     listed_at = clients.started_at if ours is not None else None
