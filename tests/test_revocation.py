@@ -41,6 +41,7 @@ MAYA = "1beb795be66146bb"
 PUBLIC = "https://connect.example"
 STOPPED = "vcita no longer accepts the key this app had for your business, and this app deleted"
 ASKED_AGAIN = "vcita did not confirm that it stopped accepting it, so it will be asked again"
+REFUSED = "but vcita refused to revoke it: the administrator of this app must look into it"
 # vcita not answering a revoke: each leaves the token valid there, for now.
 FAULTS = [
     pytest.param({"status": 503}, id="503"),
@@ -276,7 +277,10 @@ def test_unauthorized_is_kept_for_an_operator_and_never_retried(app, browser, vc
     (call,) = stored(app).pending_calls.all()
     assert call.state is State.REFUSED
     assert "Unauthorized" in call.last_error
-    assert ASKED_AGAIN in browser.get("/").text  # vcita did not say it stopped accepting it
+    # Never "asked again": the call waits for an operator (this assertion once said so).
+    message = browser.get("/").text
+    assert REFUSED in message
+    assert ASKED_AGAIN not in message
     asked = len(vcita.recorded_requests("revoke"))
     assert run(app, now=later()) == []
     assert run(app, due_only=False) == []
@@ -319,6 +323,21 @@ def test_disconnect_says_what_vcita_confirmed_for_each_key(app, browser, vcita, 
     assert stored(app).connections.count() == 0
     assert len(stored(app).pending_calls.all()) == failures
     assert says in browser.get("/").text
+
+
+def test_disconnect_says_when_vcita_refused_some_of_the_keys(app, browser, vcita):
+    for name in ("Maya Goldberg", "Leo Martins", "Priya Raman"):
+        browser.connect(staff=name)
+    refusal = {"status": "Error", "error": "Unauthorized"}
+    vcita.set_fault("revoke", status=422, json=refusal, times=1)
+
+    browser.disconnect()
+
+    assert [call.state for call in stored(app).pending_calls.all()] == [State.REFUSED]
+    assert (
+        "This app deleted the 3 keys this browser connected, but vcita refused to revoke 1 of "
+        "them: the administrator of this app must look into it."
+    ) in browser.get("/").text
 
 
 def test_disconnect_leaves_the_calls_it_has_no_time_for_to_the_retrier(
@@ -525,6 +544,21 @@ def test_forget_says_when_vcita_will_be_asked_again(app, browser, vcita):
     assert [call.kind for call in stored(app).pending_calls.all()] == [Kind.REVOKE]
 
 
+def test_forget_says_when_vcita_refused_and_an_operator_must_look(app, browser, vcita):
+    browser.connect()
+    vcita.set_fault("revoke", status=422, json={"status": "Error", "error": "Unauthorized"})
+
+    result = cli(app, "forget", "--business", HARBOR, "--yes")
+
+    assert result.exit_code == 0
+    assert "vcita refused to revoke 1 of them, and will not be asked again" in result.stdout
+    assert "flask --app app vcita revocations" in result.stdout
+    assert "asked again (" not in result.stdout
+    assert "vcita no longer accepts them" not in result.stdout
+    assert stored(app).connections.count() == 0
+    assert [call.state for call in stored(app).pending_calls.all()] == [State.REFUSED]
+
+
 def test_revocations_lists_the_pending_calls_without_the_token_and_retry_completes_them(
     app, browser, vcita
 ):
@@ -693,7 +727,7 @@ def test_whatever_vcita_answers_the_revocation_is_confirmed_or_kept(
         unavailable = status >= 500 or status == 429
         assert call.state is (State.PENDING if unavailable else State.REFUSED)
         assert sealed_tokens_kept(app) == [token]
-        assert ASKED_AGAIN in message
+        assert (ASKED_AGAIN if unavailable else REFUSED) in message
 
 
 # --- The landing page says what the app reads, and what Disconnect does -------------------
