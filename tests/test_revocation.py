@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from app.storage.database import get_db
 from app.storage.sealer import get_sealer
 from app.storage.tables import pending_calls
 from app.token_use import calls, ending
-from app.token_use.calls import Outcome, Retrier, run_pending
+from app.token_use.calls import Outcome, Retrier, get_retrier, run_pending
 from app.token_use.pending_calls import Kind, State, get_pending_calls
 from app.token_use.subscriptions import get_subscriptions
 from app.vcita_client import get_vcita
@@ -516,6 +517,26 @@ def test_the_retrier_thread_makes_the_due_calls(app, browser, vcita):
 
     assert stored(app).pending_calls.all() == []
     assert not vcita.is_token_active(token)
+
+
+def test_the_retrier_starts_with_the_first_request_served_and_never_in_a_command():
+    served = Flask(__name__)  # not testing, as create_app() is under a server or `flask`
+    calls.init_app(served)
+    served.add_url_rule("/", "page", lambda: "a page")
+    served.cli.command("job")(lambda: None)
+    with served.app_context():
+        retrier = get_retrier()
+    try:
+        command = served.test_cli_runner().invoke(args=["job"])
+        started_by_the_command = retrier.thread.is_alive()
+        first, second = served.test_client().get("/"), served.test_client().get("/")
+
+        assert command.exit_code == 0, command.output
+        assert not started_by_the_command
+        assert (first.status_code, second.status_code) == (200, 200)  # started once
+        assert retrier.thread.is_alive()
+    finally:
+        retrier.stop()
 
 
 def test_forget_revokes_the_token(app, browser, vcita):

@@ -299,10 +299,17 @@ class Retrier:
         self.every = every
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vcita-retrier", daemon=True)
+        self.started = False
+        self.starting = threading.Lock()
 
     def start(self) -> None:
-        """Start looking for due calls."""
-        self.thread.start()
+        """Start looking for due calls, once: a retrier already started stays as it is."""
+        if self.started:  # every request asks: the usual answer costs no lock
+            return
+        with self.starting:
+            if not self.started:
+                self.thread.start()
+                self.started = True
 
     def stop(self) -> None:
         """Stop after the call in flight, if any."""
@@ -322,16 +329,22 @@ class Retrier:
 
 
 def init_app(app: Flask) -> None:
-    """Keep a retrier for the app; it runs where the app serves, not in tests.
+    """Keep a retrier for the app, started by the first request it serves; not in tests.
 
+    Where the app serves (make run, make serve, any WSGI server, in each worker), never in
+    a `flask` command, which has calls of its own to make (`revocations --retry`) and ends.
     Tests make the same calls deterministically, with `run_pending`.
     """
-    retrier = Retrier(app)
-    app.extensions["retrier"] = retrier
+    app.extensions["retrier"] = Retrier(app)
     if not app.testing:
-        retrier.start()
+        app.before_request(start_the_retrier)
 
 
 def get_retrier() -> Retrier:
     """Return the current app's retrier."""
     return current_app.extensions["retrier"]
+
+
+def start_the_retrier() -> None:
+    """Start the app's retrier, if this is the first request it serves."""
+    get_retrier().start()
