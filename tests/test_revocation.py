@@ -29,6 +29,7 @@ from app.storage.database import get_db
 from app.storage.sealer import get_sealer
 from app.storage.tables import pending_calls
 from app.token_use import calls, ending
+from app.token_use import pending_calls as pending_calls_module
 from app.token_use.calls import Outcome, Retrier, get_retrier, run_pending
 from app.token_use.pending_calls import Kind, State, get_pending_calls
 from app.token_use.subscriptions import get_subscriptions
@@ -606,6 +607,24 @@ def test_revocations_lists_the_pending_calls_without_the_token_and_retry_complet
     assert not vcita.is_token_active(token)
     for result in (listed, failed, retried):
         assert token not in result.output
+
+
+def test_retry_makes_every_pending_call_past_one_batch_each_once(app, browser, vcita, monkeypatch):
+    monkeypatch.setattr(pending_calls_module, "BATCH", 2)  # five calls: three batches
+    tokens = pending_revocations_of(app, browser, vcita, STAFF)
+    asked_before = len(revoked_tokens(vcita))
+    vcita.set_fault("revoke", status=503)
+
+    failed = cli(app, "revocations", "--retry")  # a call vcita did not answer stays runnable
+    vcita.clear_faults()
+    retried = cli(app, "revocations", "--retry")
+
+    assert failed.exit_code == 1
+    assert "Made 5 call(s): vcita answered 0." in failed.stdout
+    assert retried.exit_code == 0, retried.output
+    assert "Made 5 call(s): vcita answered 5." in retried.stdout
+    assert Counter(revoked_tokens(vcita)[asked_before:]) == Counter(tokens * 2)  # once a run
+    assert stored(app).pending_calls.all() == []
 
 
 def test_revocations_drops_a_call_an_operator_settled(app, browser, vcita):

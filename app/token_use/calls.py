@@ -132,14 +132,19 @@ def run_pending(*, now: datetime | None = None, due_only: bool = True) -> list[M
     """Make the pending calls due `now` (the retrier), or every one not in flight.
 
     What the retrier and `flask vcita revocations --retry` call, and tests with them: each
-    call is claimed first, so instances running this at the same moment make it once.
+    call is claimed first, so instances running this at the same moment make it once. Read
+    a batch at a time, in the order owed, until none is left: each call at most once a run.
     """
     calls = get_pending_calls()
     made = []
-    for call_id in calls.runnable(now=now, due_only=due_only):
-        claimed = calls.claim(call_id, now=now, due_only=due_only)
-        if claimed is not None:
-            made.append(Made(claimed, make(claimed)))
+    after = 0
+    # A call vcita did not answer is runnable again at once for --retry: read on past it.
+    while batch := calls.runnable(now=now, due_only=due_only, after=after):
+        for call_id in batch:
+            claimed = calls.claim(call_id, now=now, due_only=due_only)
+            if claimed is not None:
+                made.append(Made(claimed, make(claimed)))
+        after = batch[-1]
     return made
 
 
