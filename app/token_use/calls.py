@@ -77,21 +77,33 @@ def owe_goodbyes(removed: RemovedConnection, sealed_target_url: str | None) -> l
     were: the calls are claimed by this instance, which makes them next (`make`), in order.
     """
     owed = []
-    whose = {"business_uid": removed.business_uid, "staff_uid": removed.staff_uid}
-    calls = get_pending_calls()
     if sealed_target_url is not None:
         # First: once revoked, the token could not unsubscribe any more.
-        owed.append(
-            calls.add(
-                Kind.UNSUBSCRIBE,
-                **whose,
-                sealed_token=removed.sealed_token,
-                sealed_target_url=sealed_target_url,
-                claimed=True,
-            )
+        owed.append(_owe_unsubscribe(removed, removed.sealed_token, sealed_target_url))
+    owed.append(
+        get_pending_calls().add(
+            Kind.REVOKE,
+            business_uid=removed.business_uid,
+            staff_uid=removed.staff_uid,
+            sealed_token=removed.sealed_token,
+            claimed=True,
         )
-    owed.append(calls.add(Kind.REVOKE, **whose, sealed_token=removed.sealed_token, claimed=True))
+    )
     return owed
+
+
+def _owe_unsubscribe(
+    whose: RemovedConnection | Connection, sealed_token: str, sealed_target_url: str
+) -> ClaimedCall:
+    """Write down an unsubscribe of a target URL, claimed: this instance makes it next."""
+    return get_pending_calls().add(
+        Kind.UNSUBSCRIBE,
+        business_uid=whose.business_uid,
+        staff_uid=whose.staff_uid,
+        sealed_token=sealed_token,
+        sealed_target_url=sealed_target_url,
+        claimed=True,
+    )
 
 
 def make(claimed: ClaimedCall) -> Outcome:
@@ -180,8 +192,8 @@ def subscribe_soon(connection: Connection) -> None:
 def subscribe(connection: Connection) -> None:
     """Subscribe a connection to the uninstall event, once; never lost if vcita is down."""
     base = current_app.config["PUBLIC_BASE_URL"]
-    if base is None or get_subscriptions().target_url_of(connection.id) is not None:
-        return  # vcita could not reach us; or connecting again keeps the subscription
+    if base is None:
+        return  # vcita could not reach us
     calls = get_pending_calls()
     call_id = calls.subscribe_owed(connection.id)
     if call_id is None:
@@ -235,7 +247,7 @@ def _subscribe(claimed: ClaimedCall) -> tuple[Outcome, str | None]:
     connection = get_connections().get(claimed.connection_id or "")
     subscriptions = get_subscriptions()
     if connection is None or subscriptions.target_url_of(connection.id) is not None:
-        return Outcome.DONE, None  # ended since, or subscribed meanwhile
+        return Outcome.DONE, None  # ended since; or subscribed already, kept on connecting again
     target_url = get_sealer().open(claimed.sealed_target_url or "")
     vcita = get_vcita()
     try:
@@ -250,15 +262,8 @@ def _subscribe(claimed: ClaimedCall) -> tuple[Outcome, str | None]:
         return Outcome.RETRY, str(error)
     if not subscriptions.save(connection.id, secret_of(target_url), target_url):
         # Disconnected while vcita was asked: leave no subscription behind at vcita.
-        unsubscribe = get_pending_calls().add(
-            Kind.UNSUBSCRIBE,
-            business_uid=connection.business_uid,
-            staff_uid=connection.staff_uid,
-            sealed_token=get_sealer().seal(connection.token.access_token),
-            sealed_target_url=claimed.sealed_target_url,
-            claimed=True,
-        )
-        make(unsubscribe)
+        sealed_token = get_sealer().seal(connection.token.access_token)
+        make(_owe_unsubscribe(connection, sealed_token, claimed.sealed_target_url or ""))
         return Outcome.DONE, None
     logger.info("Subscribed to %s", EVENT)
     return Outcome.DONE, None

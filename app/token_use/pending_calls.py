@@ -169,8 +169,7 @@ class PendingCalls:
 
     def done(self, call_id: int) -> None:
         """Forget a call vcita answered, or that has nothing left to do."""
-        with self.database.transaction() as db:
-            db.execute(sa.delete(pending_calls).where(pending_calls.c.id == call_id))
+        self.drop(call_id)
 
     def retry_later(self, call_id: int, error: str) -> None:
         """Note why the attempt failed; the next one is already scheduled."""
