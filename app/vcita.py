@@ -407,6 +407,30 @@ class VcitaClient:
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
     ) -> Any:
+        """Make an API call; map vcita's answer to its JSON or to an error in vcita's terms."""
+        response = self._send(token, method, path, params, body)
+        if response.status_code == 401:
+            raise AccessRevoked(f"{path} answered 401")
+        if response.status_code == 404:
+            raise NotFound(f"{path} answered 404")
+        _raise_for_unavailable(response, path)
+        if not 200 <= response.status_code < 300:
+            # 400, 403, 409, 422: retrying the same request will not change the answer.
+            raise VcitaRefused(f"{path} answered HTTP {response.status_code}")
+        return _json_body(response, path)
+
+    def _send(
+        self,
+        token: AccessToken,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        """Send one request to an API path with the token as the bearer; return the answer.
+
+        Only an unreachable vcita is an error here: each caller reads the status itself.
+        """
         url = self.settings.api_url.rstrip("/") + _api_path(path)
         headers = {
             "Accept": "application/json",
@@ -414,7 +438,7 @@ class VcitaClient:
         }
         try:
             # No redirects: one could carry the Bearer token to another host.
-            response = self._on_shared_transport(requests.Session()).request(
+            return self._on_shared_transport(requests.Session()).request(
                 method,
                 url,
                 params=params,
@@ -425,15 +449,6 @@ class VcitaClient:
             )
         except requests.RequestException as error:
             raise VcitaUnavailable(f"{path} unreachable: {type(error).__name__}") from error
-        if response.status_code == 401:
-            raise AccessRevoked(f"{path} answered 401")
-        if response.status_code == 404:
-            raise NotFound(f"{path} answered 404")
-        _raise_for_unavailable(response, path)
-        if not 200 <= response.status_code < 300:
-            # 400, 403, 409, 422: retrying the same request will not change the answer.
-            raise VcitaRefused(f"{path} answered HTTP {response.status_code}")
-        return _json_body(response, path)
 
     # --- Ending the app's access: revoking the token (vcita's "Revoke Token") ------------
 
@@ -445,20 +460,7 @@ class VcitaClient:
         (422 "Unauthorized") needs an operator, VcitaUnavailable (a timeout, 5xx, 429)
         another try later. A POST: never retried here.
         """
-        session = self._oauth_session(
-            token={"access_token": token.access_token, "token_type": token.token_type}
-        )
-        try:
-            # No redirects: one could carry the Bearer token to another host.
-            response = session.post(
-                self.settings.api_url.rstrip("/") + REVOKE_PATH,
-                json={"token": token.access_token},
-                headers={"Accept": "application/json"},
-                timeout=self.settings.api_timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as error:
-            raise VcitaUnavailable(f"{REVOKE_PATH} unreachable: {type(error).__name__}") from error
+        response = self._send(token, "POST", REVOKE_PATH, body={"token": token.access_token})
         if 200 <= response.status_code < 300:
             return Revocation.REVOKED
         if response.status_code == 401:

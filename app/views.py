@@ -256,9 +256,26 @@ def disconnect_message(ended: list[Ended]) -> str:
     """
     count = len(ended)
     stopped = ended.count(Ended.VCITA_STOPPED)
+    refused = ended.count(Ended.VCITA_REFUSED)
     if count == 0:
         return gettext(
             "Disconnected. This browser's connection was already gone: no key was kept."
+        )
+    if count == 1 and refused:
+        return gettext(
+            "Disconnected. This app deleted its key for your business, but vcita refused to "
+            "revoke it: the administrator of this app must look into it."
+        )
+    if refused:
+        return ngettext(
+            "Disconnected. This app deleted the %(num)d key this browser connected, but vcita "
+            "refused to revoke %(refused)d of them: the administrator of this app must look "
+            "into it.",
+            "Disconnected. This app deleted the %(num)d keys this browser connected, but vcita "
+            "refused to revoke %(refused)d of them: the administrator of this app must look "
+            "into it.",
+            count,
+            refused=refused,
         )
     if count == 1 and stopped:
         return gettext(

@@ -22,6 +22,8 @@ from app.vcita import (
     VcitaUnavailable,
 )
 
+from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
+
 TOKEN = AccessToken("t0ken-" + "x" * 40, "Bearer", datetime.now(UTC), None)
 
 
@@ -181,14 +183,17 @@ def test_a_page_without_one_list_is_not_vcitas_answer(api, vcita_client):
 VCITA_ELSEWHERE = "http://vcita.invalid"  # a name no resolver knows: only a proxy reaches it
 
 
-def settings_on(api_url: str, userinfo_url: str | None = None) -> VcitaSettings:
+def settings_on(api_url: str, userinfo_url: str | None = None, **settings) -> VcitaSettings:
+    """Return the sandbox's demo app's settings, with every endpoint of vcita at `api_url`."""
     return VcitaSettings(
-        client_id="c",
-        client_secret="s",
-        redirect_uri="http://localhost/cb",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        redirect_uri=REDIRECT_URI,
+        authorize_url=f"{api_url}/app/oauth/authorize",
         api_url=api_url,
         token_url=f"{api_url}/oauth/token",
         userinfo_url=userinfo_url or f"{api_url}/oauth/userinfo",
+        **settings,
     )
 
 

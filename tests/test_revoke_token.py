@@ -5,7 +5,6 @@ answers only a broken vcita gives (a 5xx, an HTML page, a slow answer).
 """
 
 import json
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,41 +17,23 @@ from app.vcita import (
     VcitaClient,
     VcitaError,
     VcitaRefused,
-    VcitaSettings,
     VcitaUnavailable,
 )
 from sandbox.testing import SandboxPerson
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
-
-TOKEN = AccessToken("t0ken-" + "x" * 40, "Bearer", datetime.now(UTC), None)
-
-
-def client_of(url: str, **settings) -> VcitaClient:
-    return VcitaClient(
-        VcitaSettings(
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            redirect_uri=REDIRECT_URI,
-            authorize_url=f"{url}/app/oauth/authorize",
-            token_url=f"{url}/oauth/token",
-            userinfo_url=f"{url}/oauth/userinfo",
-            api_url=url,
-            **settings,
-        )
-    )
+from .test_api_calls import TOKEN, settings_on
 
 
 @pytest.fixture
 def sandbox_client(vcita_server, vcita):
-    vcita_client = client_of(vcita_server.url)
+    vcita_client = VcitaClient(settings_on(vcita_server.url))
     yield vcita_client
     vcita_client.close()
 
 
 @pytest.fixture
 def scripted_client(scripted_api):
-    vcita_client = client_of(scripted_api.url)
+    vcita_client = VcitaClient(settings_on(scripted_api.url))
     yield vcita_client
     vcita_client.close()
 
@@ -150,7 +131,7 @@ def test_a_429_passes_retry_after_on(scripted_api, scripted_client):
 
 
 def test_a_timeout_is_vcita_not_answering(scripted_api):
-    vcita_client = client_of(scripted_api.url, api_timeout=(1, 0.2))
+    vcita_client = VcitaClient(settings_on(scripted_api.url, api_timeout=(1, 0.2)))
     scripted_api.script = [(201, {}, 1.0)]  # answers after a second: too late
     try:
         with pytest.raises(VcitaUnavailable, match="unreachable: ReadTimeout"):

@@ -77,21 +77,33 @@ def owe_goodbyes(removed: RemovedConnection, sealed_target_url: str | None) -> l
     were: the calls are claimed by this instance, which makes them next (`make`), in order.
     """
     owed = []
-    whose = {"business_uid": removed.business_uid, "staff_uid": removed.staff_uid}
-    calls = get_pending_calls()
     if sealed_target_url is not None:
         # First: once revoked, the token could not unsubscribe any more.
-        owed.append(
-            calls.add(
-                Kind.UNSUBSCRIBE,
-                **whose,
-                sealed_token=removed.sealed_token,
-                sealed_target_url=sealed_target_url,
-                claimed=True,
-            )
+        owed.append(_owe_unsubscribe(removed, removed.sealed_token, sealed_target_url))
+    owed.append(
+        get_pending_calls().add(
+            Kind.REVOKE,
+            business_uid=removed.business_uid,
+            staff_uid=removed.staff_uid,
+            sealed_token=removed.sealed_token,
+            claimed=True,
         )
-    owed.append(calls.add(Kind.REVOKE, **whose, sealed_token=removed.sealed_token, claimed=True))
+    )
     return owed
+
+
+def _owe_unsubscribe(
+    whose: RemovedConnection | Connection, sealed_token: str, sealed_target_url: str
+) -> ClaimedCall:
+    """Write down an unsubscribe of a target URL, claimed: this instance makes it next."""
+    return get_pending_calls().add(
+        Kind.UNSUBSCRIBE,
+        business_uid=whose.business_uid,
+        staff_uid=whose.staff_uid,
+        sealed_token=sealed_token,
+        sealed_target_url=sealed_target_url,
+        claimed=True,
+    )
 
 
 def make(claimed: ClaimedCall) -> Outcome:
@@ -132,14 +144,19 @@ def run_pending(*, now: datetime | None = None, due_only: bool = True) -> list[M
     """Make the pending calls due `now` (the retrier), or every one not in flight.
 
     What the retrier and `flask vcita revocations --retry` call, and tests with them: each
-    call is claimed first, so instances running this at the same moment make it once.
+    call is claimed first, so instances running this at the same moment make it once. Read
+    a batch at a time, in the order owed, until none is left: each call at most once a run.
     """
     calls = get_pending_calls()
     made = []
-    for call_id in calls.runnable(now=now, due_only=due_only):
-        claimed = calls.claim(call_id, now=now, due_only=due_only)
-        if claimed is not None:
-            made.append(Made(claimed, make(claimed)))
+    after = 0
+    # A call vcita did not answer is runnable again at once for --retry: read on past it.
+    while batch := calls.runnable(now=now, due_only=due_only, after=after):
+        for call_id in batch:
+            claimed = calls.claim(call_id, now=now, due_only=due_only)
+            if claimed is not None:
+                made.append(Made(claimed, make(claimed)))
+        after = batch[-1]
     return made
 
 
@@ -175,8 +192,8 @@ def subscribe_soon(connection: Connection) -> None:
 def subscribe(connection: Connection) -> None:
     """Subscribe a connection to the uninstall event, once; never lost if vcita is down."""
     base = current_app.config["PUBLIC_BASE_URL"]
-    if base is None or get_subscriptions().target_url_of(connection.id) is not None:
-        return  # vcita could not reach us; or connecting again keeps the subscription
+    if base is None:
+        return  # vcita could not reach us
     calls = get_pending_calls()
     call_id = calls.subscribe_owed(connection.id)
     if call_id is None:
@@ -230,7 +247,7 @@ def _subscribe(claimed: ClaimedCall) -> tuple[Outcome, str | None]:
     connection = get_connections().get(claimed.connection_id or "")
     subscriptions = get_subscriptions()
     if connection is None or subscriptions.target_url_of(connection.id) is not None:
-        return Outcome.DONE, None  # ended since, or subscribed meanwhile
+        return Outcome.DONE, None  # ended since; or subscribed already, kept on connecting again
     target_url = get_sealer().open(claimed.sealed_target_url or "")
     vcita = get_vcita()
     try:
@@ -245,15 +262,8 @@ def _subscribe(claimed: ClaimedCall) -> tuple[Outcome, str | None]:
         return Outcome.RETRY, str(error)
     if not subscriptions.save(connection.id, secret_of(target_url), target_url):
         # Disconnected while vcita was asked: leave no subscription behind at vcita.
-        unsubscribe = get_pending_calls().add(
-            Kind.UNSUBSCRIBE,
-            business_uid=connection.business_uid,
-            staff_uid=connection.staff_uid,
-            sealed_token=get_sealer().seal(connection.token.access_token),
-            sealed_target_url=claimed.sealed_target_url,
-            claimed=True,
-        )
-        make(unsubscribe)
+        sealed_token = get_sealer().seal(connection.token.access_token)
+        make(_owe_unsubscribe(connection, sealed_token, claimed.sealed_target_url or ""))
         return Outcome.DONE, None
     logger.info("Subscribed to %s", EVENT)
     return Outcome.DONE, None
@@ -299,10 +309,17 @@ class Retrier:
         self.every = every
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vcita-retrier", daemon=True)
+        self.started = False
+        self.starting = threading.Lock()
 
     def start(self) -> None:
-        """Start looking for due calls."""
-        self.thread.start()
+        """Start looking for due calls, once: a retrier already started stays as it is."""
+        if self.started:  # every request asks: the usual answer costs no lock
+            return
+        with self.starting:
+            if not self.started:
+                self.thread.start()
+                self.started = True
 
     def stop(self) -> None:
         """Stop after the call in flight, if any."""
@@ -322,16 +339,22 @@ class Retrier:
 
 
 def init_app(app: Flask) -> None:
-    """Keep a retrier for the app; it runs where the app serves, not in tests.
+    """Keep a retrier for the app, started by the first request it serves; not in tests.
 
+    Where the app serves (make run, make serve, any WSGI server, in each worker), never in
+    a `flask` command, which has calls of its own to make (`revocations --retry`) and ends.
     Tests make the same calls deterministically, with `run_pending`.
     """
-    retrier = Retrier(app)
-    app.extensions["retrier"] = retrier
+    app.extensions["retrier"] = Retrier(app)
     if not app.testing:
-        retrier.start()
+        app.before_request(start_the_retrier)
 
 
 def get_retrier() -> Retrier:
     """Return the current app's retrier."""
     return current_app.extensions["retrier"]
+
+
+def start_the_retrier() -> None:
+    """Start the app's retrier, if this is the first request it serves."""
+    get_retrier().start()

@@ -131,6 +131,7 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
         )
     ended = end_connections([row.id for row in chosen], Ending.FORGOTTEN)
     asked_again = ended.count(Ended.VCITA_ASKED_AGAIN)
+    refused = ended.count(Ended.VCITA_REFUSED)
     click.echo(
         f"Forgot {len(ended)} connection(s) of business {business}: their tokens are deleted."
     )
@@ -139,7 +140,12 @@ def forget(business: str, staff: str | None, yes: bool) -> None:
             f"vcita did not confirm it stopped accepting {asked_again} of them: it will be "
             "asked again (`flask --app app vcita revocations` lists what is pending)."
         )
-    else:
+    if refused:
+        click.echo(
+            f"vcita refused to revoke {refused} of them, and will not be asked again: an "
+            "operator must look (`flask --app app vcita revocations` lists the refused calls)."
+        )
+    if not asked_again and not refused:
         click.echo("vcita no longer accepts them.")
 
 

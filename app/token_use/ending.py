@@ -7,8 +7,8 @@ place the same way). When someone here asked (Disconnect, forget), vcita must he
 too: the webhook is unsubscribed, then the token revoked, so that no copy of it (an old
 backup of the database) works any more. Both calls are written to `pending_calls` in the
 transaction that deletes the connection, then made; what vcita does not confirm is asked
-again until it answers (`calls.py`). When vcita already refused the token, it is told
-nothing.
+again until it answers (`calls.py`), and what it refuses waits for an operator. When vcita
+already refused the token, it is told nothing.
 """
 
 import logging
@@ -50,6 +50,7 @@ class Ended(Enum):
 
     VCITA_STOPPED = "vcita no longer accepts the token"
     VCITA_ASKED_AGAIN = "vcita did not confirm it stopped accepting the token: asked again"
+    VCITA_REFUSED = "vcita refused to revoke the token: kept for an operator, never asked again"
 
 
 def end_connection(connection_id: str, why: Ending) -> Ended | None:
@@ -91,9 +92,11 @@ def _tell_vcita(owed: list[ClaimedCall], deadline: float) -> Ended:
     outcomes = [
         calls.make(call) if time.monotonic() < deadline else calls.Outcome.RETRY for call in owed
     ]
-    if outcomes and outcomes[-1] is not calls.Outcome.DONE:
-        return Ended.VCITA_ASKED_AGAIN
-    return Ended.VCITA_STOPPED
+    if not outcomes or outcomes[-1] is calls.Outcome.DONE:
+        return Ended.VCITA_STOPPED
+    if outcomes[-1] is calls.Outcome.REFUSED:
+        return Ended.VCITA_REFUSED
+    return Ended.VCITA_ASKED_AGAIN
 
 
 def end_if_vcita_refuses(connection_id: str, why: Ending) -> bool:

@@ -33,7 +33,7 @@ IN_FLIGHT = timedelta(seconds=60)
 FIRST_BACKOFF = IN_FLIGHT
 LONGEST_BACKOFF = timedelta(hours=1)
 MAX_ERROR = 255  # characters of vcita's answer kept, as the column holds
-BATCH = 100  # calls one run looks at; the next run takes the rest
+BATCH = 100  # calls read at a time; a run reads on until none is left
 
 
 class Kind(enum.StrEnum):
@@ -116,19 +116,22 @@ class PendingCalls:
             row = db.execute(sa.insert(pending_calls).values(values).returning(*pending_calls.c))
             return _claimed_call(row.one())
 
-    def runnable(self, *, now: datetime | None = None, due_only: bool = True) -> list[int]:
-        """Return the ids of the pending calls to make now, in the order they were owed.
+    def runnable(
+        self, *, now: datetime | None = None, due_only: bool = True, after: int = 0
+    ) -> list[int]:
+        """Return the ids of up to BATCH pending calls to make now, in the order owed.
 
         `due_only`: those whose next attempt has come (the retrier); else every pending
         call not in flight, whose last attempt vcita answered or that was claimed longer
-        ago than any call takes (`flask vcita revocations --retry`).
+        ago than any call takes (`flask vcita revocations --retry`). `after`: only calls
+        owed after that one, for the next batch.
         """
         now = now or datetime.now(UTC)
         with self.database.transaction() as db:
             return list(
                 db.execute(
                     sa.select(pending_calls.c.id)
-                    .where(_runnable(now, due_only))
+                    .where(_runnable(now, due_only), pending_calls.c.id > after)
                     .order_by(pending_calls.c.id)
                     .limit(BATCH)
                 ).scalars()
@@ -166,8 +169,7 @@ class PendingCalls:
 
     def done(self, call_id: int) -> None:
         """Forget a call vcita answered, or that has nothing left to do."""
-        with self.database.transaction() as db:
-            db.execute(sa.delete(pending_calls).where(pending_calls.c.id == call_id))
+        self.drop(call_id)
 
     def retry_later(self, call_id: int, error: str) -> None:
         """Note why the attempt failed; the next one is already scheduled."""
