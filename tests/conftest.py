@@ -349,6 +349,13 @@ def app(make_app):
 
 
 @pytest.fixture
+def served_app(app):
+    """The app on a real threaded HTTP server on loopback, as under gunicorn's threads."""
+    with ServerThread(app) as server:
+        yield server
+
+
+@pytest.fixture
 def instance_folder(tmp_path, monkeypatch):
     """The instance folder of the apps this test makes: tmp_path / "instance", not the
     project's own, so that a test can see what the app makes there (by default nothing)."""
