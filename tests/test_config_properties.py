@@ -22,6 +22,7 @@ from app import create_app
 from app.config import ConfigError, load_config
 from app.vcita import SIGNING_ALGORITHMS
 
+from .conftest import REPEATABLE
 from .test_config import PRODUCTION, documented_variables
 from .test_private_key_jwt import EC_JWK, RSA_JWK, pem_of
 
@@ -60,13 +61,7 @@ odd_values = st.one_of(
 )
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(REPEATABLE, max_examples=300)
 @given(
     changes=st.dictionaries(st.sampled_from(APP_VARIABLES), odd_values, max_size=5),
     production=st.booleans(),
@@ -260,13 +255,7 @@ KEY_FILE_PROBLEMS = [
 ]
 
 
-@settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(REPEATABLE, max_examples=250)
 @given(content=key_file_contents)
 def test_any_key_file_gives_a_key_that_signs_or_the_one_message_naming_only_its_path(
     tmp_path, content
