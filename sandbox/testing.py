@@ -10,21 +10,30 @@ denies, over real HTTP, without a browser:
 
 `scripts/load.py` uses both as well. `as_a_shell_starts` runs a server's command with
 SIGINT as a shell would leave it, to test that Ctrl+C stops it however it was started.
+For the tests that every text of a page is translated: `page_texts` reads a page's texts,
+`demo_names` what vcita's demo answers hold, and `texts_to_translate` keeps the texts
+that say more than names.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 from waitress import wasyncore
 from waitress.server import create_server
+
+from .directory import load_directory
+from .settings import DEFAULT_BUSINESSES_FILE
 
 # Enough worker threads for a browser's parallel requests plus a client app's own calls.
 THREADS = 16
@@ -357,3 +366,70 @@ def _text_of(page: str) -> str:
     text = Text()
     text.feed(page)
     return " ".join(part for part in text.parts if part)
+
+
+# --- Is every text of a page translated? --------------------------------------------------
+
+# A word, in any script: two letters or more ("H", a business's initial, is none).
+WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+class _PageTexts(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.texts: set[str] = set()
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hidden += tag in ("script", "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in ("script", "style")
+
+    def handle_data(self, data: str) -> None:
+        text = " ".join(data.split())
+        if re.search(r"[^\W\d_]", text) and not self.hidden:  # words, not "." or "(2046)"
+            self.texts.add(text)
+
+
+def page_texts(html: str) -> set[str]:
+    """Return the texts a person reads on a page, whitespace folded; scripts and styles aside."""
+    parser = _PageTexts()
+    parser.feed(html)
+    return parser.texts
+
+
+def demo_names(businesses_file: Path = DEFAULT_BUSINESSES_FILE) -> set[str]:
+    """Return every key and text of the demo businesses and of the userinfo vcita answers for
+    them: names, IDs, e-mails, hosts, roles, statuses and tags, the same in every language."""
+    directory = load_directory(businesses_file)
+    userinfo = [directory.userinfo(member) for b in directory.businesses for member in b.staff]
+    return _keys_and_texts([json.loads(businesses_file.read_text(encoding="utf-8")), userinfo])
+
+
+def _keys_and_texts(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set(value) | _keys_and_texts(list(value.values()))
+    if isinstance(value, list):
+        return set().union(*map(_keys_and_texts, value))
+    return set()  # a number, true or null
+
+
+def texts_to_translate(texts: Iterable[str], names: Iterable[str]) -> set[str]:
+    """Return the texts that hold a word once every name is taken out of them.
+
+    A text made only of names ("Harbor Light Yoga · vcita Connect") or one that is JSON (the
+    userinfo vcita returned) is data; any other must read differently in another language.
+    """
+    longest_first = sorted(names, key=len, reverse=True)
+    name = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, longest_first)) + r")(?!\w)")
+    return {text for text in texts if WORD.search(name.sub(" ", text)) and not _is_json(text)}
+
+
+def _is_json(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), (dict, list))
+    except ValueError:
+        return False

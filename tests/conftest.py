@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from werkzeug.test import TestResponse
 
 from app import create_app, session_keys
@@ -47,6 +48,14 @@ CLIENT_SECRET = "test-client-secret-7463f1a2b9c0144b"
 REDIRECT_URI = "http://localhost/callback"  # the Flask test client's host
 SESSION_COOKIE = "vcita_connect"  # the session cookie's name outside production
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+# Hypothesis's settings for a property whose examples share the test's fixtures (one
+# tmp_path, one app): the same examples every run, none kept between runs.
+REPEATABLE = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 Store = TypeVar("Store")
 
 
@@ -346,6 +355,13 @@ def make_app(settings, vcita):
 @pytest.fixture
 def app(make_app):
     return make_app()
+
+
+@pytest.fixture
+def served_app(app):
+    """The app on a real threaded HTTP server on loopback, as under gunicorn's threads."""
+    with ServerThread(app) as server:
+        yield server
 
 
 @pytest.fixture

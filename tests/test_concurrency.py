@@ -23,20 +23,13 @@ from app.storage.database import Database
 from app.storage.sealer import Sealer
 from app.token_use import snapshots
 from app.vcita import AccessToken
-from sandbox.testing import SandboxPerson, ServerThread
+from sandbox.testing import SandboxPerson
 
 from .conftest import stored
 from .security_support import path_and_query
 
 FLOWS = 20
 BROWSERS_AT_ONCE = 4
-
-
-@pytest.fixture
-def served_app(app):
-    """The app on a real threaded HTTP server on loopback."""
-    with ServerThread(app) as server:
-        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from app.storage.tables import connections
 from app.token_use import client_reads
 from app.token_use.client_reads import ClientReads, get_client_reads
 from sandbox.settings import DEFAULT_BUSINESSES_FILE
-from sandbox.testing import ServerThread
 
 from .conftest import (
     browser_with_cookie,
@@ -420,13 +419,6 @@ SLOW_LIST = {"delay": 60}
 # gives up and the test fails); one that does not wait answers in milliseconds, however
 # busy the machine.
 NO_WAITING_SECONDS = 5
-
-
-@pytest.fixture
-def served_app(app):
-    """The app on a real threaded HTTP server on loopback, as under gunicorn's threads."""
-    with ServerThread(app) as server:
-        yield server
 
 
 @pytest.fixture

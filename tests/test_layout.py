@@ -39,12 +39,15 @@ def layer_of(unit: str) -> int:
     return next(number for number, layer in enumerate(LAYERS) if unit in layer)
 
 
-def imported_units(path: Path) -> set[str]:
-    """Return the units of app/ that the module at `path` imports."""
+def imported_units(path: Path, source: str | None = None) -> set[str]:
+    """Return the units of app/ that the module at `path` (its text: `source`) imports."""
     package = path.relative_to(APP).with_suffix("").parts[:-1]
     units = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.Import):  # import app.views: "app", ".", "views"
+            names = [alias.name.partition(".") for alias in node.names]
+            units |= {unit_of(module) for top, _, module in names if top == "app"}
+        elif isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - node.level + 1]
             names = [node.module] if node.module else [alias.name for alias in node.names]
             units |= {unit_of(".".join([*base, name])) for name in names}
@@ -76,3 +79,19 @@ def test_a_module_imports_only_its_own_unit_and_the_layers_below(path):
 
 def test_the_copyable_client_imports_nothing_of_the_app():
     assert imported_units(APP / "vcita.py") == set()
+
+
+@pytest.mark.parametrize(
+    ("source", "units"),
+    [
+        ("import app.views", {"views"}),
+        ("import app.connect.flows as flows", {"connect"}),
+        ("import app", {"__init__"}),
+        ("import logging, application", set()),
+        ("from app.token_use import ending", {"token_use"}),
+        ("from ..storage import database", {"storage"}),
+        ("from . import pages", {"connect"}),
+    ],
+)
+def test_the_layer_check_sees_every_way_a_module_imports(source, units):
+    assert imported_units(APP / "connect" / "flows.py", source) == units

@@ -28,7 +28,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app import create_app
@@ -39,7 +39,7 @@ from app.storage.tables import metadata
 from app.vcita import AccessToken
 
 from . import postgres
-from .conftest import close, stored
+from .conftest import REPEATABLE, close, stored
 
 ROOT = Path(__file__).resolve().parent.parent
 NEWEST = migrations.script_directory().get_current_head()
@@ -508,13 +508,7 @@ def todays_database(tmp_path) -> Path:
     return path
 
 
-@hypothesis.settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@hypothesis.settings(REPEATABLE, max_examples=40)
 @given(
     revisions=st.one_of(
         st.just([NEWEST]),

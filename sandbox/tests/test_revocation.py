@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CLIENT_ID, OWNER_UID, SESSION_COOKIE, STAFF_UID, authorize_url, log_in
+from .conftest import (
+    CLIENT_ID,
+    OWNER_UID,
+    SESSION_COOKIE,
+    STAFF_UID,
+    authorize_url,
+    bearer,
+    log_in,
+)
 
 REVOKE = "/platform/v1/tokens/revoke"
 CEDAR_OWNER = "6df31cfb24107721"  # Daniel O'Brien, another business
 CONSENT = "wants to access your vcita account"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_a_token_revokes_itself_with_201_and_is_refused_everywhere_after(
