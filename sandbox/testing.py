@@ -18,7 +18,6 @@ that say more than names.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 import time
@@ -370,8 +369,34 @@ def _text_of(page: str) -> str:
 
 # --- Is every text of a page translated? --------------------------------------------------
 
-# A word, in any script: two letters or more ("H", a business's initial, is none).
-WORD = re.compile(r"[^\W\d_]{2,}")
+
+def _has_letters(text: str, in_a_row: int) -> bool:
+    """Whether `text` holds `in_a_row` letters, in any script, one after another.
+
+    Plain string methods, not a pattern: the sandbox's patterns are all measured for linear
+    time (tests/test_linear_time.py), and these helpers need none.
+    """
+    run = 0
+    for character in text:
+        run = run + 1 if character.isalpha() else 0
+        if run >= in_a_row:
+            return True
+    return False
+
+
+def _without(text: str, name: str) -> str:
+    """Return `text` with every whole-word `name` in it blanked out."""
+    kept, start = [], 0
+    while (found := text.find(name, start)) >= 0:
+        end = found + len(name)
+        before, after = text[found - 1 : found], text[end : end + 1]
+        if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+            kept.append(text[start:found] + " ")
+            start = end
+        else:
+            kept.append(text[start : found + 1])
+            start = found + 1
+    return "".join(kept) + text[start:]
 
 
 class _PageTexts(HTMLParser):
@@ -388,7 +413,7 @@ class _PageTexts(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         text = " ".join(data.split())
-        if re.search(r"[^\W\d_]", text) and not self.hidden:  # words, not "." or "(2046)"
+        if _has_letters(text, 1) and not self.hidden:  # words, not "." or "(2046)"
             self.texts.add(text)
 
 
@@ -424,8 +449,14 @@ def texts_to_translate(texts: Iterable[str], names: Iterable[str]) -> set[str]:
     userinfo vcita returned) is data; any other must read differently in another language.
     """
     longest_first = sorted(names, key=len, reverse=True)
-    name = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, longest_first)) + r")(?!\w)")
-    return {text for text in texts if WORD.search(name.sub(" ", text)) and not _is_json(text)}
+    return {text for text in texts if _has_words(text, longest_first) and not _is_json(text)}
+
+
+def _has_words(text: str, names: list[str]) -> bool:
+    """Whether a word is left in `text` once every name is taken out ("H" is no word)."""
+    for name in names:
+        text = _without(text, name)
+    return _has_letters(text, 2)
 
 
 def _is_json(text: str) -> bool:
