@@ -32,7 +32,7 @@ from app.token_use import calls, ending
 from app.token_use import pending_calls as pending_calls_module
 from app.token_use.calls import Outcome, Retrier, get_retrier, run_pending
 from app.token_use.pending_calls import Kind, State, get_pending_calls
-from app.token_use.subscriptions import get_subscriptions
+from app.token_use.subscriptions import get_subscriptions, new_target_url
 from app.vcita_client import get_vcita
 
 from .conftest import change_vcita_settings, finish_background_work, only_connection, stored
@@ -808,3 +808,33 @@ def test_the_landing_page_names_everything_the_app_reads_from_vcita(app, browser
     assert "Disconnect at any time: vcita stops accepting the key, and this app deletes it." in (
         landing
     )
+
+
+def test_two_subscribes_owed_for_one_connection_subscribe_it_once(make_app, new_browser, vcita):
+    # One staff member's two callbacks, on two workers, may each write a subscribe down
+    # before either is made; two instances then make them at the same moment.
+    app = make_app(PUBLIC_BASE_URL=PUBLIC)
+    vcita.set_fault("subscribe", status=503)
+    browser = new_browser(app)
+    assert browser.get(browser.approve()).status_code == 303
+    finish_background_work(app)
+    connection = only_connection(app)
+    with app.app_context():
+        get_pending_calls().add(
+            Kind.SUBSCRIBE,
+            business_uid=connection.business_uid,
+            staff_uid=connection.staff_uid,
+            connection_id=connection.id,
+            sealed_target_url=get_sealer().seal(new_target_url(PUBLIC)),
+        )
+    vcita.clear_faults()
+    vcita.set_fault("subscribe", delay=0.5)  # each in flight long enough to meet the other
+
+    instances = [threading.Thread(target=run, args=(app,), kwargs={"now": later()}) for _ in "ab"]
+    for instance in instances:
+        instance.start()
+    for instance in instances:
+        instance.join()
+
+    assert len(vcita.subscriptions()) == 1
+    assert stored(app).pending_calls.all() == []

@@ -248,6 +248,10 @@ def _subscribe(claimed: ClaimedCall) -> tuple[Outcome, str | None]:
     subscriptions = get_subscriptions()
     if connection is None or subscriptions.target_url_of(connection.id) is not None:
         return Outcome.DONE, None  # ended since; or subscribed already, kept on connecting again
+    if get_pending_calls().subscribe_owed(connection.id) != claimed.call.id:
+        # Two callbacks of one staff member, on two workers, each wrote one down: only the
+        # first owed is made, else both could reach vcita before either is kept here.
+        return Outcome.DONE, None
     target_url = get_sealer().open(claimed.sealed_target_url or "")
     vcita = get_vcita()
     try:

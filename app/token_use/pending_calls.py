@@ -223,10 +223,10 @@ class PendingCalls:
         return {row.id: row.encrypted_token for row in rows}
 
     def subscribe_owed(self, connection_id: str) -> int | None:
-        """Return the id of the subscribe owed for a connection, if one is."""
+        """Return the id of the first subscribe owed for a connection, if one is."""
         with self.database.transaction() as db:
             return db.execute(
-                sa.select(pending_calls.c.id).where(
+                sa.select(sa.func.min(pending_calls.c.id)).where(
                     pending_calls.c.kind == Kind.SUBSCRIBE.value,
                     pending_calls.c.connection_id == connection_id,
                 )
