@@ -62,6 +62,7 @@ class ClientsRead:
     started_at: datetime
     ended_at: datetime | None = None
     _kept: bool = False
+    _has_keeper: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def end(self) -> None:
@@ -89,6 +90,12 @@ class ClientsRead:
         with self._lock:
             claimed, self._kept = not self._kept, True
         return claimed
+
+    def take_keeper(self) -> bool:
+        """Say whether the caller is to give the read its keeper: only the first to ask is."""
+        with self._lock:
+            first, self._has_keeper = not self._has_keeper, True
+        return first
 
 
 class ClientReads:
@@ -139,9 +146,13 @@ class ClientReads:
         return read
 
     def keep_when_read(self, connection_id: str, read: ClientsRead) -> None:
-        """Keep the read's rows with the connection as soon as they arrive."""
-        self._remember(connection_id, read)
-        read.future.add_done_callback(lambda done: self._keep(connection_id, read))
+        """Keep the read's rows with the connection as soon as they arrive.
+
+        Every page that waited on a late read asks; the read is given one keeper.
+        """
+        if read.take_keeper():
+            self._remember(connection_id, read)
+            read.future.add_done_callback(lambda done: self._keep(connection_id, read))
 
     def wait(self, timeout: float = 10) -> None:
         """Wait until every read under way has ended (tests)."""

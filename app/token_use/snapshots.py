@@ -133,7 +133,6 @@ def clients_panel(connection: Connection) -> ClientsPanel:
     kept = connection.snapshot
     reads = get_client_reads()
     read = reads.latest(connection.id)
-    started_here = read is None  # a read found under way already has its keeper
     if read is None:
         if kept is not None and _in_the_last(kept.clients_read_at, JUST_READ_FOR):
             return ClientsPanel.kept_in(kept, Listing.LISTED)
@@ -146,7 +145,7 @@ def clients_panel(connection: Connection) -> ClientsPanel:
         return ClientsPanel.kept_in(kept, Listing.UNANSWERED)
     if rows is not None and read.claim():
         get_connections().keep_recent_clients(connection.id, rows, read.started_at)
-    if listing is Listing.ON_THEIR_WAY and started_here:
+    if listing is Listing.ON_THEIR_WAY:
         reads.keep_when_read(connection.id, read)
     return _panel(listing, rows, read, kept)
 
